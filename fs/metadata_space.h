@@ -24,6 +24,9 @@ class MetadataSpace {
   virtual void modify(const BufferRef& buf) = 0;
   // A new metadata block near goal (0: no preference). ENOSPC when none is left.
   virtual Result<BufferRef> allocate(BlockType type, uint64_t goal) = 0;
+  // A zeroed buffer for a block at a fixed place in the layout (bitmaps at mkfs), already
+  // in the transaction. Nothing is read.
+  virtual BufferRef create_fixed(uint64_t blocknr, BlockType type) = 0;
   // Returns a metadata block. It is not reused until no journal transaction still names it.
   virtual Status free(uint64_t blocknr) = 0;
 };

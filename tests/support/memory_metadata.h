@@ -49,6 +49,15 @@ class MemoryMetadata : public MetadataSpace {
     blocks_[b] = buf;
     return buf;
   }
+  BufferRef create_fixed(uint64_t blocknr, BlockType type) override {
+    auto buf = std::make_shared<Buffer>();
+    buf->blocknr = blocknr;
+    buf->type = type;
+    buf->bytes = AlignedBuffer(block_size_, 4096);
+    buf->in_transaction = true;
+    blocks_[blocknr] = buf;
+    return buf;
+  }
   Status free(uint64_t blocknr) override {
     if (!blocks_.erase(blocknr)) throw std::logic_error("double free of block " + std::to_string(blocknr));
     free_.insert(blocknr);
