@@ -1,14 +1,41 @@
-// The stablefs command: dispatches to subcommands (mkfs, fsck, info, ...).
+// The stablefs command: dispatches to subcommands (mkfs, fsck, info).
 // Invoked as mkfs.stablefs or fsck.stablefs it behaves as that subcommand.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstring>
 #include <string>
+#include <vector>
+
+#include "cli/commands.h"
 
 int main(int argc, char** argv) {
+  // mkfs.stablefs ARGS == stablefs mkfs ARGS (likewise fsck.stablefs).
+  std::vector<std::string> args(argv, argv + argc);
+  std::string self = args[0].substr(args[0].find_last_of('/') + 1);
+  for (const char* alias : {"mkfs", "fsck"}) {
+    if (self == std::string(alias) + ".stablefs") args.insert(args.begin() + 1, alias);
+  }
+  std::vector<char*> cargs;
+  for (auto& a : args) cargs.push_back(a.data());
+
   CLI::App app{"stablefs: a FUSE filesystem with checksummed, stable-page-safe direct I/O"};
   app.set_version_flag("--version", "stablefs 0.1.0");
   app.require_subcommand(1);
-  CLI11_PARSE(app, argc, argv);
-  return 0;
+  std::vector<std::pair<CLI::App*, stablefs::cli::RunFn>> commands;
+  auto add = [&](stablefs::cli::RunFn run) { commands.emplace_back(app.get_subcommands({}).back(), std::move(run)); };
+  add(stablefs::cli::add_mkfs_command(app));
+  add(stablefs::cli::add_info_command(app));
+  add(stablefs::cli::add_fsck_command(app));
+  try {
+    app.parse(static_cast<int>(cargs.size()), cargs.data());
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "stablefs: %s (see --help)\n", e.what());
+    // fsck(8) reserves 16 for usage errors.
+    return app.got_subcommand("fsck") || self == "fsck.stablefs" ? 16 : 1;
+  }
+  for (auto& [sub, run] : commands)
+    if (sub->parsed()) return run();
+  return 1;
 }

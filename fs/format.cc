@@ -171,7 +171,7 @@ Result<Superblock> Superblock::decode(std::span<const uint8_t> block, uint64_t d
     return Status::error(EOPNOTSUPP, "filesystem uses unsupported incompatible features " + hex(sb.incompat & ~kKnownIncompat));
   std::memcpy(sb.uuid.data(), p + 16, sb.uuid.size());
   sb.total_blocks = get64(p + kSbTotalBlocks);
-  if (sb.total_blocks < 64) return bad("total_blocks", "filesystem too small (" + std::to_string(sb.total_blocks) + " blocks)");
+  if (sb.total_blocks < 2 * kMinJournalBlocks) return bad("total_blocks", "filesystem too small (" + std::to_string(sb.total_blocks) + " blocks)");
   if (sb.total_blocks > device_bytes / sb.block_size)
     return bad("total_blocks", std::to_string(sb.total_blocks) + " blocks do not fit the device (" +
                                    std::to_string(device_bytes / sb.block_size) + " blocks)");
@@ -181,7 +181,7 @@ Result<Superblock> Superblock::decode(std::span<const uint8_t> block, uint64_t d
   sb.bitmap_blocks = get64(p + kSbBitmapBlocks);
   sb.data_start = get64(p + kSbDataStart);
   if (sb.journal_start != 1) return bad("journal_start", "must be 1");
-  if (sb.journal_blocks < 16 || sb.journal_blocks > sb.total_blocks / 2)
+  if (sb.journal_blocks < kMinJournalBlocks || sb.journal_blocks > sb.total_blocks / 2)
     return bad("journal_blocks", std::to_string(sb.journal_blocks) + " is out of range");
   if (sb.bitmap_start != sb.journal_start + sb.journal_blocks)
     return bad("bitmap_start", "does not follow the journal");

@@ -25,6 +25,8 @@ inline constexpr uint32_t kFormatVersion = 1;
 inline constexpr uint32_t kMinBlockSize = 4096;
 inline constexpr uint32_t kMaxBlockSize = 65536;
 inline constexpr uint32_t kDefaultBlockSize = 4096;
+// Smallest journal: a log that holds a transaction of every namespace operation.
+inline constexpr uint64_t kMinJournalBlocks = 256;
 
 // Type field of the block header. Values are on-disk; never renumber.
 enum class BlockType : uint16_t {

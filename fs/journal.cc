@@ -95,7 +95,7 @@ Journal::Journal(BlockDevice& dev, const Superblock& sb, uint64_t next_seq)
     : dev_(dev), sb_(sb), next_seq_(next_seq), head_(sb.journal_start + 1) {}
 
 size_t Journal::max_transaction_blocks() const {
-  return std::min<size_t>(descriptor_capacity(sb_.block_size), log_blocks_total() / 4);
+  return std::min<size_t>(descriptor_capacity(sb_.block_size), log_blocks_total() / 2 - 1);
 }
 
 bool Journal::fits(size_t n) const { return head_ + n + 2 <= log_end(); }

@@ -1,0 +1,26 @@
+// Subcommands of the stablefs command. Each add_* registers its options on the root app
+// and returns the function that runs it once parsing chose it; that function returns the
+// process exit status and prints its own one-line errors to stderr.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace stablefs::cli {
+
+using RunFn = std::function<int()>;
+
+RunFn add_mkfs_command(CLI::App& root);
+RunFn add_info_command(CLI::App& root);
+RunFn add_fsck_command(CLI::App& root);
+
+// Parses a size such as 4096, 64K, 512M, 1G, 2T (binary units). Throws CLI::ValidationError.
+uint64_t parse_size(const std::string& text);
+// Prints "stablefs <cmd>: <message>" to stderr.
+void print_error(const std::string& command, const std::string& message);
+// Whether path (or the device it names) is the source of a mounted filesystem.
+bool is_mounted(const std::string& path);
+
+}  // namespace stablefs::cli

@@ -1,0 +1,110 @@
+// MetadataStore: one filesystem's metadata on its device — superblock, buffer cache,
+// journal, allocator and the two B+trees — and the running transaction that ties them.
+//
+// Every change happens inside an operation:
+//   SFS_TRY(store.begin_operation(blocks_needed));   // may commit; refuses ENOSPC/EROFS/EIO
+//   ... tree and allocator calls (they call modify() on what they change) ...
+//   return store.end_operation(status);
+// An operation that fails after changing metadata cannot be undone, so the store shuts down
+// (like XFS): nothing more is committed and later operations fail with EIO; the device keeps
+// its last committed state. Transactions commit on sync(), when they grow large, and at
+// close(); each commit is one journal write plus one flush (group commit).
+//
+// Not thread-safe: REQUIRES the filesystem's metadata lock for every call.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "bounce/block_device.h"
+#include "fs/allocator.h"
+#include "fs/btree.h"
+#include "fs/buffer_cache.h"
+#include "fs/format.h"
+#include "fs/journal.h"
+#include "fs/metadata_space.h"
+
+namespace stablefs {
+
+struct StoreOptions {
+  bool read_only = false;
+  size_t cache_blocks = 16384;  // clean metadata blocks kept in memory
+  // fsck: open even when summary counters disagree with the structures (fsck reports them).
+  bool tolerate_inconsistent_counters = false;
+};
+
+struct StoreStats {
+  uint64_t transactions_committed = 0;
+  uint64_t checkpoints = 0;
+  uint64_t replayed_transactions = 0;  // at open
+  uint64_t block_reads = 0;            // read() calls, cache hits included
+};
+
+class MetadataStore : public MetadataSpace {
+ public:
+  // Opens an existing filesystem: verifies the superblock, replays the journal (read-only:
+  // into memory only), loads the allocator, and, read-write, marks the filesystem dirty.
+  static Result<std::unique_ptr<MetadataStore>> open(BlockDevice& dev, StoreOptions opts);
+  // mkfs: lays out an empty filesystem with the geometry in sb (journal, bitmaps, empty
+  // trees) and returns it open read-write inside a running transaction.
+  static Result<std::unique_ptr<MetadataStore>> format(BlockDevice& dev, const Superblock& sb);
+  ~MetadataStore() override;
+
+  Status begin_operation(size_t blocks_needed = 16);
+  Status end_operation(Status result);
+  // Commits the running transaction (journal write + flush).
+  Status commit();
+  // Commits and writes everything home; the log is empty afterwards.
+  Status checkpoint();
+  // Checkpoints, marks the filesystem clean in both superblocks and stops all writing.
+  Status close();
+
+  Superblock& superblock() { return sb_; }
+  const Superblock& superblock() const { return sb_; }
+  BTree& fs_tree() { return *fs_tree_; }
+  BTree& csum_tree() { return *csum_tree_; }
+  Allocator& allocator() { return *alloc_; }
+  BlockDevice& device() { return dev_; }
+  bool read_only() const { return read_only_; }
+  bool shut_down() const { return shut_down_; }
+  const StoreStats& stats() const { return stats_; }
+  // Levels of the filesystem tree (1: a lone leaf).
+  Result<uint32_t> fs_tree_height();
+  const Journal& journal() const { return *journal_; }
+
+  // MetadataSpace
+  uint32_t block_size() const override { return sb_.block_size; }
+  Result<BufferRef> read(uint64_t blocknr, BlockType type) override;
+  void modify(const BufferRef& buf) override;
+  Result<BufferRef> allocate(BlockType type, uint64_t goal) override;
+  BufferRef create_fixed(uint64_t blocknr, BlockType type) override;
+  Status free(uint64_t blocknr) override;
+
+ private:
+  MetadataStore(BlockDevice& dev, const Superblock& sb, StoreOptions opts, uint64_t next_seq);
+  Status load_structures();
+  Status shut_down_with(Status cause);
+
+  BlockDevice& dev_;
+  Superblock sb_;
+  bool read_only_;
+  bool tolerate_counters_;
+  BufferCache cache_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<Allocator> alloc_;
+  std::unique_ptr<BTree> fs_tree_;
+  std::unique_ptr<BTree> csum_tree_;
+  BufferRef sb_buf_;
+  std::vector<BufferRef> running_;  // buffers changed in the running transaction
+  uint64_t modifications_ = 0;      // modify() calls, to tell whether a failed op changed anything
+  uint64_t op_start_modifications_ = 0;
+  bool shut_down_ = false;
+  bool closed_ = false;
+  StoreStats stats_;
+};
+
+// Wall-clock time as stored in inodes and the superblock.
+uint64_t now_ns();
+
+}  // namespace stablefs

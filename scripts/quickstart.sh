@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: install dependencies, build stablefs, create a filesystem on
+# a default image file (kept if it already holds one), show it and check it.
+#   STABLEFS_IMAGE  image path (default /var/tmp/stablefs.img)
+#   STABLEFS_SIZE   size of a new image (default 1G)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+image=${STABLEFS_IMAGE:-/var/tmp/stablefs.img}
+size=${STABLEFS_SIZE:-1G}
+./scripts/install-deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+if ./build/stablefs info "$image" >/dev/null 2>&1; then
+  echo "== $image already holds a stablefs filesystem; keeping it"
+else
+  echo "== creating $image ($size)"
+  ./build/stablefs mkfs "$image" --size "$size"
+fi
+echo "== stablefs info $image"
+./build/stablefs info "$image"
+echo "== stablefs fsck -n $image"
+./build/stablefs fsck -n "$image"

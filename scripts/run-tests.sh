@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds stablefs twice (release with -Werror, and Debug with ASan+UBSan) and runs every test:
+# the doctest unit tests under both builds and the command-line suite (tests/cli) under the
+# sanitizer build. Ends with "N passed, N failed[, N skipped]" and exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+./scripts/install-deps.sh || { echo "dependency installation failed"; exit 1; }
+
+jobs=$(nproc 2>/dev/null || echo 2)
+passed=0 failed=0 skipped=0
+failures=()
+start=$(date +%s)
+
+build() {  # build DIR CMAKE-ARGS...
+  local dir=$1; shift
+  cmake -S "$root" -B "$dir" "$@" >"$dir.configure.log" 2>&1 &&
+    cmake --build "$dir" -j"$jobs" >"$dir.build.log" 2>&1
+}
+
+run_unit() {  # run_unit NAME BINARY
+  local name=$1 bin=$2 out
+  out=$(mktemp)
+  if "$bin" --no-intro --duration=false >"$out" 2>&1; then :; fi
+  local summary
+  summary=$(grep -E '^\[doctest\] test cases:' "$out" | tail -1)
+  local p f s
+  p=$(sed -nE 's/.*\| *([0-9]+) passed.*/\1/p' <<<"$summary")
+  f=$(sed -nE 's/.*\| *([0-9]+) failed.*/\1/p' <<<"$summary")
+  s=$(sed -nE 's/.*\| *([0-9]+) skipped.*/\1/p' <<<"$summary")
+  if [ -z "$p" ]; then  # crashed before the summary (sanitizer abort)
+    tail -40 "$out"
+    failed=$((failed + 1)); failures+=("$name: crashed")
+  else
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + ${s:-0}))
+    [ "$f" -eq 0 ] || { grep -E 'ERROR|FATAL|TEST CASE' "$out" | head -40; failures+=("$name: $f failed"); }
+  fi
+  echo "unit tests ($name): ${summary:-crashed}"
+  rm -f "$out"
+}
+
+echo "== building release (-Werror)"
+if ! build build-release -DCMAKE_BUILD_TYPE=Release -DSTABLEFS_WERROR=ON; then
+  tail -30 build-release.build.log build-release.configure.log 2>/dev/null
+  echo "0 passed, 1 failed"; exit 1
+fi
+echo "== building sanitizers (ASan+UBSan)"
+if ! build build-asan -DCMAKE_BUILD_TYPE=Debug -DSTABLEFS_SANITIZE=ON -DSTABLEFS_WERROR=ON; then
+  tail -30 build-asan.build.log build-asan.configure.log 2>/dev/null
+  echo "0 passed, 1 failed"; exit 1
+fi
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run_unit release build-release/stablefs_unit_tests
+run_unit asan build-asan/stablefs_unit_tests
+
+echo "== command-line suite (sanitizer build)"
+for t in tests/cli/[0-9]*.sh; do
+  name=$(basename "$t" .sh)
+  log=$(mktemp)
+  STABLEFS_BIN="$root/build-asan/stablefs" timeout 600 bash "$t" >"$log" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ]; then
+    passed=$((passed + 1)); echo "  pass  $name"
+  elif [ $rc -eq 77 ]; then
+    skipped=$((skipped + 1)); echo "  skip  $name: $(tail -1 "$log")"
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "  FAIL  $name (exit $rc)"; sed 's/^/        /' "$log" | tail -30
+  fi
+  rm -f "$log"
+done
+
+echo "== took $(( $(date +%s) - start )) s"
+for f in "${failures[@]}"; do echo "failed: $f"; done
+line="$passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
+echo "$line"
+[ "$failed" -eq 0 ]

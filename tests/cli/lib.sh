@@ -1,0 +1,53 @@
+# Shared helpers for the command-line suite. Source it first; it sets up a scratch directory
+# and a trap that detaches loop devices, resets zram and removes scratch files on any exit.
+set -uo pipefail
+STABLEFS=${STABLEFS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/stablefs}
+SCRATCH=$(mktemp -d /var/tmp/stablefs-test.XXXXXX)
+LOOPS=()
+ZRAM_USED=0
+
+cleanup() {
+  local l
+  for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
+  if [ "$ZRAM_USED" = 1 ]; then echo 1 >/sys/block/zram0/reset 2>/dev/null; fi
+  rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*"; exit 1; }
+skip() { echo "$*"; exit 77; }
+
+# expect_exit CODE CMD...: runs CMD, fails unless it exits with CODE. Output goes to $OUT.
+expect_exit() {
+  local want=$1; shift
+  OUT=$("$@" 2>&1); local rc=$?
+  [ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want; output: $OUT"
+}
+
+# expect_one_line_error CMD...: CMD must fail with exactly one line on stderr.
+expect_one_line_error() {
+  local err rc
+  err=$("$@" 2>&1 >/dev/null); rc=$?
+  [ "$rc" -ne 0 ] || fail "'$*' succeeded, expected an error"
+  [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "'$*' printed more than one error line: $err"
+  [ -n "$err" ] || fail "'$*' failed silently"
+  ERR=$err
+}
+
+# new_loop IMAGE: attaches IMAGE to a loop device (detached at exit); prints the device.
+new_loop() {
+  local dev
+  dev=$(losetup -f --show "$1") || skip "no loop device available"
+  LOOPS+=("$dev")
+  echo "$dev"
+}
+
+# flip_byte FILE OFFSET: inverts one byte in place.
+flip_byte() {
+  local file=$1 off=$2 byte
+  byte=$(od -An -tu1 -j "$off" -N1 "$file" | tr -d ' ')
+  printf "$(printf '\\%03o' $(( 255 - byte )))" | dd of="$file" bs=1 seek="$off" conv=notrunc status=none
+}
+
+# info_field IMAGE LABEL: the first number after LABEL in `stablefs info`.
+info_field() { "$STABLEFS" info "$1" | sed -nE "s/^$2 +[^0-9]*([0-9]+).*/\1/p" | head -1; }

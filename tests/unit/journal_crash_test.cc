@@ -1,0 +1,207 @@
+// Journal crash test: a workload of metadata operations runs against an in-memory device that
+// records every write. For EVERY write index k, the device as it would be after a crash right
+// after write k is mounted (replaying the journal): its namespace must equal the state after
+// some prefix of the workload's operations, never go backwards as k grows, include every
+// operation that a completed sync() covered, and fsck must find it clean. Every commit write is
+// also torn (only its first blocks land): the torn transaction must be ignored.
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+
+#include <map>
+#include <random>
+
+#include "bounce/memory_device.h"
+#include "fs/filesystem.h"
+#include "fs/fsck.h"
+#include "fs/mkfs.h"
+#include "support/fs_dump.h"
+
+namespace stablefs {
+namespace {
+
+constexpr uint64_t kDeviceBytes = 8ull << 20;
+
+// Runs a deterministic random namespace workload; records the namespace after every
+// operation, and for every sync the device write count at which it completed.
+struct Workload {
+  std::vector<std::string> states;            // states[i]: after i operations
+  std::vector<std::pair<uint64_t, size_t>> synced;  // (writes when sync returned, ops covered)
+};
+
+std::string name_of(int i) { return "n" + std::to_string(i) + (i % 3 == 0 ? std::string(40, 'x') : ""); }
+
+Workload run_workload(Filesystem& fs, MemoryDevice& dev, int ops, uint32_t seed) {
+  Workload w;
+  std::mt19937 rng(seed);
+  auto dump = [&] {
+    auto d = test::dump_namespace(fs);
+    REQUIRE_MESSAGE(d.ok(), d.status().message());
+    return *d;
+  };
+  w.states.push_back(dump());
+  std::vector<uint64_t> dirs{kRootIno};
+  std::vector<std::pair<uint64_t, std::string>> files;  // (dir, name)
+  int next = 0;
+  Credentials cred{1000, 1000};
+  for (int op = 0; op < ops; ++op) {
+    uint64_t dir = dirs[rng() % dirs.size()];
+    int kind = static_cast<int>(rng() % 12);
+    Status st;
+    if (kind <= 3 || files.empty()) {
+      std::string n = name_of(next++);
+      auto r = fs.mknod(dir, n, S_IFREG | 0644, 0, cred);
+      st = r.status();
+      if (r.ok()) files.emplace_back(dir, n);
+    } else if (kind == 4) {
+      std::string n = name_of(next++);
+      auto r = fs.mkdir(dir, n, 0755, cred);
+      st = r.status();
+      if (r.ok()) dirs.push_back(r->ino);
+    } else if (kind == 5) {
+      std::string n = name_of(next++);
+      auto r = fs.symlink(dir, n, std::string(1 + rng() % 2000, 't'), cred);
+      st = r.status();
+    } else if (kind == 6) {
+      size_t i = rng() % files.size();
+      st = fs.unlink(files[i].first, files[i].second);
+      files.erase(files.begin() + static_cast<long>(i));
+    } else if (kind == 7) {
+      size_t i = rng() % files.size();
+      std::string n = name_of(next++);
+      st = fs.rename(files[i].first, files[i].second, dir, n, 0);
+      if (st.ok()) files[i] = {dir, n};
+    } else if (kind == 8) {
+      size_t i = rng() % files.size();
+      auto target = fs.lookup(files[i].first, files[i].second);
+      REQUIRE(target.ok());
+      std::string n = name_of(next++);
+      auto r = fs.link(target->ino, dir, n);
+      st = r.status();
+      if (r.ok()) files.emplace_back(dir, n);
+    } else if (kind == 9) {
+      size_t i = rng() % files.size();
+      auto target = fs.lookup(files[i].first, files[i].second);
+      REQUIRE(target.ok());
+      std::string value(rng() % 300, 'v');
+      st = fs.setxattr(target->ino, "user.k" + std::to_string(rng() % 4), {reinterpret_cast<const uint8_t*>(value.data()), value.size()}, 0);
+    } else if (kind == 10) {
+      size_t i = rng() % files.size();
+      auto target = fs.lookup(files[i].first, files[i].second);
+      REQUIRE(target.ok());
+      SetAttrRequest req;
+      req.mode = static_cast<uint32_t>(rng() % 07777);
+      req.mtime = Timespec{static_cast<int64_t>(rng()), static_cast<uint32_t>(rng() % 1000000000)};
+      st = fs.setattr(target->ino, req).status();
+    } else {
+      size_t i = rng() % files.size(), j = rng() % files.size();
+      st = fs.rename(files[i].first, files[i].second, files[j].first, files[j].second, kRenameExchange);
+      if (st.ok()) std::swap(files[i], files[j]);
+    }
+    REQUIRE_MESSAGE(st.ok(), "operation " << op << " (kind " << kind << "): " << st.message());
+    w.states.push_back(dump());
+    if (rng() % 3 == 0) {
+      REQUIRE(fs.sync().ok());
+      w.synced.emplace_back(dev.log().size(), w.states.size() - 1);
+    }
+  }
+  return w;
+}
+
+// Mounts an image, returns the index of the workload state it equals (or -1) and whether
+// fsck found it clean.
+struct CutResult {
+  int state = -1;
+  int fsck_exit = -1;
+  std::string error;
+};
+
+CutResult mount_cut(std::vector<uint8_t> image, const std::vector<std::string>& states) {
+  CutResult r;
+  MemoryDevice dev(std::move(image), "cut");
+  {
+    auto fs = Filesystem::open(dev, {});
+    if (!fs.ok()) {
+      r.error = "mount: " + fs.status().message();
+      return r;
+    }
+    auto d = test::dump_namespace(**fs);
+    if (!d.ok()) {
+      r.error = "dump: " + d.status().message();
+      return r;
+    }
+    for (size_t i = 0; i < states.size(); ++i)
+      if (states[i] == *d) r.state = static_cast<int>(i);
+    if (r.state < 0) r.error = "namespace matches no prefix of the workload:\n" + *d;
+    Status st = (*fs)->close();
+    if (!st.ok()) r.error = "close: " + st.message();
+  }
+  FsckOptions fo;
+  std::string problems;
+  fo.on_problem = [&](const std::string& p) { problems += p + "\n"; };
+  r.fsck_exit = run_fsck(dev, fo).exit_code();
+  if (r.fsck_exit != 0) r.error += "fsck: " + problems;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("journal: a crash after any write recovers to a committed prefix and fsck is clean") {
+  MemoryDevice dev(kDeviceBytes, "crash");
+  MkfsOptions mo;
+  REQUIRE(make_filesystem(dev, mo).ok());
+  std::vector<uint8_t> base = dev.snapshot();
+
+  dev.set_recording(true);
+  auto fs = Filesystem::open(dev, {});
+  REQUIRE(fs.ok());
+  Workload w = run_workload(**fs, dev, 400, 12345);
+  REQUIRE((*fs)->close().ok());
+  const auto log = dev.log();  // copy: mount_cut's devices do not record
+  dev.set_recording(false);
+
+  size_t writes = 0, torn = 0, checkpoints_seen = 0;
+  int last_state = 0;
+  std::vector<uint8_t> image = base;
+  for (size_t k = 0; k <= log.size(); ++k) {
+    INFO("cut after log entry " << k << " of " << log.size());
+    // A flush changes no bytes: the image after it was already checked.
+    const bool wrote = k == 0 || !log[k - 1].is_flush;
+    if (k > 0 && wrote) {
+      const auto& wr = log[k - 1];
+      std::copy(wr.data.begin(), wr.data.end(), image.begin() + static_cast<long>(wr.offset));
+      ++writes;
+      if (wr.offset == 4096) ++checkpoints_seen;  // the journal header is rewritten at checkpoint
+    }
+    if (wrote) {
+      CutResult r = mount_cut(image, w.states);
+      REQUIRE_MESSAGE(r.error.empty(), r.error);
+      CHECK(r.fsck_exit == 0);
+      // Never behind a completed sync, never going backwards.
+      int must_have = 0;
+      for (auto& [writes_at_sync, ops] : w.synced)
+        if (writes_at_sync <= k) must_have = static_cast<int>(ops);
+      CHECK(r.state >= must_have);
+      CHECK(r.state >= last_state);
+      last_state = r.state;
+    }
+    // Tear the next write if it is a multi-block journal commit: only its first half lands.
+    if (k < log.size() && !log[k].is_flush && log[k].data.size() >= 3 * 4096) {
+      std::vector<uint8_t> torn_image = image;
+      size_t half = (log[k].data.size() / 2) & ~size_t(4095);
+      std::copy(log[k].data.begin(), log[k].data.begin() + static_cast<long>(half),
+                torn_image.begin() + static_cast<long>(log[k].offset));
+      CutResult t = mount_cut(std::move(torn_image), w.states);
+      REQUIRE_MESSAGE(t.error.empty(), t.error);
+      CHECK(t.state == last_state);  // the torn transaction is ignored entirely
+      ++torn;
+    }
+  }
+  CHECK(last_state == static_cast<int>(w.states.size()) - 1);
+  MESSAGE("crash points: " << writes << " writes, " << torn << " torn commits, " << checkpoints_seen
+                           << " journal header rewrites, " << w.states.size() - 1 << " operations");
+  CHECK(torn > 10);
+  CHECK(checkpoints_seen > 0);
+}
+
+}  // namespace stablefs
