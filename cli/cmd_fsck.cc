@@ -30,19 +30,25 @@ int run_fsck_command(const FsckArgs& a) {
   }
   FsckOptions opts;
   opts.repair = repair;
-  opts.on_problem = [&](const std::string& line) { std::printf("%s: %s\n", a.target.c_str(), line.c_str()); };
+  // Each problem on one line, prefixed with the target unless the message names it already.
+  auto print_line = [&](const char* tag, const std::string& line) {
+    if (line.rfind(a.target + ":", 0) == 0) std::printf("%s%s\n", tag, line.c_str());
+    else std::printf("%s: %s%s\n", a.target.c_str(), tag, line.c_str());
+  };
+  opts.on_problem = [&](const std::string& line) { print_line("", line); };
   FsckReport r = run_fsck(**dev, opts);
   if (!r.fatal.empty()) {
     print_error("fsck", r.fatal);
     return kFsckOperationalError;
   }
-  for (const std::string& fixed : r.corrected) std::printf("%s: fixed: %s\n", a.target.c_str(), fixed.c_str());
+  for (const std::string& fixed : r.corrected) print_line("fixed: ", fixed);
   if (a.verbose || !r.problems.empty() || r.replayed_transactions) {
     if (r.replayed_transactions)
       std::printf("%s: journal: %llu committed transaction%s %s\n", a.target.c_str(), (unsigned long long)r.replayed_transactions,
                   r.replayed_transactions == 1 ? "" : "s", repair ? "replayed" : "would be replayed at mount");
   }
-  std::printf("%s: %llu inodes (%llu directories, %llu files, %llu symlinks, %llu special), %llu/%llu blocks used\n",
+  if (r.total_blocks)
+    std::printf("%s: %llu inodes (%llu directories, %llu files, %llu symlinks, %llu special), %llu/%llu blocks used\n",
               a.target.c_str(), (unsigned long long)r.inodes, (unsigned long long)r.directories,
               (unsigned long long)r.regular_files, (unsigned long long)r.symlinks, (unsigned long long)r.specials,
               (unsigned long long)(r.total_blocks - r.free_blocks), (unsigned long long)r.total_blocks);

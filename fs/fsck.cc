@@ -419,7 +419,7 @@ FsckReport run_fsck(BlockDevice& dev, const FsckOptions& opts) {
     return report;
   }
   auto primary = read_superblock(dev, SuperblockCopy::kPrimary);
-  auto backup = read_superblock(dev, SuperblockCopy::kBackup);
+  auto backup = read_superblock(dev, SuperblockCopy::kBackup, primary.ok() ? &*primary : nullptr);
   if (!primary.ok() && !backup.ok()) {
     report.fatal = primary.status().message();
     return report;

@@ -4,7 +4,7 @@
 
 namespace stablefs {
 
-Result<Superblock> read_superblock(BlockDevice& dev, SuperblockCopy which) {
+Result<Superblock> read_superblock(BlockDevice& dev, SuperblockCopy which, const Superblock* primary) {
   const std::string& name = dev.name();
   const char* what = which == SuperblockCopy::kPrimary ? "primary superblock" : "backup superblock";
   if (dev.size_bytes() < 64ull * kMinBlockSize)
@@ -17,7 +17,11 @@ Result<Superblock> read_superblock(BlockDevice& dev, SuperblockCopy which) {
   if (which == SuperblockCopy::kPrimary) {
     SFS_TRY(dev.read(0, probe.data(), kMinBlockSize).with_context(name));
     if (!Superblock::peek(probe.span(), &block_size, &uuid))
-      return Status::error(EUCLEAN, name + ": no stablefs filesystem found (bad magic in the primary superblock)");
+      return Status::error(EUCLEAN, name + ": no stablefs filesystem found (block 0: no stablefs superblock magic)");
+  } else if (primary) {
+    block_size = primary->block_size;
+    uuid = primary->uuid;
+    offset = primary->backup_blocknr() * block_size;
   } else {
     // The backup lives in the last block; try every legal block size.
     bool found = false;
@@ -28,7 +32,7 @@ Result<Superblock> read_superblock(BlockDevice& dev, SuperblockCopy which) {
       SFS_TRY(dev.read(offset, probe.data(), kMinBlockSize).with_context(name));
       found = Superblock::peek(probe.span(), &block_size, &uuid) && block_size == bs;
     }
-    if (!found) return Status::error(EUCLEAN, name + ": no backup superblock found");
+    if (!found) return Status::error(EUCLEAN, name + ": no backup superblock found in the last block");
   }
   if (block_size < kMinBlockSize || block_size > kMaxBlockSize || (block_size & (block_size - 1)))
     return Status::error(EUCLEAN, name + ": " + what + " field block_size is invalid: " + std::to_string(block_size));
