@@ -14,8 +14,15 @@ namespace stablefs {
 
 namespace {
 
+// Appends rather than `"[" + std::to_string(...)`: GCC 12 at -O2 warns falsely (-Wrestrict,
+// GCC bug 105329) on a literal plus a temporary string.
 std::string range_str(uint64_t start, uint64_t end) {
-  return "[" + std::to_string(start) + ", " + std::to_string(end) + ")";
+  std::string s(1, '[');
+  s += std::to_string(start);
+  s += ", ";
+  s += std::to_string(end);
+  s += ')';
+  return s;
 }
 
 // Bit helpers over the bits area of one bitmap block (the bytes after the header). lo and hi

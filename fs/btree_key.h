@@ -17,7 +17,15 @@ struct Key {
   uint64_t offset = 0;
   auto operator<=>(const Key&) const = default;
   std::string to_string() const {
-    return "(" + std::to_string(objectid) + "," + std::to_string(type) + "," + std::to_string(offset) + ")";
+    // Appended piecewise: GCC 12 -O2 warns falsely (-Wrestrict, bug 105329) on "(" + temporary.
+    std::string s(1, '(');
+    s += std::to_string(objectid);
+    s += ',';
+    s += std::to_string(type);
+    s += ',';
+    s += std::to_string(offset);
+    s += ')';
+    return s;
   }
 };
 inline constexpr size_t kKeyDiskSize = 17;

@@ -29,7 +29,12 @@ struct Workload {
   std::vector<std::pair<uint64_t, size_t>> synced;  // (writes when sync returned, ops covered)
 };
 
-std::string name_of(int i) { return "n" + std::to_string(i) + (i % 3 == 0 ? std::string(40, 'x') : ""); }
+std::string name_of(int i) {
+  std::string name(1, 'n');
+  name += std::to_string(i);
+  if (i % 3 == 0) name += std::string(40, 'x');
+  return name;
+}
 
 Workload run_workload(Filesystem& fs, MemoryDevice& dev, int ops, uint32_t seed) {
   Workload w;
