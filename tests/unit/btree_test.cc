@@ -337,7 +337,7 @@ TEST_CASE("btree: sequential and reverse inserts") {
       Harness h(bs);
       Model model;
       std::mt19937_64 rng(bs + reverse);
-      const uint64_t n = bs == 4096 ? 25'000 : 12'000;
+      const uint64_t n = bs == 4096 ? 25'000 : 8'000;
       for (uint64_t i = 0; i < n; ++i) {
         const uint64_t idx = reverse ? n - 1 - i : i;
         Bytes v = pattern(8, idx);
