@@ -1,0 +1,85 @@
+// IoUnit: one contiguous device range of one direct I/O request — the analogue of a bio.
+//
+// How the unit gets its memory is decided once, when it is built:
+//   zero-copy  the device reads or writes the caller's buffer itself. The buffer is stable
+//              only while its owner waits, so the caller must not return (or reuse the
+//              buffer) before done() has run.
+//   bounce     write: the caller's bytes are copied into BouncePool chunks (greedy sizes) and
+//              checksummed there, so what is checksummed is exactly what reaches the device
+//              and the caller may reuse its buffer as soon as build_write() returns.
+//              read: the device fills pool chunks, each block is verified there, and only
+//              then are the bytes copied to the caller's buffer (unbounce); on any error
+//              nothing is copied.
+// A unit whose caller memory or device range is not aligned for O_DIRECT is always bounced.
+// Submission never branches on the choice; completion differs only by the unbounce copy.
+//
+// Checksums are XXH3-64 per checksum block (the filesystem block), seed 0. Writes compute
+// them at build time; reads verify every block for which an expected value is given, and a
+// mismatch fails the whole unit with EIO (bad_block() tells which block).
+// Not thread-safe; owned by the caller until done() has run, and done() runs exactly once on
+// the IoQueue's completion thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "bounce/bounce_pool.h"
+#include "bounce/io_queue.h"
+#include "bounce/io_stats.h"
+
+namespace stablefs {
+
+struct IoUnitGeometry {
+  uint32_t checksum_block = 4096;  // bytes per checksum; dev offset and length are multiples
+  uint32_t memory_alignment = 511;  // address mask zero-copy memory must satisfy
+};
+
+class IoUnit {
+ public:
+  using Done = std::function<void(IoUnit& unit, Status status)>;
+
+  // src.size() and dev_offset are multiples of geometry.checksum_block.
+  static std::unique_ptr<IoUnit> build_write(uint64_t dev_offset, std::span<const uint8_t> src, bool bounce,
+                                             BouncePool& pool, const IoUnitGeometry& geometry);
+  // expected[i] is the checksum of block i, or empty to skip verifying it (unwritten data).
+  static std::unique_ptr<IoUnit> build_read(uint64_t dev_offset, std::span<uint8_t> dst, bool bounce, BouncePool& pool,
+                                            const IoUnitGeometry& geometry, std::vector<std::optional<uint64_t>> expected);
+  ~IoUnit();
+
+  // Starts the I/O; done(unit, status) runs once it has completed (and for reads been
+  // verified and unbounced). Counts the unit in stats.
+  void submit(IoQueue& queue, IoStats& stats, Done done);
+
+  bool bounced() const { return bounced_; }
+  bool is_write() const { return write_; }
+  uint64_t dev_offset() const { return dev_offset_; }
+  size_t length() const { return length_; }
+  // Write units: the checksum of each block, as computed over the memory submitted.
+  const std::vector<uint64_t>& checksums() const { return checksums_; }
+  // Read units that failed verification: the first bad block's index within the unit.
+  std::optional<size_t> bad_block() const { return bad_block_; }
+
+ private:
+  IoUnit() = default;
+  void complete(int64_t result);
+
+  bool write_ = false;
+  bool bounced_ = false;
+  uint64_t dev_offset_ = 0;
+  size_t length_ = 0;
+  IoUnitGeometry geometry_;
+  uint8_t* user_ = nullptr;  // caller memory: source of a zero-copy write, destination of a read
+  std::vector<BounceBuffer> chunks_;
+  std::vector<uint64_t> checksums_;
+  std::vector<std::optional<uint64_t>> expected_;
+  std::optional<size_t> bad_block_;
+  IoRequest request_;
+  IoStats* stats_ = nullptr;
+  Done done_;
+};
+
+}  // namespace stablefs
