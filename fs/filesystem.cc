@@ -185,7 +185,11 @@ Result<Inode> Filesystem::create_entry(uint64_t parent_ino, std::string_view nam
       }
       inode.rec.size = symlink_target.size();
     }
-    SFS_TRY(save_inode(inode));
+    // insert, not put: an inode number already in use means a corrupt next_ino.
+    Status created = store_->fs_tree().insert(inode_key(inode.ino), inode.rec.encode());
+    if (created.code() == EEXIST)
+      return Status::error(EUCLEAN, "inode " + std::to_string(inode.ino) + " is already in use (superblock next_ino is corrupt)");
+    SFS_TRY(created);
     SFS_TRY(add_dirent(parent_ino, name, inode.ino, mode));
     if (S_ISDIR(mode)) parent.rec.nlink++;
     touch_times(parent, true, true);

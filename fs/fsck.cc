@@ -371,7 +371,8 @@ class FsckRun {
     if (sb.inode_count != inodes_.size()) {
       std::string line = "superblock inode count " + std::to_string(sb.inode_count) + " should be " + std::to_string(inodes_.size());
       problem(line);
-      repair(line, [&] {
+      // A damaged tree hides inodes: its count is no basis for a repair.
+      if (!trees_damaged_ && !inodes_.empty()) repair(line, [&] {
         sb.inode_count = inodes_.size();
         return Status();
       });
@@ -447,6 +448,15 @@ FsckReport run_fsck(BlockDevice& dev, const FsckOptions& opts) {
     backup_needs_rewrite = true;
   }
 
+  if (primary.ok() && (primary->ro_compat & ~kKnownRoCompat)) {
+    std::string line = dev.name() + ": filesystem has unknown read-only-compatible features " +
+                       std::to_string(primary->ro_compat & ~kKnownRoCompat) + " that this fsck cannot check";
+    if (opts.repair) {
+      report.fatal = line + "; it can only be checked read-only (-n)";
+      return report;
+    }
+    problem(line);
+  }
   auto store = MetadataStore::open(dev, {.read_only = !opts.repair, .tolerate_inconsistent_counters = true});
   if (!store.ok()) {
     problem(store.status().message());

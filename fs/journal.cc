@@ -62,11 +62,27 @@ Result<Journal::LogContents> Journal::read_log(BlockDevice& dev, const Superbloc
     h.update(desc.data(), bs);
     h.update(images.data(), size_t(count) * bs);
     if (h.digest() != get64(commit.data() + kCommitPayloadChecksum)) break;  // torn transaction
-    bool targets_ok = true;
-    for (uint32_t i = 0; i < count; ++i) targets_ok &= valid_home(sb, get64(desc.data() + kDescTargets + 8 * i));
-    if (!targets_ok)
-      return Status::error(EUCLEAN, "journal transaction " + std::to_string(log.next_seq) + " at block " +
-                                        std::to_string(pos) + " names a block outside the metadata area");
+    // A transaction that passed its commit checksum yet carries a bad image was forged or
+    // written by a bug: refuse the whole log rather than write anything home.
+    for (uint32_t i = 0; i < count; ++i) {
+      uint64_t home = get64(desc.data() + kDescTargets + 8 * i);
+      std::string where = "journal transaction " + std::to_string(log.next_seq) + " at block " + std::to_string(pos);
+      if (!valid_home(sb, home))
+        return Status::error(EUCLEAN, where + " names block " + std::to_string(home) + " outside the metadata area");
+      std::span<const uint8_t> img(images.data() + size_t(i) * bs, bs);
+      BlockType type = home == 0 ? BlockType::kSuperblock
+                       : home < sb.data_start ? BlockType::kBitmap
+                                              : BlockType::kBtreeNode;
+      Status st = verify_block(img, type, home, sb.uuid);
+      if (!st.ok()) return Status::error(EUCLEAN, where + ": image of " + st.message());
+      if (type == BlockType::kSuperblock) {
+        auto logged = Superblock::decode(img, dev.size_bytes());
+        if (!logged.ok()) return logged.status().with_context(where + ": superblock image");
+        if (logged->total_blocks != sb.total_blocks || logged->journal_blocks != sb.journal_blocks ||
+            logged->block_size != sb.block_size)
+          return Status::error(EUCLEAN, where + ": superblock image describes a different geometry");
+      }
+    }
     for (uint32_t i = 0; i < count; ++i) {
       uint64_t home = get64(desc.data() + kDescTargets + 8 * i);
       const uint8_t* img = images.data() + size_t(i) * bs;

@@ -6,6 +6,7 @@
 
 #include "fs/btree_node.h"
 #include "fs/endian.h"
+#include "fs/fs_items.h"
 #include "fs/superblock_io.h"
 
 namespace stablefs {
@@ -42,8 +43,9 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::open(BlockDevice& dev, Sto
       SFS_TRY(Journal::replay(dev, sb, *log).with_context(dev.name() + ": journal replay"));
     }
     // The journal may have held a newer superblock.
-    std::vector<uint8_t> primary;
-    SFS_ASSIGN(BufferRef sbbuf, store->cache_.read(0, BlockType::kSuperblock));
+    auto sbbuf_or = store->cache_.read(0, BlockType::kSuperblock);
+    if (!sbbuf_or.ok()) return sbbuf_or.status().with_context(dev.name() + ": superblock after journal replay");
+    BufferRef sbbuf = *sbbuf_or;
     auto fresh = Superblock::decode(sbbuf->span(), dev.size_bytes());
     if (!fresh.ok()) return fresh.status().with_context(dev.name() + ": superblock after journal replay");
     if (fresh->uuid != sb.uuid || fresh->total_blocks != sb.total_blocks || fresh->journal_blocks != sb.journal_blocks)
@@ -56,6 +58,7 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::open(BlockDevice& dev, Sto
     store->sb_.state = kStateDirty;
     store->sb_.mount_count++;
     store->sb_.mount_time_ns = now_ns();
+    store->modify(store->sb_buf_);  // the dirty state reaches the disk with this commit
     SFS_TRY(store->end_operation(store->commit()));
   }
   return store;
@@ -87,6 +90,45 @@ Status MetadataStore::load_structures() {
                                       " disagrees with the bitmaps (" + std::to_string(alloc_->free_blocks()) + ")");
   fs_tree_ = std::make_unique<BTree>(*this, sb_.fs_tree_root, [this](uint64_t r) { sb_.fs_tree_root = r; });
   csum_tree_ = std::make_unique<BTree>(*this, sb_.csum_tree_root, [this](uint64_t r) { sb_.csum_tree_root = r; });
+  return check_roots();
+}
+
+Status MetadataStore::check_roots() {
+  auto bad = [](const char* field, const std::string& why) {
+    return Status::error(EUCLEAN, std::string("superblock field ") + field + " is invalid: " + why);
+  };
+  if (sb_.fs_tree_root == sb_.csum_tree_root) return bad("csum_tree_root", "same block as fs_tree_root");
+  // Each tree's smallest and largest keys say whose tree it is: the filesystem tree starts
+  // with the root directory's inode, the checksum tree holds only checksum groups.
+  Key first{}, last{};
+  std::vector<uint8_t> v;
+  bool any = false;
+  Status walk = fs_tree_->scan(kMinKey, kMaxKey, [&](const Key& k, std::span<const uint8_t>) {
+    first = k;
+    any = true;
+    return false;
+  });
+  if (!walk.ok()) return bad("fs_tree_root", walk.message());
+  if (!any || first != Key{kRootIno, kItemInode, 0})
+    return bad("fs_tree_root", "the tree at block " + std::to_string(sb_.fs_tree_root) + " does not start with the root directory");
+  auto found = fs_tree_->lookup_le(kMaxKey, &last, &v);
+  if (!found.ok()) return bad("fs_tree_root", found.status().message());
+  // Every inode number in use lies below next_ino, or creating a file would reuse one.
+  if (last.objectid >= sb_.next_ino)
+    return bad("next_ino", std::to_string(sb_.next_ino) + " is not above inode " + std::to_string(last.objectid) + " in use");
+  any = false;
+  walk = csum_tree_->scan(kMinKey, kMaxKey, [&](const Key& k, std::span<const uint8_t>) {
+    first = k;
+    any = true;
+    return false;
+  });
+  if (!walk.ok()) return bad("csum_tree_root", walk.message());
+  if (any) {
+    found = csum_tree_->lookup_le(kMaxKey, &last, &v);
+    if (!found.ok()) return bad("csum_tree_root", found.status().message());
+    if (first.objectid != 0 || first.type != kItemCsumGroup || last.objectid != 0 || last.type != kItemCsumGroup)
+      return bad("csum_tree_root", "the tree at block " + std::to_string(sb_.csum_tree_root) + " holds items that are not checksums");
+  }
   return {};
 }
 

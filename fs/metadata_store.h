@@ -84,6 +84,9 @@ class MetadataStore : public MetadataSpace {
  private:
   MetadataStore(BlockDevice& dev, const Superblock& sb, StoreOptions opts, uint64_t next_seq);
   Status load_structures();
+  // The tree roots are distinct, readable, and hold the root directory; next_ino is above
+  // every inode number in use.
+  Status check_roots();
   Status shut_down_with(Status cause);
 
   BlockDevice& dev_;

@@ -34,8 +34,12 @@ Result<Superblock> read_superblock(BlockDevice& dev, SuperblockCopy which, const
     }
     if (!found) return Status::error(EUCLEAN, name + ": no backup superblock found in the last block");
   }
-  if (block_size < kMinBlockSize || block_size > kMaxBlockSize || (block_size & (block_size - 1)))
-    return Status::error(EUCLEAN, name + ": " + what + " field block_size is invalid: " + std::to_string(block_size));
+  if (block_size < kMinBlockSize || block_size > kMaxBlockSize || (block_size & (block_size - 1))) {
+    // An impossible size means the block is damaged: its checksum cannot hold at any size.
+    return Status::error(EUCLEAN, name + ": " + what + ": block " + std::to_string(offset / kMinBlockSize) +
+                                      " (superblock): checksum mismatch (block_size field reads " +
+                                      std::to_string(block_size) + ")");
+  }
   AlignedBuffer blk(block_size);
   SFS_TRY(dev.read(offset, blk.data(), block_size).with_context(name));
   uint64_t blocknr = offset / block_size;
