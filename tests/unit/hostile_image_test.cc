@@ -12,8 +12,8 @@
 //   5. forged journal transactions.
 //
 // Every open/operate/fsck round runs on its own thread under a time limit: a hang fails the test
-// instead of stalling the suite. Test cases named "hostile bug: ..." pin down defects found here
-// and are skipped until the code they test is fixed (see the comment above each).
+// instead of stalling the suite. The last seven test cases are regression tests for defects these
+// tests found; the comment above each says what was wrong and how it was fixed.
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>
@@ -497,7 +497,7 @@ TEST_CASE(
       } else if (name == "block_size") {
         // An impossible block size is reported before the checksum can be computed; a possible
         // one reads a block of that size, whose checksum then fails. (The block number is
-        // missing from the first form: see "hostile bug: a bit flip in block_size ...".)
+        // missing from the first form: see regression test "a bit flip in block_size ...".)
         CHECK_MESSAGE(
             (msg.find("checksum mismatch") != std::string::npos || msg.find("block_size") != std::string::npos), msg);
       } else {
@@ -561,7 +561,7 @@ TEST_CASE("hostile: every superblock field corrupted with a valid checksum is re
         ++refused;
         CHECK_MESSAGE(names_field_or_cause(o.open_error, name), o.open_error);
         // Unknown ro_compat bits refuse a read-write open only; fsck -n passing such an image
-        // is "hostile bug: fsck -n reports clean a filesystem with unknown ro_compat features".
+        // is regression test "fsck -n reports clean a filesystem with unknown ro_compat features".
         if (!unknown_ro) CHECK_MESSAGE(o.fsck_exit != kFsckClean, joined(o.fsck_lines));
         if (unknown_ro) {
           MemoryDevice dev(img, kDevName);
@@ -576,7 +576,7 @@ TEST_CASE("hostile: every superblock field corrupted with a valid checksum is re
           CHECK_MESSAGE(e.find("no-such-entry") != std::string::npos, "unexpected operation error: " << e);
       } else {
         // Accepted although wrong: fsck must notice. (Tree roots accepted at open are
-        // "hostile bug: open accepts a tree root ...".)
+        // regression test "open accepts a tree root ...".)
         accepted_reported.push_back(name + "=" + value);
         CHECK_MESSAGE(o.fsck_exit != kFsckClean, joined(o.fsck_lines));
       }
@@ -654,7 +654,7 @@ TEST_CASE("hostile: random bytes flipped in every live metadata block") {
       Outcome o = exercise(std::move(img), {.bulk = true, .repair = round == 0});
       check_messages(o);
       // A damaged block_size field is reported as such, without the block number: "hostile
-      // bug: a bit flip in block_size is reported as a checksum mismatch of block 0".
+      // regression test: a bit flip in block_size is reported as a checksum mismatch of block 0".
       const bool block_size_hit = l.block == 0 && o.open_error.find("block_size") != std::string::npos;
       if (o.open_ok) {
         ++opened;
@@ -1389,7 +1389,7 @@ TEST_CASE("hostile: forged journal transactions are refused or ignored, never ha
   }
 
   SUBCASE("resealed transactions carrying damaged images: no crash, one-line errors") {
-    // Whether garbage reaches the home location is "hostile bug: journal replay writes images
+    // Whether garbage reaches the home location is regression test "journal replay writes images
     // it has not verified"; here only the clean failure is checked.
     const size_t ni = node_image(c.image, last, p.sb), si = superblock_image(last);
     const std::vector<Tear> forged = {
@@ -1426,7 +1426,7 @@ TEST_CASE("hostile: forged journal transactions are refused or ignored, never ha
       Image img = c.image;
       f.tear(img);
       JournalOutcome jo = journal_round(img);
-      // The device name is missing from some of these errors: "hostile bug: an error reading
+      // The device name is missing from some of these errors: regression test "an error reading
       // the superblock after journal replay does not name the device".
       Outcome o = jo.o;
       if (!o.open_ok && o.open_error.find(kDevName) == std::string::npos)
@@ -1445,7 +1445,7 @@ TEST_CASE("hostile: forged journal transactions are refused or ignored, never ha
 // fs/superblock_io.cc read_superblock(): the block_size field is validated (and the error
 // returned) before the block's checksum is verified, so a bit flip in block_size is reported as
 // "primary superblock field block_size is invalid: N" — a field error, not the checksum mismatch
-// it is, and without naming block 0. Fix: when the peeked block size is impossible, verify the
+// it is, and without naming block 0. Fixed: when the peeked block size is impossible, verify the
 // checksum over the first kMinBlockSize bytes and report "block 0 (superblock): checksum
 // mismatch" if it fails (it always will when the field was damaged, since the field is covered).
 TEST_CASE("hostile: a bit flip in block_size is reported as a checksum mismatch of block 0") {
@@ -1470,7 +1470,7 @@ TEST_CASE("hostile: a bit flip in block_size is reported as a checksum mismatch 
 // fs/fsck.cc run_fsck(): fsck -n opens the store read-only, which (by design) accepts unknown
 // ro_compat feature bits, and then never looks at them: an image that mount refuses read-write
 // for features this fsck does not understand is reported clean (exit 0), although fsck cannot
-// vouch for structures it does not know. Fix: in run_fsck, after reading the primary, report
+// vouch for structures it does not know. Fixed: in run_fsck, after reading the primary, report
 // "superblock has unknown read-only-compatible features 0x..." as a problem (and refuse repair
 // mode: exit 8) when sb.ro_compat & ~kKnownRoCompat, as e2fsck does.
 TEST_CASE("hostile: fsck reports unknown ro_compat features and will not repair them") {
@@ -1491,7 +1491,7 @@ TEST_CASE("hostile: fsck reports unknown ro_compat features and will not repair 
 // mounted; the damage shows only at the first operation (ENOENT for the root directory when the
 // filesystem tree's root is the checksum tree's empty leaf, checksum errors for a free block),
 // and the checksum tree is not even read until data is written.
-// Fix: in load_structures(), read both roots (NodeView::open on the read buffer must succeed; the
+// Fixed: in load_structures(), read both roots (NodeView::open on the read buffer must succeed; the
 // two roots must differ) and load the root directory's inode (it must exist and be a directory);
 // refuse the open otherwise, naming the field and the block.
 TEST_CASE("hostile: open refuses a tree root that is not the root of that tree") {
@@ -1521,7 +1521,7 @@ TEST_CASE("hostile: open refuses a tree root that is not the root of that tree")
 // be > 1 and above inode_count. A superblock (valid checksum) whose next_ino is at or below an
 // inode in use (with an inode_count below it, a counter open does not check either) makes the
 // next create silently overwrite that inode's record: the old file's entry now points at the new
-// file's inode (type, owner, size) and its nlink is wrong. Fix: insert the new inode with
+// file's inode (type, owner, size) and its nlink is wrong. Fixed: insert the new inode with
 // BTree::insert and turn EEXIST into EUCLEAN ("next_ino N is already in use"), shutting nothing
 // down since nothing changed yet; and/or check at open that the largest objectid in the fs tree
 // (lookup_le of kMaxKey) is below next_ino.
@@ -1551,7 +1551,7 @@ TEST_CASE("hostile: a next_ino at an inode in use never lets create overwrite th
 // header does not verify for its home block (bad checksum, another block number, another type
 // than the home holds) or a superblock image that fails Superblock::decode or changes the
 // geometry is still written home by replay() — the open then fails or the damage surfaces later,
-// but the good home copy is already gone. Fix: in read_log(), verify_block() each image against
+// but the good home copy is already gone. Fixed: in read_log(), verify_block() each image against
 // its home number and the uuid (type from the header; superblock images also through
 // Superblock::decode and the geometry check) before accepting the transaction, and refuse the
 // image ("journal transaction S at block P: image of block N: ...") before anything is written.
@@ -1608,7 +1608,7 @@ TEST_CASE("hostile: journal replay verifies every image before writing it home")
 // inode_count becomes 0, a value Superblock::decode() refuses; close() then writes it to the
 // primary and the backup, so fsck -y turns a filesystem that still opened into one that neither
 // open nor fsck can read ("superblock field inode_count is invalid: out of range", exit 8).
-// Fix: like the leaked-blocks repair, skip the inode_count repair when trees_damaged_ (the count
+// Fixed: like the leaked-blocks repair, skip the inode_count repair when trees_damaged_ (the count
 // is incomplete), and never store a counter outside what decode accepts (1 <= inode_count <
 // next_ino); MetadataStore::close() could also refuse to write a superblock that does not decode.
 TEST_CASE("hostile: fsck -y on a damaged tree root never writes an invalid inode_count") {
@@ -1639,7 +1639,7 @@ TEST_CASE("hostile: fsck -y on a damaged tree root never writes an invalid inode
 // fs/metadata_store.cc MetadataStore::open(): after a journal replay the superblock is re-read
 // with `SFS_ASSIGN(BufferRef sbbuf, store->cache_.read(0, BlockType::kSuperblock))`, whose error
 // is returned without context, so the open fails with "block 0 (superblock): checksum mismatch"
-// — no device name, unlike every other open error. Fix: add
+// — no device name, unlike every other open error. Fixed: add
 // `.with_context(dev.name() + ": superblock after journal replay")` to that read (and check the
 // other bare SFS_ASSIGN/SFS_TRY calls in open(), e.g. load_structures' errors already get one).
 TEST_CASE("hostile: an error reading the superblock after journal replay names the device") {
