@@ -5,10 +5,19 @@
 // kernel's folio_alloc_greedy: it hands out the largest free chunk not larger than the request
 // (rounded up to min_chunk, capped at max_chunk), halving down to min_chunk, and only when not
 // even a min_chunk is free does it wait for one to be returned. A request never fails for want
-// of a large chunk. The arena can be registered with io_uring as one fixed buffer.
+// of a large chunk. Returned chunks merge with their free buddies, so once everything is back
+// the arena is whole max_chunks again. The arena can be registered with io_uring as one fixed
+// buffer.
 //
-// Thread-safe. get() may block (bounded only by other users returning chunks). A
-// BounceBuffer returns its chunk when destroyed; the pool must outlive every buffer.
+// get_total() is the form an I/O unit uses: it takes the whole set of greedy chunks covering a
+// unit in one step, once that many bytes are free. A caller that took chunks one get() at a
+// time and then waited for more could deadlock with another doing the same (each holding half
+// the pool); get_total() never holds part of a request while it waits, and its waiters are
+// served in arrival order so a large unit is not starved by a stream of small ones.
+//
+// Thread-safe. get() and get_total() may block (bounded only by other users returning
+// chunks). A BounceBuffer returns its chunk when destroyed or reset(); the pool must outlive
+// every buffer.
 #pragma once
 
 #include <sys/uio.h>
@@ -37,6 +46,8 @@ class BounceBuffer {
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   bool empty() const { return data_ == nullptr; }
+  // Returns the chunk to its pool now; the buffer becomes empty.
+  void reset();
 
  private:
   friend class BouncePool;
@@ -60,6 +71,11 @@ class BouncePool {
   BounceBuffer get(size_t want);
   // Non-blocking form: an empty buffer when not even min_chunk is free.
   BounceBuffer try_get(size_t want);
+  // Greedy chunks, largest first, that together hold total bytes (the last may be up to
+  // min_chunk - 1 bytes longer than needed), taken all at once: waits until total bytes are
+  // free and every earlier get_total() caller has been served. Empty when total is 0 or more
+  // than capacity() (it could never be satisfied).
+  std::vector<BounceBuffer> get_total(size_t total);
 
   // The arena, for io_uring buffer registration.
   iovec arena() const;
@@ -67,19 +83,36 @@ class BouncePool {
   size_t in_use_bytes() const;
   size_t min_chunk() const { return min_chunk_; }
   size_t max_chunk() const { return max_chunk_; }
+  // How many times get() or get_total() had to wait for memory.
+  uint64_t waits() const;
 
  private:
   friend class BounceBuffer;
   void put(uint8_t* data, size_t size);
   BounceBuffer take_locked(size_t want);  // REQUIRES: mu_ held
+  void push_free_locked(uint32_t unit, unsigned order);  // REQUIRES: mu_ held
+  void remove_free_locked(uint32_t unit, unsigned order);  // REQUIRES: mu_ held
+  uint32_t pop_free_locked(unsigned order);  // REQUIRES: mu_ held, free_[order] not empty
 
   AlignedBuffer arena_;
   size_t min_chunk_;
   size_t max_chunk_;
+  unsigned min_shift_ = 0;  // log2(min_chunk_)
+  unsigned max_order_ = 0;  // log2(max_chunk_ / min_chunk_)
   mutable std::mutex mu_;
   std::condition_variable returned_;
-  std::vector<std::vector<size_t>> free_;  // free_[order]: offsets of free chunks of min_chunk << order
+  // Units are min_chunk-sized slots of the arena, numbered from 0. free_[order] lists the first
+  // unit of each free chunk of min_chunk << order; free_order_[unit] is that order for a unit
+  // that starts a free chunk (-1 otherwise) and free_pos_[unit] its index in free_[order], so
+  // a buddy is found and unlinked in O(1).
+  std::vector<std::vector<uint32_t>> free_;
+  std::vector<int8_t> free_order_;
+  std::vector<uint32_t> free_pos_;
   size_t in_use_ = 0;
+  uint64_t waits_ = 0;
+  // get_total() waiters are served in ticket order.
+  uint64_t next_ticket_ = 0;
+  uint64_t serving_ticket_ = 0;
 };
 
 }  // namespace stablefs

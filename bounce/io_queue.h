@@ -8,9 +8,22 @@
 // for that request alone. Memory inside the registered arena (BouncePool::arena()) is
 // submitted as fixed buffers.
 //
+// A read that reaches the end of the file or device before its length (the device returns
+// 0) completes with -EIO; so does a write the device accepts 0 bytes of. A flush completes
+// with 0. A request of length 0 completes with 0.
+//
+// Batching: submitters stage requests and one of them (whichever finds nobody else doing it)
+// flushes the staged requests to the ring with one io_uring_enter, then loops while others
+// staged more during that enter; the rest return at once. At most depth requests are in
+// flight: submit() waits for a completion when that many are, except on the completion
+// thread (so an on_complete callback may submit follow-up I/O without deadlocking).
+//
 // The caller owns each IoRequest and its memory until on_complete has been called; the queue
-// owns neither. Thread-safe: any thread may submit. submit() may block briefly while the ring
-// is full. The destructor waits for every submitted request to complete.
+// owns neither and does not touch the request once on_complete has been called (the callback
+// may free it, or submit it again). Thread-safe: any thread may submit. on_complete must not
+// block on I/O of this queue (it runs on the one thread that reaps completions). The
+// destructor waits for every submitted request (and any submitted from callbacks) to
+// complete, then stops the completion thread; it must not run on that thread.
 #pragma once
 
 #include <sys/uio.h>
@@ -31,15 +44,20 @@ struct IoRequest {
   std::vector<iovec> iov;  // memory, each segment aligned to the device's memory alignment
   std::function<void(IoRequest&, int64_t result)> on_complete;  // bytes, or -errno
 
-  // Used by the queue; callers leave these alone.
-  uint64_t done_bytes = 0;
-  size_t iov_index = 0;
+  // Used by the queue; callers leave these alone. Reset before on_complete is called.
+  uint64_t done_bytes = 0;  // transferred so far
+  size_t iov_index = 0;     // first segment not fully transferred
+  size_t iov_offset = 0;    // bytes of iov[iov_index] already transferred
+  unsigned retries = 0;     // EINTR/EAGAIN resubmissions
+  std::vector<iovec> rest;  // the remainder of iov, when a short transfer is resubmitted
 };
 
 class IoQueue {
  public:
   // fd is an O_DIRECT file descriptor the caller keeps open for the queue's lifetime.
-  // registered (optional): one memory range to register as fixed buffer 0.
+  // registered (optional): one memory range to register as fixed buffer 0. A request whose
+  // (remaining) memory is one segment inside it is sent as READ_FIXED/WRITE_FIXED. If the
+  // kernel refuses the registration (memlock limit), the queue works without fixed buffers.
   static Result<std::unique_ptr<IoQueue>> create(int fd, unsigned depth, const iovec* registered = nullptr);
   ~IoQueue();
   IoQueue(const IoQueue&) = delete;
@@ -47,11 +65,16 @@ class IoQueue {
 
   void submit(IoRequest* req);
 
-  // Convenience for synchronous callers: submits and waits; returns bytes or a Status.
+  // Convenience for synchronous callers: submits and waits; returns bytes or a Status whose
+  // message names the operation and the device byte offset. EDEADLK on the completion thread.
   Result<uint64_t> run(IoRequest::Op op, uint64_t offset, std::vector<iovec> iov);
 
-  uint64_t submitted() const;
+  uint64_t submitted() const;    // SQEs the kernel accepted (resubmissions included)
   uint64_t enter_calls() const;  // io_uring_enter system calls made for submission
+  uint64_t fixed_ios() const;    // SQEs sent as READ_FIXED/WRITE_FIXED
+  uint64_t resubmits() const;    // short transfers continued and EINTR/EAGAIN retries
+  bool fixed_buffers() const;    // whether the registered range was accepted
+  unsigned depth() const;
 
  private:
   struct Impl;

@@ -3,8 +3,11 @@
 //
 // A block device demands stable pages when its queue/stable_writes in sysfs is 1 (zram,
 // integrity/PI devices, parity RAID). For an image file it is the block device holding the
-// file's filesystem that counts. Partitions take their whole disk's queue. Pure queries of
-// sysfs and stat(); thread-safe.
+// file's filesystem that counts (st_dev of the file); when that is an anonymous device (tmpfs,
+// overlay, btrfs subvolumes) the mount's source in /proc/self/mountinfo is tried, and if that
+// is no block device either, stable pages are not required and the reason says why.
+// Partitions take their whole disk's queue. Pure queries of sysfs, mountinfo and stat();
+// thread-safe.
 #pragma once
 
 #include <string>
@@ -16,10 +19,18 @@ namespace stablefs {
 
 struct StablePagesInfo {
   bool required = false;
-  std::string reason;  // e.g. "/dev/zram0 (252:0): queue/stable_writes=1"
+  // e.g. "/dev/zram0 (252:0): queue/stable_writes=1"; for an image file
+  // "/var/tmp/x.img on /dev/vda (254:0): queue/stable_writes=0"; a partition names its disk:
+  // "/dev/sda2 (8:2) on disk /dev/sda: queue/stable_writes=0". An unreadable attribute counts
+  // as required (bouncing is always correct).
+  std::string reason;
+  // The block device whose queue was read ("/dev/vda", or "MAJ:MIN" when udev gave it no
+  // name); empty when there is none.
+  std::string device;
 };
 
-// What path (a block device or an image file) sits on. Errors name the path.
+// What path (a block device or an image file) sits on. Errors (path missing, sysfs
+// unreadable) name the path and the cause.
 Result<StablePagesInfo> detect_stable_pages(const std::string& path);
 
 enum class BouncePolicy { kAuto, kAlways, kNever };

@@ -305,7 +305,7 @@ Status Allocator::mark_allocated(uint64_t start, uint64_t length) {
   return {};
 }
 
-Result<Extent> Allocator::allocate(uint64_t goal, uint64_t want, uint64_t min_len) {
+Result<Extent> Allocator::pick(uint64_t goal, uint64_t want, uint64_t min_len) const {
   if (min_len == 0 || min_len > want)
     return Status::error(EINVAL, "allocate: bad length range " + std::to_string(min_len) + ".." + std::to_string(want));
   Extent pick;
@@ -334,10 +334,34 @@ Result<Extent> Allocator::allocate(uint64_t goal, uint64_t want, uint64_t min_le
                                        std::to_string(largest) + ")");
     }
   }
-  SFS_TRY(mark_allocated(pick.start, pick.length));
-  avail_.subtract(pick.start, pick.length);
-  clear_.subtract(pick.start, pick.length);
   return pick;
+}
+
+Result<Extent> Allocator::allocate(uint64_t goal, uint64_t want, uint64_t min_len) {
+  SFS_ASSIGN(Extent e, pick(goal, want, min_len));
+  SFS_TRY(mark_allocated(e.start, e.length));
+  avail_.subtract(e.start, e.length);
+  clear_.subtract(e.start, e.length);
+  return e;
+}
+
+Result<Extent> Allocator::reserve(uint64_t goal, uint64_t want, uint64_t min_len) {
+  SFS_ASSIGN(Extent e, pick(goal, want, min_len));
+  avail_.subtract(e.start, e.length);
+  return e;
+}
+
+Status Allocator::claim(Extent e) {
+  if (e.length == 0 || e.start < data_start_ || e.start >= total_ - 1 || e.length > total_ - 1 - e.start ||
+      avail_.intersects(e.start, e.length) || !clear_.contains(e.start) || clear_.find(e.start).end() < e.end())
+    return Status::error(EINVAL, "claim of blocks " + range_str(e.start, e.end()) + " that are not reserved");
+  SFS_TRY(mark_allocated(e.start, e.length));
+  clear_.subtract(e.start, e.length);
+  return {};
+}
+
+void Allocator::unreserve(Extent e) {
+  if (e.length) avail_.add(e.start, e.length);
 }
 
 Status Allocator::free(Extent e, Reuse when) {

@@ -112,6 +112,16 @@ class Allocator {
   // has changed.
   Result<Extent> allocate(uint64_t goal, uint64_t want, uint64_t min_len = 1);
 
+  // Reservations, for space whose allocation must commit together with what it is for (an
+  // out-of-place write: the blocks belong to the file only once the write has reached the
+  // device and the file is remapped). reserve() picks an extent by allocate()'s policy and
+  // withholds it from allocate() without touching the bitmap, so a crash before claim() leaks
+  // nothing. claim() marks (part of) a reserved extent in use in the running transaction;
+  // unreserve() hands an unclaimed part back. The caller tracks what it reserved.
+  Result<Extent> reserve(uint64_t goal, uint64_t want, uint64_t min_len = 1);
+  Status claim(Extent e);
+  void unreserve(Extent e);
+
   // Frees an extent: clears its bits now (in the running transaction); the blocks become
   // allocatable after transaction_committed() (kAfterCommit) or after the following
   // checkpointed() (kAfterCheckpoint). EUCLEAN, with nothing changed, if any block of it is
@@ -141,6 +151,8 @@ class Allocator {
 
  private:
   Allocator(MetadataSpace& meta, const Superblock& sb);
+  // allocate()'s placement policy, without taking anything.
+  Result<Extent> pick(uint64_t goal, uint64_t want, uint64_t min_len) const;
 
   // Reads the bitmap blocks covering [start, end).
   Result<std::vector<BufferRef>> read_bitmaps(uint64_t start, uint64_t end);

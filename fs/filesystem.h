@@ -105,6 +105,8 @@ class Filesystem {
   MetadataStore& store() { return *store_; }
 
  private:
+  friend class FileMapper;  // the data path works on files under the same metadata lock
+  friend class FileSpace;
   explicit Filesystem(std::unique_ptr<MetadataStore> store);
   struct DirentSlot {
     uint64_t slot = 0;
@@ -128,7 +130,7 @@ class Filesystem {
   Result<std::optional<std::pair<uint64_t, XattrRecord>>> find_xattr(uint64_t ino, std::string_view name);
   void touch_times(Inode& inode, bool mtime, bool ctime);
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::unique_ptr<MetadataStore> store_;
 };
 
