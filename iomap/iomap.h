@@ -1,0 +1,93 @@
+// The extent-mapping interface between a filesystem and the I/O engines (kernel: fs/iomap).
+//
+// A filesystem answers "what backs file range [pos, pos+len)?" with an Iomap, one mapping at
+// a time; the engines walk a request across mappings with IomapIter and build device I/O for
+// each. Writes complete through IomapWriteCompletion::complete_writes ("ioend"), where the
+// filesystem turns unwritten extents into written ones, remaps out-of-place writes and
+// records the new data checksums, all in one transaction.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "bounce/status.h"
+
+namespace stablefs {
+
+enum class IomapType : uint8_t {
+  kHole,       // nothing allocated: reads return zeros
+  kMapped,     // written data at dev_addr
+  kUnwritten,  // allocated, never written: reads return zeros, writes go to dev_addr
+  kInline,     // data kept in metadata (not used for regular file data yet)
+};
+
+enum IomapFlags : uint32_t {
+  kIomapNew = 1u << 0,     // blocks allocated by this begin() call
+  kIomapShared = 1u << 1,  // out-of-place: dev_addr is new space; the file still maps the old
+                           // data until complete_writes() remaps it
+};
+
+enum IomapOp : uint32_t {
+  kIomapRead = 0,
+  kIomapWrite = 1u << 0,
+  kIomapDirect = 1u << 1,
+  kIomapReport = 1u << 2,  // SEEK_DATA/SEEK_HOLE, extent maps: never allocate
+};
+
+struct Iomap {
+  IomapType type = IomapType::kHole;
+  uint32_t flags = 0;
+  uint64_t offset = 0;    // file byte offset where the mapping starts (block aligned)
+  uint64_t length = 0;    // bytes (block multiple)
+  uint64_t dev_addr = 0;  // device byte address of offset (kMapped, kUnwritten, kShared)
+
+  uint64_t end() const { return offset + length; }
+  bool needs_zero_on_read() const { return type == IomapType::kHole || type == IomapType::kUnwritten; }
+};
+
+// Implemented by the filesystem, per inode. Calls may block on metadata I/O; they are
+// thread-safe (the filesystem serialises them under its metadata lock).
+class IomapOps {
+ public:
+  virtual ~IomapOps() = default;
+  // The mapping of ino containing pos, clipped to [pos, pos+len) where the filesystem likes.
+  // op kIomapWrite allocates space for holes (kUnwritten + kIomapNew) and, when data is never
+  // overwritten in place, new space for mapped ranges (kIomapShared). pos is block aligned.
+  virtual Result<Iomap> begin(uint64_t ino, uint64_t pos, uint64_t len, uint32_t op) = 0;
+  // The engine is done with map: `done` bytes from pos were processed. For writes the
+  // filesystem releases whatever of an out-of-place allocation will never be used.
+  virtual Status end(uint64_t ino, const Iomap& map, uint64_t pos, uint64_t len, uint64_t done, uint32_t op) = 0;
+  // Expected data checksums of device blocks [dev_addr, +out.size() blocks); empty entries
+  // are not verified. Only for kMapped ranges.
+  virtual Status read_checksums(uint64_t dev_addr, std::span<std::optional<uint64_t>> out) = 0;
+  // The file's size in bytes now.
+  virtual Result<uint64_t> file_size(uint64_t ino) = 0;
+  virtual uint32_t block_size() const = 0;
+};
+
+// One mapped piece [pos, pos+len) of a write request under map. reached_device: the data
+// is on the device and checksums holds every block's checksum; otherwise the piece failed
+// or was never submitted and the filesystem releases any space it set aside for it.
+struct WrittenRange {
+  Iomap map;
+  uint64_t pos = 0;
+  uint64_t len = 0;
+  bool reached_device = false;
+  std::vector<uint64_t> checksums;
+};
+
+// Write completion ("ioend"), implemented by the filesystem.
+class IomapWriteCompletion {
+ public:
+  virtual ~IomapWriteCompletion() = default;
+  // Applies every range that reached the device, in one transaction: unwritten → written,
+  // out-of-place remaps (old blocks freed), checksums, file size up to end_pos when larger.
+  // Ranges that did not reach the device release their out-of-place space. status is the
+  // request's first error, for the filesystem's log.
+  virtual Status complete_writes(uint64_t ino, std::span<const WrittenRange> ranges, uint64_t end_pos,
+                                 Status status) = 0;
+};
+
+}  // namespace stablefs

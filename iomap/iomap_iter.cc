@@ -1,0 +1,54 @@
+#include "iomap/iomap_iter.h"
+
+#include <algorithm>
+
+namespace stablefs {
+
+IomapIter::~IomapIter() { end_current(); }
+
+uint64_t IomapIter::length() const { return std::min(remaining_, map_.end() - pos_); }
+
+void IomapIter::end_current() {
+  if (!have_map_) return;
+  have_map_ = false;
+  Status st = ops_.end(ino_, map_, map_start_pos_, std::min(remaining_ + processed_, map_.end() - map_start_pos_),
+                       processed_, op_);
+  if (status_.ok() && !st.ok()) status_ = st;
+}
+
+bool IomapIter::next() {
+  if (have_map_) {
+    if (processed_ == 0) stop_ = true;
+    end_current();
+  }
+  if (stop_ || !status_.ok() || remaining_ == 0) return false;
+  auto m = ops_.begin(ino_, pos_, remaining_, op_);
+  if (!m.ok()) {
+    status_ = m.status();
+    return false;
+  }
+  if (m->length == 0 || m->offset > pos_ || m->end() <= pos_) {
+    status_ = Status::error(EIO, "iomap: filesystem returned a mapping that does not cover byte " + std::to_string(pos_));
+    return false;
+  }
+  map_ = *m;
+  have_map_ = true;
+  map_start_pos_ = pos_;
+  processed_ = 0;
+  return true;
+}
+
+void IomapIter::advance(uint64_t bytes) {
+  bytes = std::min(bytes, length());
+  pos_ += bytes;
+  remaining_ -= bytes;
+  processed_ += bytes;
+  total_ += bytes;
+}
+
+void IomapIter::fail(Status st) {
+  if (status_.ok()) status_ = std::move(st);
+  stop_ = true;
+}
+
+}  // namespace stablefs

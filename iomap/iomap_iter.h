@@ -1,0 +1,60 @@
+// IomapIter: the one range walker every file operation runs on (kernel: iomap_iter()).
+//
+//   IomapIter it(ops, ino, pos, len, op);
+//   while (it.next()) {            // ends the previous mapping, begins the next
+//     ... process [it.pos(), it.pos() + it.length()) under it.map() ...
+//     it.advance(processed);       // bytes done; 0 stops the walk
+//   }
+//   SFS_TRY(it.status());
+//
+// The actor advances by what it processed; next() calls IomapOps::end for the previous
+// mapping with that count and IomapOps::begin for the rest. A walk stops at the end of the
+// range, when an actor advances by 0, or on the first error (status() then holds it).
+// Not thread-safe; one walk per request. pos and len must be block aligned.
+#pragma once
+
+#include "iomap/iomap.h"
+
+namespace stablefs {
+
+class IomapIter {
+ public:
+  IomapIter(IomapOps& ops, uint64_t ino, uint64_t pos, uint64_t len, uint32_t op)
+      : ops_(ops), ino_(ino), pos_(pos), remaining_(len), op_(op) {}
+  ~IomapIter();
+  IomapIter(const IomapIter&) = delete;
+  IomapIter& operator=(const IomapIter&) = delete;
+
+  // True while a mapping is ready for the actor.
+  bool next();
+  void advance(uint64_t bytes);
+  // Records an actor's error: the walk ends after this mapping.
+  void fail(Status st);
+
+  const Iomap& map() const { return map_; }
+  uint64_t pos() const { return pos_; }
+  // Bytes of the request inside the current mapping.
+  uint64_t length() const;
+  // Device address of pos() (mapped and unwritten mappings).
+  uint64_t dev_addr() const { return map_.dev_addr + (pos_ - map_.offset); }
+  const Status& status() const { return status_; }
+  uint64_t processed_total() const { return total_; }
+
+ private:
+  void end_current();
+
+  IomapOps& ops_;
+  uint64_t ino_;
+  uint64_t pos_;
+  uint64_t remaining_;
+  uint32_t op_;
+  Iomap map_;
+  bool have_map_ = false;
+  uint64_t map_start_pos_ = 0;  // pos when the current mapping began
+  uint64_t processed_ = 0;      // in the current mapping
+  uint64_t total_ = 0;
+  bool stop_ = false;
+  Status status_;
+};
+
+}  // namespace stablefs

@@ -1,0 +1,51 @@
+#include "iomap/range_lock.h"
+
+namespace stablefs {
+
+bool RangeLock::conflicts(const Handle& h, Token self) const {
+  // Anything ahead of us in arrival order that overlaps and is incompatible blocks us; this
+  // keeps a waiting writer from being overtaken by later readers.
+  for (auto it = held_.begin(); it != self; ++it) {
+    bool overlap = it->start < h.end && h.start < it->end;
+    if (overlap && (it->exclusive || h.exclusive)) return true;
+  }
+  return false;
+}
+
+RangeLock::Token RangeLock::lock(uint64_t start, uint64_t end, bool exclusive) {
+  std::unique_lock lock(mu_);
+  Token t = held_.insert(held_.end(), Handle{start, end, exclusive, false});
+  changed_.wait(lock, [&] { return !conflicts(*t, t); });
+  t->granted = true;
+  return t;
+}
+
+void RangeLock::unlock(Token token) {
+  {
+    std::lock_guard lock(mu_);
+    held_.erase(token);
+  }
+  changed_.notify_all();
+}
+
+bool RangeLock::idle() const {
+  std::lock_guard lock(mu_);
+  return held_.empty();
+}
+
+}  // namespace stablefs
+
+namespace stablefs {
+
+FileRangeLocks::Held FileRangeLocks::lock(uint64_t ino, uint64_t start, uint64_t end, bool exclusive) {
+  RangeLock* rl;
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = locks_[ino];
+    if (!slot) slot = std::make_unique<RangeLock>();
+    rl = slot.get();
+  }
+  return {rl, rl->lock(start, end, exclusive)};
+}
+
+}  // namespace stablefs
