@@ -1,0 +1,179 @@
+#include "fs/file_mapper.h"
+
+#include <sys/stat.h>
+
+#include "fs/checksum_store.h"
+#include "fs/data_release.h"
+#include "fs/extent_map.h"
+
+namespace stablefs {
+namespace {
+
+// Metadata blocks one begin() or one ioend range may dirty: a few tree paths, the bitmap
+// blocks of one extent and a few checksum groups.
+constexpr size_t kMapOpBlocks = 64;
+
+}  // namespace
+
+uint32_t FileMapper::block_size_cached() const { return fs_.store_->superblock().block_size; }
+
+Result<uint64_t> FileMapper::file_size(uint64_t ino) {
+  std::lock_guard lock(fs_.mu_);
+  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+  return inode.rec.size;
+}
+
+Status FileMapper::read_checksums(uint64_t dev_addr, std::span<std::optional<uint64_t>> out) {
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  if (!store.superblock().data_checksums()) {
+    for (auto& o : out) o.reset();
+    return {};
+  }
+  return ChecksumStore(store.csum_tree()).get(dev_addr / store.superblock().block_size, out);
+}
+
+Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32_t op) {
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  const uint64_t bs = store.superblock().block_size;
+  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+  if (!S_ISREG(inode.rec.mode)) return Status::error(S_ISDIR(inode.rec.mode) ? EISDIR : EINVAL, "not a regular file");
+  const uint64_t fb = pos / bs;
+  const uint64_t want = std::max<uint64_t>(1, (len + bs - 1) / bs);
+  ExtentMap extents(store, ino);
+  SFS_ASSIGN(MappedPiece piece, extents.find(fb));
+  const uint64_t n = std::min(piece.nblocks, want);
+  Iomap map;
+  map.offset = fb * bs;
+
+  if (!(op & kIomapWrite)) {
+    map.length = n * bs;
+    if (piece.extent) {
+      map.type = piece.extent->flags & kExtentUnwritten ? IomapType::kUnwritten : IomapType::kMapped;
+      map.dev_addr = piece.extent->dev_block * bs;
+    }
+    return map;
+  }
+  if (store.read_only()) return Status::error(EROFS, "filesystem is read-only");
+
+  if (piece.extent && (piece.extent->flags & kExtentUnwritten || !store.superblock().data_checksums())) {
+    map.type = piece.extent->flags & kExtentUnwritten ? IomapType::kUnwritten : IomapType::kMapped;
+    map.dev_addr = piece.extent->dev_block * bs;
+    map.length = n * bs;
+    return map;
+  }
+  const uint64_t count = std::min(n, kMaxMappingBlocks);
+  if (piece.extent) {
+    // Out of place: reserve new space now, claim it at ioend.
+    SFS_ASSIGN(Extent e, store.allocator().reserve(piece.extent->dev_block + piece.extent->nblocks, count, 1));
+    reserved_[e.start] = e.length;
+    map.type = IomapType::kMapped;
+    map.flags = kIomapShared;
+    map.dev_addr = e.start * bs;
+    map.length = e.length * bs;
+    return map;
+  }
+  // A hole: allocate and record an unwritten extent.
+  SFS_TRY(store.begin_operation(kMapOpBlocks));
+  SFS_ASSIGN(uint64_t goal, extents.goal_before(fb));
+  auto allocated = [&]() -> Result<Iomap> {
+    SFS_ASSIGN(Extent e, store.allocator().allocate(goal, count, 1));
+    SFS_TRY(extents.replace(fb, e.length, ExtentRecord{e.start, e.length, kExtentUnwritten}));
+    inode.rec.blocks += e.length;
+    SFS_TRY(fs_.save_inode(inode));
+    map.type = IomapType::kUnwritten;
+    map.flags = kIomapNew;
+    map.dev_addr = e.start * bs;
+    map.length = e.length * bs;
+    return map;
+  }();
+  SFS_TRY(store.end_operation(allocated.status()));
+  return allocated;
+}
+
+Status FileMapper::end(uint64_t, const Iomap& map, uint64_t pos, uint64_t, uint64_t done, uint32_t op) {
+  if (!(op & kIomapWrite) || !(map.flags & kIomapShared)) return {};
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  const uint64_t bs = store.superblock().block_size;
+  // The part of the reservation past what the engine used will never be written.
+  const uint64_t first = map.dev_addr / bs + (pos - map.offset) / bs;
+  const uint64_t used = (done + bs - 1) / bs;
+  const uint64_t last = map.dev_addr / bs + map.length / bs;
+  if (first + used < last) {
+    take_reserved(first + used, last - first - used);
+    store.allocator().unreserve({first + used, last - first - used});
+  }
+  return {};
+}
+
+void FileMapper::take_reserved(uint64_t start, uint64_t n) {
+  auto it = reserved_.upper_bound(start);
+  if (it == reserved_.begin()) return;
+  --it;
+  const uint64_t r_start = it->first, r_len = it->second;
+  if (r_start + r_len < start + n) return;  // not ours: nothing to forget
+  reserved_.erase(it);
+  if (start > r_start) reserved_[r_start] = start - r_start;
+  if (r_start + r_len > start + n) reserved_[start + n] = r_start + r_len - start - n;
+}
+
+uint64_t FileMapper::reserved_blocks() const {
+  std::lock_guard lock(fs_.mu_);
+  uint64_t total = 0;
+  for (auto& [start, n] : reserved_) total += n;
+  return total;
+}
+
+Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> ranges, uint64_t end_pos, Status) {
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  const uint64_t bs = store.superblock().block_size;
+  // Space set aside for pieces that never reached the device goes back first.
+  for (const WrittenRange& r : ranges) {
+    if (r.reached_device || !(r.map.flags & kIomapShared)) continue;
+    uint64_t start = r.map.dev_addr / bs + (r.pos - r.map.offset) / bs;
+    take_reserved(start, r.len / bs);
+    store.allocator().unreserve({start, r.len / bs});
+  }
+  bool any = false;
+  for (const WrittenRange& r : ranges) any |= r.reached_device;
+  if (!any) return {};
+
+  SFS_TRY(store.begin_operation(kMapOpBlocks));
+  Status st = [&]() -> Status {
+    SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+    ExtentMap extents(store, ino);
+    ChecksumStore checksums(store.csum_tree());
+    for (const WrittenRange& r : ranges) {
+      if (!r.reached_device) continue;
+      const uint64_t fb = r.pos / bs, n = r.len / bs;
+      const uint64_t dev = r.map.dev_addr / bs + (r.pos - r.map.offset) / bs;
+      if (r.map.flags & kIomapShared) {
+        take_reserved(dev, n);
+        SFS_TRY(store.allocator().claim({dev, n}));
+        SFS_ASSIGN(auto displaced, extents.replace(fb, n, ExtentRecord{dev, n, 0}));
+        for (const DisplacedPiece& d : displaced) {
+          SFS_TRY(release_data_blocks(store, d.extent.dev_block, d.extent.nblocks));
+          inode.rec.blocks -= d.extent.nblocks;
+        }
+        inode.rec.blocks += n;
+      } else if (r.map.type == IomapType::kUnwritten) {
+        // Same blocks, now written.
+        SFS_TRY(extents.replace(fb, n, ExtentRecord{dev, n, 0}));
+      }
+      if (store.superblock().data_checksums()) {
+        if (r.checksums.size() != n) return Status::error(EIO, "ioend: checksum count does not match the range");
+        SFS_TRY(checksums.set(dev, r.checksums));
+      }
+    }
+    if (end_pos > inode.rec.size) inode.rec.size = end_pos;
+    Timespec now = now_timespec();
+    inode.rec.mtime = inode.rec.ctime = now;
+    return fs_.save_inode(inode);
+  }();
+  return store.end_operation(st);
+}
+
+}  // namespace stablefs

@@ -1,0 +1,137 @@
+#include "fs/file_space.h"
+
+#include <sys/stat.h>
+
+#include "fs/data_release.h"
+#include "fs/extent_map.h"
+
+namespace stablefs {
+namespace {
+
+constexpr size_t kStepOpBlocks = 96;
+
+}  // namespace
+
+Status FileSpace::set_size(uint64_t ino, uint64_t size) {
+  uint64_t first_free_block;
+  {
+    std::lock_guard lock(fs_.mu_);
+    MetadataStore& store = *fs_.store_;
+    SFS_TRY(store.begin_operation(kStepOpBlocks));
+    SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+    if (!S_ISREG(inode.rec.mode)) return Status::error(S_ISDIR(inode.rec.mode) ? EISDIR : EINVAL, "not a regular file");
+    const uint64_t bs = store.superblock().block_size;
+    inode.rec.size = size;
+    Timespec now = now_timespec();
+    inode.rec.mtime = inode.rec.ctime = now;
+    SFS_TRY(store.end_operation(fs_.save_inode(inode)));
+    first_free_block = (size + bs - 1) / bs;
+  }
+  // Blocks past the new end, in steps (each leaves a consistent file: extents past EOF are legal).
+  return punch(ino, first_free_block, ~0ull - first_free_block);
+}
+
+Status FileSpace::punch(uint64_t ino, uint64_t first_block, uint64_t nblocks) {
+  const uint64_t end = nblocks > ~0ull - first_block ? ~0ull : first_block + nblocks;
+  uint64_t pos = first_block;
+  while (pos < end) {
+    std::lock_guard lock(fs_.mu_);
+    MetadataStore& store = *fs_.store_;
+    ExtentMap extents(store, ino);
+    SFS_ASSIGN(MappedPiece piece, extents.find(pos));
+    if (!piece.extent) {
+      if (piece.nblocks >= end - pos) return {};  // nothing more to punch
+      pos += piece.nblocks;
+      continue;
+    }
+    const uint64_t n = std::min({piece.nblocks, end - pos, kStepBlocks});
+    SFS_TRY(store.begin_operation(kStepOpBlocks));
+    Status st = [&]() -> Status {
+      SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+      SFS_ASSIGN(auto displaced, extents.replace(pos, n, std::nullopt));
+      for (const DisplacedPiece& d : displaced) {
+        SFS_TRY(release_data_blocks(store, d.extent.dev_block, d.extent.nblocks));
+        inode.rec.blocks -= d.extent.nblocks;
+      }
+      inode.rec.ctime = inode.rec.mtime = now_timespec();
+      return fs_.save_inode(inode);
+    }();
+    SFS_TRY(store.end_operation(st));
+    pos += n;
+  }
+  return {};
+}
+
+Status FileSpace::preallocate(uint64_t ino, uint64_t first_block, uint64_t nblocks, uint64_t extend_to) {
+  uint64_t pos = first_block;
+  const uint64_t end = first_block + nblocks;
+  while (pos < end) {
+    std::lock_guard lock(fs_.mu_);
+    MetadataStore& store = *fs_.store_;
+    ExtentMap extents(store, ino);
+    SFS_ASSIGN(MappedPiece piece, extents.find(pos));
+    const uint64_t n = std::min({piece.nblocks, end - pos, kStepBlocks});
+    if (piece.extent) {
+      pos += n;
+      continue;
+    }
+    SFS_TRY(store.begin_operation(kStepOpBlocks));
+    SFS_ASSIGN(uint64_t goal, extents.goal_before(pos));
+    uint64_t got = 0;
+    Status st = [&]() -> Status {
+      SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+      if (!S_ISREG(inode.rec.mode)) return Status::error(EINVAL, "not a regular file");
+      SFS_ASSIGN(Extent e, store.allocator().allocate(goal, n, 1));
+      SFS_TRY(extents.replace(pos, e.length, ExtentRecord{e.start, e.length, kExtentUnwritten}));
+      inode.rec.blocks += e.length;
+      inode.rec.ctime = now_timespec();
+      got = e.length;
+      return fs_.save_inode(inode);
+    }();
+    SFS_TRY(store.end_operation(st));  // ENOSPC here changed nothing in this step
+    pos += got;
+  }
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+  if (extend_to <= inode.rec.size) return {};
+  SFS_TRY(store.begin_operation(kStepOpBlocks));
+  inode.rec.size = extend_to;
+  inode.rec.ctime = now_timespec();
+  return store.end_operation(fs_.save_inode(inode));
+}
+
+Result<uint64_t> FileSpace::seek_data(uint64_t ino, uint64_t offset) {
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+  const uint64_t size = inode.rec.size, bs = store.superblock().block_size;
+  if (offset >= size) return Status::error(ENXIO, "offset is past the end of the file");
+  ExtentMap extents(store, ino);
+  uint64_t fb = offset / bs;
+  while (fb * bs < size) {
+    SFS_ASSIGN(MappedPiece piece, extents.find(fb));
+    if (piece.extent && !(piece.extent->flags & kExtentUnwritten)) return std::max(offset, fb * bs);
+    if (piece.nblocks > (~0ull - fb)) break;
+    fb += piece.nblocks;
+  }
+  return Status::error(ENXIO, "no data past the offset");
+}
+
+Result<uint64_t> FileSpace::seek_hole(uint64_t ino, uint64_t offset) {
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+  const uint64_t size = inode.rec.size, bs = store.superblock().block_size;
+  if (offset >= size) return Status::error(ENXIO, "offset is past the end of the file");
+  ExtentMap extents(store, ino);
+  uint64_t fb = offset / bs;
+  while (fb * bs < size) {
+    SFS_ASSIGN(MappedPiece piece, extents.find(fb));
+    if (!piece.extent || (piece.extent->flags & kExtentUnwritten)) return std::max(offset, fb * bs);
+    fb += piece.nblocks;
+  }
+  return size;  // the implicit hole at end of file
+}
+
+}  // namespace stablefs

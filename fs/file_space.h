@@ -1,0 +1,39 @@
+// FileSpace: the space operations on a regular file's blocks that are pure metadata —
+// changing the size, punching and preallocating whole blocks, and SEEK_DATA/SEEK_HOLE.
+//
+// Partial blocks at the edges of these operations hold data and are the caller's to zero
+// through the I/O engine first (see fs/volume.h); everything here works on whole blocks.
+// Large ranges are processed in bounded steps, each its own atomic operation, in an order
+// that keeps every intermediate state consistent (extents past EOF are legal). Thread-safe:
+// each step takes the filesystem's metadata lock.
+#pragma once
+
+#include <cstdint>
+
+#include "fs/filesystem.h"
+
+namespace stablefs {
+
+class FileSpace {
+ public:
+  explicit FileSpace(Filesystem& fs) : fs_(fs) {}
+
+  // Sets the size; shrinking also frees every block past the new end. REQUIRES: the tail of
+  // the new last block already zeroed by the caller when it shrinks into the middle of one.
+  Status set_size(uint64_t ino, uint64_t size);
+  // Frees the blocks [first_block, first_block + nblocks), leaving a hole.
+  Status punch(uint64_t ino, uint64_t first_block, uint64_t nblocks);
+  // Allocates unwritten blocks for every hole in [first_block, +nblocks); with extend_to
+  // above the size, the size grows to it (fallocate without KEEP_SIZE). ENOSPC: what was
+  // allocated stays (as fallocate(2) allows).
+  Status preallocate(uint64_t ino, uint64_t first_block, uint64_t nblocks, uint64_t extend_to);
+  // lseek SEEK_DATA / SEEK_HOLE semantics; unwritten extents count as holes. ENXIO past data.
+  Result<uint64_t> seek_data(uint64_t ino, uint64_t offset);
+  Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset);
+
+ private:
+  static constexpr uint64_t kStepBlocks = 2048;
+  Filesystem& fs_;
+};
+
+}  // namespace stablefs
