@@ -14,10 +14,24 @@
 // Submission never branches on the choice; completion differs only by the unbounce copy.
 //
 // Checksums are XXH3-64 per checksum block (the filesystem block), seed 0. Writes compute
-// them at build time; reads verify every block for which an expected value is given, and a
-// mismatch fails the whole unit with EIO (bad_block() tells which block).
+// them at build time (a bounced write copies and hashes block by block, while the block is
+// hot in cache); reads verify every block for which an expected value is given, and a
+// mismatch fails the whole unit with EIO (bad_block() tells which block). Each bad block
+// counts in IoStats::checksum_failures, each unit the device failed in device_errors.
+//
+// A bounced unit takes all its pool memory in one step (BouncePool::get_total), which may
+// wait for other units to complete: do not hold a built but unsubmitted bounced unit while
+// building another, or a small pool can wait forever. The chunks go back to the pool before
+// done() runs (for reads after the unbounce copy), so done() may build the next unit.
+//
+// A unit built against the contract (empty, length or offset not a multiple of
+// checksum_block, a bounced unit larger than the pool, expected of the wrong size) is built
+// invalid: submit() calls done at once, on the calling thread, with EINVAL, without touching
+// the device or the stats.
+//
 // Not thread-safe; owned by the caller until done() has run, and done() runs exactly once on
-// the IoQueue's completion thread.
+// the IoQueue's completion thread (done may destroy the unit). The unit itself is the
+// IoRequest's owner, so it must stay alive until then.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +39,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "bounce/bounce_pool.h"
@@ -45,13 +60,15 @@ class IoUnit {
   // src.size() and dev_offset are multiples of geometry.checksum_block.
   static std::unique_ptr<IoUnit> build_write(uint64_t dev_offset, std::span<const uint8_t> src, bool bounce,
                                              BouncePool& pool, const IoUnitGeometry& geometry);
-  // expected[i] is the checksum of block i, or empty to skip verifying it (unwritten data).
+  // expected[i] is the checksum of block i, or empty to skip verifying it (unwritten data);
+  // expected is either empty (verify nothing) or has one entry per block.
   static std::unique_ptr<IoUnit> build_read(uint64_t dev_offset, std::span<uint8_t> dst, bool bounce, BouncePool& pool,
                                             const IoUnitGeometry& geometry, std::vector<std::optional<uint64_t>> expected);
   ~IoUnit();
 
   // Starts the I/O; done(unit, status) runs once it has completed (and for reads been
-  // verified and unbounced). Counts the unit in stats.
+  // verified and unbounced). Counts the unit in stats (bounced_* or zero_copy_*). A failed
+  // unit's status names the operation and its device byte offset.
   void submit(IoQueue& queue, IoStats& stats, Done done);
 
   bool bounced() const { return bounced_; }
@@ -62,11 +79,17 @@ class IoUnit {
   const std::vector<uint64_t>& checksums() const { return checksums_; }
   // Read units that failed verification: the first bad block's index within the unit.
   std::optional<size_t> bad_block() const { return bad_block_; }
+  // Memory segments handed to the device: the greedy pool chunks of a bounced unit, or the
+  // one caller range of a zero-copy unit.
+  size_t segments() const { return request_.iov.size(); }
 
  private:
   IoUnit() = default;
   void complete(int64_t result);
+  Status verify_read();  // checks the blocks read against expected_
+  void invalidate(const std::string& why);
 
+  Status invalid_;  // not ok when the unit was built against the contract
   bool write_ = false;
   bool bounced_ = false;
   uint64_t dev_offset_ = 0;

@@ -24,8 +24,8 @@ struct StablePagesInfo {
   // "/dev/sda2 (8:2) on disk /dev/sda: queue/stable_writes=0". An unreadable attribute counts
   // as required (bouncing is always correct).
   std::string reason;
-  // The block device whose queue was read ("/dev/vda", or "MAJ:MIN" when udev gave it no
-  // name); empty when there is none.
+  // The block device the answer is about ("/dev/vda", "/dev/sda2" for a partition, or
+  // "MAJ:MIN" when it has no name); empty when there is none.
   std::string device;
 };
 
