@@ -1,0 +1,99 @@
+#include "fs/volume.h"
+
+#include <vector>
+
+#include "bounce/aligned_buffer.h"
+
+namespace stablefs {
+
+Result<std::unique_ptr<Volume>> Volume::open(const std::string& path, VolumeOptions opts) {
+  std::unique_ptr<Volume> v(new Volume());
+  SFS_ASSIGN(v->device_, FileDevice::open(path, {.read_only = opts.read_only, .exclusive = true}));
+  SFS_ASSIGN(v->stable_, detect_stable_pages(path));
+  v->decision_ = decide_bounce(opts.bounce, v->stable_);
+  SFS_ASSIGN(v->fs_, Filesystem::open(*v->device_, {.read_only = opts.read_only, .cache_blocks = opts.cache_blocks}));
+  const uint32_t bs = v->fs_->statfs().block_size;
+  v->pool_ = std::make_unique<BouncePool>(opts.bounce_pool_bytes, bs);
+  iovec arena = v->pool_->arena();
+  auto queue = IoQueue::create(v->device_->fd(), opts.queue_depth, &arena);
+  if (!queue.ok()) return queue.status().with_context(path + ": io_uring");
+  v->queue_ = std::move(queue).value();
+  v->mapper_ = std::make_unique<FileMapper>(*v->fs_);
+  v->space_ = std::make_unique<FileSpace>(*v->fs_);
+  DirectIoConfig cfg;
+  cfg.bounce = v->decision_.bounce;
+  cfg.memory_alignment = v->device_->memory_alignment();
+  v->engine_ = std::make_unique<DirectIo>(*v->mapper_, *v->mapper_, *v->queue_, *v->pool_, v->stats_, v->locks_, cfg);
+  return v;
+}
+
+Volume::~Volume() {
+  if (!closed_) (void)close();
+}
+
+Status Volume::zero_bytes(uint64_t ino, uint64_t offset, uint64_t length) {
+  if (length == 0) return {};
+  std::vector<uint8_t> zeros(static_cast<size_t>(length), 0);
+  SFS_ASSIGN(size_t n, engine_->write_sync(ino, offset, zeros));
+  if (n != length) return Status::error(ENOSPC, "could not zero a partial block");
+  return {};
+}
+
+Status Volume::set_size(uint64_t ino, uint64_t size) {
+  SFS_ASSIGN(Inode inode, fs_->getattr(ino));
+  const uint64_t bs = fs_->statfs().block_size;
+  if (size < inode.rec.size && size % bs != 0) {
+    // Zero the rest of the new last block (up to the old end) before it becomes past-EOF.
+    uint64_t block_end = std::min((size / bs + 1) * bs, inode.rec.size);
+    SFS_TRY(zero_bytes(ino, size, block_end - size));
+  }
+  return space_->set_size(ino, size);
+}
+
+Status Volume::fallocate(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length) {
+  if (length == 0) return Status::error(EINVAL, "fallocate of zero bytes");
+  if (offset + length < offset) return Status::error(EFBIG, "fallocate range overflows");
+  const uint64_t bs = fs_->statfs().block_size;
+  SFS_ASSIGN(Inode inode, fs_->getattr(ino));
+  const uint64_t end = offset + length;
+  const uint64_t first_full = (offset + bs - 1) / bs, end_full = end / bs;
+  if (mode & (kFallocPunchHole | kFallocZeroRange)) {
+    if ((mode & kFallocPunchHole) && !(mode & kFallocKeepSize))
+      return Status::error(EOPNOTSUPP, "PUNCH_HOLE requires KEEP_SIZE");
+    // Partial blocks at either edge are zeroed through the engine, whole blocks are punched.
+    const uint64_t size = inode.rec.size;
+    auto zero_edge = [&](uint64_t a, uint64_t b) -> Status {
+      b = std::min(b, std::max(size, (mode & kFallocKeepSize) ? size : end));
+      if (a >= b) return {};
+      return zero_bytes(ino, a, b - a);
+    };
+    if (first_full > end_full) {
+      SFS_TRY(zero_edge(offset, end));
+    } else {
+      SFS_TRY(zero_edge(offset, first_full * bs));
+      SFS_TRY(zero_edge(end_full * bs, end));
+      if (end_full > first_full) SFS_TRY(space_->punch(ino, first_full, end_full - first_full));
+    }
+    if (mode & kFallocZeroRange) {
+      if (end_full > first_full) SFS_TRY(space_->preallocate(ino, first_full, end_full - first_full, 0));
+      if (!(mode & kFallocKeepSize) && end > size) SFS_TRY(space_->preallocate(ino, end / bs, 0, end));
+    }
+    return {};
+  }
+  const uint64_t first = offset / bs, last = (end + bs - 1) / bs;
+  return space_->preallocate(ino, first, last - first, (mode & kFallocKeepSize) ? 0 : end);
+}
+
+Status Volume::sync() {
+  SFS_TRY(fs_->sync());
+  return {};
+}
+
+Status Volume::close() {
+  if (closed_) return {};
+  closed_ = true;
+  queue_.reset();  // waits for in-flight I/O
+  return fs_->close();
+}
+
+}  // namespace stablefs

@@ -1,0 +1,86 @@
+// Volume: one mounted stablefs — the device, the filesystem, and the data path under it
+// (I/O queue, bounce pool, stable-pages decision, range locks, mapper and engine).
+//
+// This is what a mount daemon (or a test, or a benchmark) holds. Namespace operations go
+// through fs(); file data through read()/write() here, which run the direct-I/O engine.
+// Requests that come from the kernel's page cache (buffered opens) use the same engine with
+// the same mapping walk: there is no daemon-side data cache.
+// Thread-safe. close() must be called before destruction for a clean unmount.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "bounce/bounce_pool.h"
+#include "bounce/file_device.h"
+#include "bounce/io_queue.h"
+#include "bounce/io_stats.h"
+#include "bounce/stable_pages.h"
+#include "fs/file_mapper.h"
+#include "fs/file_space.h"
+#include "fs/filesystem.h"
+#include "iomap/direct_io.h"
+
+namespace stablefs {
+
+struct VolumeOptions {
+  bool read_only = false;
+  BouncePolicy bounce = BouncePolicy::kAuto;
+  size_t bounce_pool_bytes = 64u << 20;
+  unsigned queue_depth = 128;
+  size_t cache_blocks = 16384;
+};
+
+enum FallocateMode : unsigned {
+  kFallocKeepSize = 1u << 0,
+  kFallocPunchHole = 1u << 1,
+  kFallocZeroRange = 1u << 2,
+};
+
+class Volume {
+ public:
+  // Opens path (image file or block device), replays its journal, decides the bounce policy.
+  static Result<std::unique_ptr<Volume>> open(const std::string& path, VolumeOptions opts);
+  ~Volume();
+
+  Filesystem& fs() { return *fs_; }
+  DirectIo& engine() { return *engine_; }
+
+  Result<size_t> read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst) { return engine_->read_sync(ino, pos, dst); }
+  Result<size_t> write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) { return engine_->write_sync(ino, pos, src); }
+  // Truncate or extend; the bytes past a shrunken end are zeroed so a later extension reads zeros.
+  Status set_size(uint64_t ino, uint64_t size);
+  // fallocate(2): default, KEEP_SIZE, PUNCH_HOLE (with KEEP_SIZE), ZERO_RANGE.
+  Status fallocate(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length);
+  Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return space_->seek_data(ino, offset); }
+  Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset) { return space_->seek_hole(ino, offset); }
+  // Everything written so far durable: journal commit and device cache flush.
+  Status sync();
+  Status close();
+
+  const BounceDecision& bounce_decision() const { return decision_; }
+  const StablePagesInfo& device_stable_pages() const { return stable_; }
+  IoStatsSnapshot io_stats() const { return stats_.snapshot(); }
+  FileMapper& mapper() { return *mapper_; }
+  FileDevice& device() { return *device_; }
+
+ private:
+  Volume() = default;
+  // Writes zeros over [offset, offset + length) through the engine (partial blocks).
+  Status zero_bytes(uint64_t ino, uint64_t offset, uint64_t length);
+
+  std::unique_ptr<FileDevice> device_;
+  std::unique_ptr<Filesystem> fs_;
+  StablePagesInfo stable_;
+  BounceDecision decision_;
+  IoStats stats_;
+  std::unique_ptr<BouncePool> pool_;
+  std::unique_ptr<IoQueue> queue_;
+  FileRangeLocks locks_;
+  std::unique_ptr<FileMapper> mapper_;
+  std::unique_ptr<FileSpace> space_;
+  std::unique_ptr<DirectIo> engine_;
+  bool closed_ = false;
+};
+
+}  // namespace stablefs

@@ -1,0 +1,304 @@
+#include "iomap/direct_io.h"
+
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <memory>
+#include <mutex>
+
+#include "bounce/aligned_buffer.h"
+#include "bounce/io_unit.h"
+#include "iomap/iomap_iter.h"
+
+namespace stablefs {
+
+// One I/O unit of a request and what became of it.
+struct DirectIo::UnitSlot {
+  std::unique_ptr<IoUnit> unit;
+  size_t range = 0;  // index into Request::ranges (writes)
+  uint64_t file_pos = 0;
+  Status status;
+  bool done = false;
+};
+
+struct DirectIo::Request {
+  bool write = false;
+  uint64_t ino = 0;
+  uint64_t pos = 0;           // the caller's range
+  size_t len = 0;
+  uint64_t apos = 0;          // the block-aligned range the I/O covers
+  size_t alen = 0;
+  std::span<uint8_t> user_dst;
+  std::span<const uint8_t> user_src;
+  AlignedBuffer temp;         // request-private memory when the caller's is unaligned
+  std::span<uint8_t> io_buf;  // what the units read into or write from
+  FileRangeLocks::Held lock;
+  bool locked = false;
+
+  std::deque<UnitSlot> units;  // deque: slots stay put while later units are added
+  std::vector<WrittenRange> ranges;
+  Status walk_status;  // mapping failure: the request is cut short there
+  std::mutex mu;
+  // In-flight units plus one reference held by the submitting walk, so the request cannot
+  // finish while units are still being built (kernel: iomap_dio's reference count).
+  size_t pending = 1;
+  Done done;
+};
+
+namespace {
+
+uint64_t round_down(uint64_t v, uint64_t a) { return v & ~(a - 1); }
+uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+std::string where(uint64_t ino, uint64_t file_pos) {
+  std::string s = "inode ";
+  s += std::to_string(ino);
+  s += " offset ";
+  s += std::to_string(file_pos);
+  return s;
+}
+
+}  // namespace
+
+DirectIo::DirectIo(IomapOps& ops, IomapWriteCompletion& completion, IoQueue& queue, BouncePool& pool, IoStats& stats,
+                   FileRangeLocks& locks, DirectIoConfig config)
+    : ops_(ops),
+      completion_(completion),
+      queue_(queue),
+      pool_(pool),
+      stats_(stats),
+      locks_(locks),
+      config_(config),
+      block_size_(ops.block_size()) {}
+
+void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done done) {
+  auto* req = new Request;
+  req->ino = ino;
+  req->pos = pos;
+  req->user_dst = dst;
+  req->done = std::move(done);
+  req->lock = locks_.lock(ino, round_down(pos, block_size_), round_up(pos + dst.size(), block_size_), false);
+  req->locked = true;
+  auto size = ops_.file_size(ino);
+  if (!size.ok()) {
+    req->walk_status = size.status();
+    return finish(req);
+  }
+  req->len = pos >= *size ? 0 : static_cast<size_t>(std::min<uint64_t>(dst.size(), *size - pos));
+  if (req->len == 0) return finish(req);
+  req->apos = round_down(pos, block_size_);
+  req->alen = static_cast<size_t>(round_up(pos + req->len, block_size_) - req->apos);
+  bool aligned = req->apos == pos && req->alen == req->len &&
+                 (reinterpret_cast<uintptr_t>(dst.data()) & config_.memory_alignment) == 0;
+  if (aligned) {
+    req->io_buf = dst.subspan(0, req->len);
+  } else {
+    req->temp = AlignedBuffer(req->alen, 4096);
+    req->io_buf = req->temp.span();
+  }
+  start_read(req);
+}
+
+void DirectIo::start_read(Request* req) {
+  const IoUnitGeometry geometry{block_size_, config_.memory_alignment};
+  IomapIter it(ops_, req->ino, req->apos, req->alen, kIomapRead | kIomapDirect);
+  while (it.next()) {
+    const uint64_t n = it.length();
+    std::span<uint8_t> buf = req->io_buf.subspan(static_cast<size_t>(it.pos() - req->apos), static_cast<size_t>(n));
+    if (it.map().needs_zero_on_read()) {
+      std::memset(buf.data(), 0, buf.size());
+    } else {
+      for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
+        size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
+        std::vector<std::optional<uint64_t>> expected(piece / block_size_);
+        Status st = ops_.read_checksums(it.dev_addr() + off, expected);
+        if (!st.ok()) {
+          it.fail(st);
+          break;
+        }
+        // Each unit is submitted as soon as it is built: a bounced unit holds pool memory, and
+        // holding it while building the rest could starve other requests of the pool.
+        req->units.push_back({IoUnit::build_read(it.dev_addr() + off, buf.subspan(static_cast<size_t>(off), piece),
+                                                 config_.bounce, pool_, geometry, std::move(expected)),
+                              0, it.pos() + off, {}, false});
+        submit_unit(req, &req->units.back());
+      }
+    }
+    it.advance(n);
+  }
+  // A mapping failure fails the read once the units already in flight have completed.
+  req->walk_status = it.status();
+  unit_done(req);  // drops the walk's reference
+}
+
+void DirectIo::submit_unit(Request* req, UnitSlot* slot) {
+  {
+    std::lock_guard lock(req->mu);
+    ++req->pending;
+  }
+  slot->unit->submit(queue_, stats_, [this, req, slot](IoUnit& unit, Status st) {
+    if (!req->write && !st.ok() && unit.bad_block()) {
+      uint64_t off = slot->file_pos + *unit.bad_block() * block_size_;
+      st = Status::error(EIO, where(req->ino, off) + ": data checksum mismatch (device block " +
+                                  std::to_string(unit.dev_offset() / block_size_ + *unit.bad_block()) + ")");
+      std::fprintf(stderr, "stablefs: %s\n", st.message().c_str());
+    }
+    slot->status = st;
+    slot->done = true;
+    unit_done(req);
+  });
+}
+
+void DirectIo::write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done) {
+  auto* req = new Request;
+  req->write = true;
+  req->ino = ino;
+  req->pos = pos;
+  req->len = src.size();
+  req->user_src = src;
+  req->done = std::move(done);
+  if (src.empty()) return finish(req);
+  req->apos = round_down(pos, block_size_);
+  req->alen = static_cast<size_t>(round_up(pos + src.size(), block_size_) - req->apos);
+  req->lock = locks_.lock(ino, req->apos, req->apos + req->alen, true);
+  req->locked = true;
+  bool aligned = req->apos == pos && req->alen == req->len &&
+                 (reinterpret_cast<uintptr_t>(src.data()) & config_.memory_alignment) == 0;
+  if (aligned) {
+    // The units only read this memory; the span is const in spirit.
+    req->io_buf = {const_cast<uint8_t*>(src.data()), src.size()};
+  } else {
+    // Read-modify-write: fetch the partial edge blocks (verified), then merge the new bytes.
+    req->temp = AlignedBuffer(req->alen, 4096);
+    req->io_buf = req->temp.span();
+    const uint64_t last_block = req->apos + req->alen - block_size_;
+    std::vector<uint64_t> edges;
+    if (pos != req->apos) edges.push_back(req->apos);
+    if ((pos + src.size()) % block_size_ != 0 && (edges.empty() || last_block != req->apos)) edges.push_back(last_block);
+    for (uint64_t edge : edges) {
+      auto size = ops_.file_size(ino);
+      if (!size.ok()) {
+        req->walk_status = size.status();
+        return finish(req);
+      }
+      if (edge >= *size) continue;  // beyond end of file: zeros
+      auto* sub = new Request;
+      sub->ino = ino;
+      sub->pos = edge;
+      sub->len = sub->alen = block_size_;
+      sub->apos = edge;
+      sub->io_buf = req->io_buf.subspan(static_cast<size_t>(edge - req->apos), block_size_);
+      std::promise<Result<size_t>> got;
+      sub->done = [&got](Result<size_t> r) { got.set_value(std::move(r)); };
+      start_read(sub);  // no lock: this request already holds the range exclusively
+      Result<size_t> r = got.get_future().get();
+      if (!r.ok()) {
+        req->walk_status = r.status();
+        return finish(req);
+      }
+    }
+    std::memcpy(req->io_buf.data() + (pos - req->apos), src.data(), src.size());
+  }
+  start_write(req);
+}
+
+void DirectIo::start_write(Request* req) {
+  const IoUnitGeometry geometry{block_size_, config_.memory_alignment};
+  IomapIter it(ops_, req->ino, req->apos, req->alen, kIomapWrite | kIomapDirect);
+  while (it.next()) {
+    const uint64_t n = it.length();
+    if (it.map().type == IomapType::kHole || it.map().type == IomapType::kInline) {
+      it.fail(Status::error(EIO, where(req->ino, it.pos()) + ": filesystem gave no space to write to"));
+      break;
+    }
+    size_t range = req->ranges.size();
+    req->ranges.push_back({it.map(), it.pos(), n, false, {}});
+    for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
+      size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
+      auto buf = req->io_buf.subspan(static_cast<size_t>(it.pos() - req->apos + off), piece);
+      req->units.push_back({IoUnit::build_write(it.dev_addr() + off, buf, config_.bounce, pool_, geometry), range,
+                            it.pos() + off, {}, false});
+      submit_unit(req, &req->units.back());
+    }
+    it.advance(n);
+  }
+  req->walk_status = it.status();  // e.g. ENOSPC part way: what was mapped is still written
+  unit_done(req);                  // drops the walk's reference
+}
+
+void DirectIo::unit_done(Request* req) {
+  bool last;
+  {
+    std::lock_guard lock(req->mu);
+    last = --req->pending == 0;
+  }
+  if (last) finish(req);
+}
+
+void DirectIo::finish(Request* req) {
+  std::unique_ptr<Request> owned(req);
+  Result<size_t> result = size_t(0);
+  if (!req->write) {
+    Status st = req->walk_status;
+    for (auto& slot : req->units)
+      if (st.ok() && !slot.status.ok()) st = slot.status;
+    if (!st.ok()) {
+      result = st;
+    } else {
+      if (req->temp.data() && req->len) std::memcpy(req->user_dst.data(), req->temp.data() + (req->pos - req->apos), req->len);
+      result = req->len;
+    }
+  } else if (req->len > 0) {
+    // The contiguous prefix of units that reached the device is what gets committed; every
+    // piece after it is handed back unwritten so its space is released.
+    Status first_error = req->walk_status;
+    std::vector<WrittenRange> written;
+    uint64_t prefix_end = req->apos;
+    bool broken = false;
+    for (auto& slot : req->units) {
+      const WrittenRange& r = req->ranges[slot.range];
+      if (!broken && !slot.status.ok()) {
+        if (first_error.ok()) first_error = slot.status;
+        broken = true;
+      }
+      const bool ok = !broken;
+      if (written.empty() || written.back().pos + written.back().len != slot.file_pos ||
+          written.back().map.offset != r.map.offset || written.back().reached_device != ok)
+        written.push_back({r.map, slot.file_pos, 0, ok, {}});
+      WrittenRange& w = written.back();
+      w.len += slot.unit->length();
+      if (ok) {
+        w.checksums.insert(w.checksums.end(), slot.unit->checksums().begin(), slot.unit->checksums().end());
+        prefix_end = slot.file_pos + slot.unit->length();
+      }
+    }
+    const uint64_t user_end = req->pos + req->len;
+    const uint64_t end_pos = std::min(prefix_end, user_end);
+    Status st = completion_.complete_writes(req->ino, written, end_pos, first_error);
+    size_t bytes = end_pos > req->pos ? static_cast<size_t>(end_pos - req->pos) : 0;
+    if (!st.ok()) result = st;
+    else if (bytes == 0 && !first_error.ok()) result = first_error;
+    else result = bytes;
+  }
+  if (req->locked) FileRangeLocks::unlock(req->lock);
+  Done done = std::move(req->done);
+  owned.reset();  // frees bounce chunks and the private buffer before answering
+  done(std::move(result));
+}
+
+Result<size_t> DirectIo::read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t> dst) {
+  std::promise<Result<size_t>> p;
+  auto f = p.get_future();
+  read(ino, pos, dst, [&p](Result<size_t> r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+Result<size_t> DirectIo::write_sync(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) {
+  std::promise<Result<size_t>> p;
+  auto f = p.get_future();
+  write(ino, pos, src, [&p](Result<size_t> r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+}  // namespace stablefs

@@ -1,0 +1,78 @@
+// DirectIo: the direct-I/O engine (kernel: fs/iomap/direct-io.c).
+//
+// A request is walked across the file's mappings with IomapIter; each mapped piece becomes
+// IoUnits of at most max_unit_bytes, built bounced or zero-copy as the policy decided once
+// for the mount. Holes and unwritten extents read as zeros without I/O. Submission is apart
+// from completion: a request object counts its in-flight units and the last completion runs
+// the ioend (IomapWriteCompletion) and answers the caller.
+//
+// Unaligned requests (offset, length or caller memory not block aligned) go through an
+// aligned request-private buffer: the partial edge blocks are read first (verified against
+// their checksums) and merged, then whole blocks are written (read-modify-write).
+//
+// Buffers: read() and write() borrow the caller's buffer until done() has run. With bounce
+// the engine copies a write's data before write() returns; zero-copy units use the caller's
+// memory, so a zero-copy caller must wait for done() (the *_sync forms do).
+// Thread-safety: any thread may start requests; overlapping requests to one file are ordered
+// by range locks, disjoint ones run in parallel. done() runs on the I/O completion thread or,
+// when no device I/O was needed, on the calling thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+
+#include "bounce/bounce_pool.h"
+#include "bounce/io_queue.h"
+#include "bounce/io_stats.h"
+#include "iomap/iomap.h"
+#include "iomap/range_lock.h"
+
+namespace stablefs {
+
+struct DirectIoConfig {
+  bool bounce = false;              // the mount's policy decision
+  uint32_t memory_alignment = 511;  // device buffer alignment mask (queue/dma_alignment)
+  size_t max_unit_bytes = 1u << 20;
+};
+
+class DirectIo {
+ public:
+  using Done = std::function<void(Result<size_t>)>;
+
+  DirectIo(IomapOps& ops, IomapWriteCompletion& completion, IoQueue& queue, BouncePool& pool, IoStats& stats,
+           FileRangeLocks& locks, DirectIoConfig config);
+
+  // Reads up to dst.size() bytes at pos (fewer at end of file). A block failing its checksum
+  // fails the request with EIO, naming the inode and file offset.
+  void read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done done);
+  // Writes src at pos, allocating as needed; reports the bytes that reached the device and
+  // were committed (a short count when space runs out part way), or an error if none did.
+  void write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done);
+
+  Result<size_t> read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t> dst);
+  Result<size_t> write_sync(uint64_t ino, uint64_t pos, std::span<const uint8_t> src);
+
+  const DirectIoConfig& config() const { return config_; }
+
+ private:
+  struct Request;
+  struct UnitSlot;
+  // Maps the aligned range of a read and submits its units as they are built.
+  void start_read(Request* req);
+  void submit_unit(Request* req, UnitSlot* slot);
+  void start_write(Request* req);
+  void unit_done(Request* req);
+  void finish(Request* req);
+
+  IomapOps& ops_;
+  IomapWriteCompletion& completion_;
+  IoQueue& queue_;
+  BouncePool& pool_;
+  IoStats& stats_;
+  FileRangeLocks& locks_;
+  DirectIoConfig config_;
+  uint32_t block_size_;
+};
+
+}  // namespace stablefs
