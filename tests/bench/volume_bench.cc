@@ -12,6 +12,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
+#include <functional>
+#include <optional>
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -65,48 +68,23 @@ int main(int argc, char** argv) {
   const uint64_t blocks = file_bytes / bs;
   const bool bounce = v.bounce_decision().bounce;
 
-  // Phase 1: fill (sequential, each job its own stripe).
-  std::atomic<uint64_t> bytes{0}, ios{0};
-  std::atomic<bool> failed{false};
-  auto start = Clock::now();
-  {
+  // One timed phase: jobs threads, each asking next_block for its next block until it says stop.
+  using NextBlock = std::function<std::optional<uint64_t>(unsigned job, std::mt19937_64& rng, uint64_t& done)>;
+  auto run_phase = [&](const char* phase, bool is_write, const NextBlock& next_block) {
+    std::atomic<uint64_t> bytes{0}, ios{0};
+    std::atomic<bool> failed{false};
+    const auto start = Clock::now();
     std::vector<std::thread> threads;
     for (unsigned j = 0; j < jobs; ++j) {
       threads.emplace_back([&, j] {
         AlignedBuffer buf(bs);
         std::memset(buf.data(), int('a' + j), bs);
-        for (uint64_t b = j; b < blocks; b += jobs) {
-          auto r = v.write(f->ino, b * bs, buf.span());
-          if (!r.ok()) {
-            std::fprintf(stderr, "write: %s\n", r.status().message().c_str());
-            failed = true;
-            return;
-          }
-          bytes += *r;
-          ios++;
-        }
-      });
-    }
-    for (auto& t : threads) t.join();
-  }
-  if (failed) return 1;
-  report("write", bytes, ios, std::chrono::duration<double>(Clock::now() - start).count(), bs, jobs, bounce);
-
-  // Phase 2: random overwrites for a fixed time (out-of-place with checksums).
-  for (const char* phase : {"randwrite", "randread"}) {
-    bytes = 0;
-    ios = 0;
-    const bool is_write = phase[4] == 'w';
-    start = Clock::now();
-    const auto stop = start + std::chrono::duration<double>(seconds);
-    std::vector<std::thread> threads;
-    for (unsigned j = 0; j < jobs; ++j) {
-      threads.emplace_back([&, j] {
-        AlignedBuffer buf(bs);
         std::mt19937_64 rng(j + 1);
-        while (Clock::now() < stop && !failed) {
-          uint64_t b = rng() % blocks;
-          auto r = is_write ? v.write(f->ino, b * bs, buf.span()) : v.read(f->ino, b * bs, buf.span());
+        uint64_t done = 0;
+        while (!failed) {
+          std::optional<uint64_t> b = next_block(j, rng, done);
+          if (!b) return;
+          auto r = is_write ? v.write(f->ino, *b * bs, buf.span()) : v.read(f->ino, *b * bs, buf.span());
           if (!r.ok()) {
             std::fprintf(stderr, "%s: %s\n", phase, r.status().message().c_str());
             failed = true;
@@ -114,12 +92,30 @@ int main(int argc, char** argv) {
           }
           bytes += *r;
           ios++;
+          done++;
         }
       });
     }
     for (auto& t : threads) t.join();
-    if (failed) return 1;
-    report(phase, bytes, ios, std::chrono::duration<double>(Clock::now() - start).count(), bs, jobs, bounce);
+    if (!failed) report(phase, bytes, ios, std::chrono::duration<double>(Clock::now() - start).count(), bs, jobs, bounce);
+    return !failed;
+  };
+  // Fill sequentially, each job its own stripe; then random overwrites (out of place with
+  // checksums) and random reads for a fixed time.
+  const bool ok = run_phase("write", true, [&](unsigned j, std::mt19937_64&, uint64_t& done) -> std::optional<uint64_t> {
+    uint64_t b = j + done * jobs;
+    return b < blocks ? std::optional<uint64_t>(b) : std::nullopt;
+  });
+  if (!ok) return 1;
+  const auto stop = [&] { return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds)); };
+  for (bool is_write : {true, false}) {
+    const auto until = stop();
+    if (!run_phase(is_write ? "randwrite" : "randread", is_write,
+                   [&](unsigned, std::mt19937_64& rng, uint64_t&) -> std::optional<uint64_t> {
+                     if (Clock::now() >= until) return std::nullopt;
+                     return rng() % blocks;
+                   }))
+      return 1;
   }
   auto st = v.fs().unlink(kRootIno, name);
   if (st.ok()) st = v.close();
