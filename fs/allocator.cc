@@ -385,6 +385,13 @@ Status Allocator::free(Extent e, Reuse when) {
   return {};
 }
 
+uint64_t Allocator::awaiting_reuse_blocks() const {
+  uint64_t n = 0;
+  for (const auto* list : {&pending_commit_, &pending_txn_ckpt_, &pending_checkpoint_})
+    for (const Extent& e : *list) n += e.length;
+  return n;
+}
+
 void Allocator::release(std::vector<Extent>& pending) {
   for (const Extent& e : pending) avail_.add(e.start, e.length);
   if (pending.capacity() > 1024) std::vector<Extent>().swap(pending);

@@ -135,6 +135,8 @@ class Allocator {
 
   uint64_t free_blocks() const { return clear_.blocks(); }         // bits clear (incl. pending)
   uint64_t allocatable_blocks() const { return avail_.blocks(); }  // what allocate() can hand out
+  // Freed blocks waiting for a commit (data) or a checkpoint (metadata) before reuse.
+  uint64_t awaiting_reuse_blocks() const;
   uint64_t total_blocks() const { return total_; }
   // The bitmap's bit for block (true for blocks past the device's end).
   bool in_use(uint64_t block) const;

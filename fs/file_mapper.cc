@@ -66,6 +66,7 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
   const uint64_t count = std::min(n, kMaxMappingBlocks);
   if (piece.extent) {
     // Out of place: reserve new space now, claim it at ioend.
+    SFS_TRY(store.make_allocatable(count));
     SFS_ASSIGN(Extent e, store.allocator().reserve(piece.extent->dev_block + piece.extent->nblocks, count, 1));
     reserved_[e.start] = e.length;
     map.type = IomapType::kMapped;
@@ -75,6 +76,7 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
     return map;
   }
   // A hole: allocate and record an unwritten extent.
+  SFS_TRY(store.make_allocatable(count + kMapOpBlocks));
   SFS_TRY(store.begin_operation(kMapOpBlocks));
   SFS_ASSIGN(uint64_t goal, extents.goal_before(fb));
   auto allocated = [&]() -> Result<Iomap> {

@@ -75,6 +75,7 @@ Status FileSpace::preallocate(uint64_t ino, uint64_t first_block, uint64_t nbloc
       pos += n;
       continue;
     }
+    SFS_TRY(store.make_allocatable(n + kStepOpBlocks));
     SFS_TRY(store.begin_operation(kStepOpBlocks));
     SFS_ASSIGN(uint64_t goal, extents.goal_before(pos));
     uint64_t got = 0;

@@ -140,9 +140,17 @@ Status MetadataStore::begin_operation(size_t blocks_needed) {
   if (running_.size() + blocks_needed > journal_->max_transaction_blocks()) SFS_TRY(commit());
   if (blocks_needed > journal_->max_transaction_blocks())
     return Status::error(EFBIG, "operation needs more metadata than one transaction holds");
+  if (alloc_) SFS_TRY(make_allocatable(blocks_needed));
   if (alloc_ && alloc_->allocatable_blocks() < blocks_needed)
     return Status::error(ENOSPC, dev_.name() + ": no space left for metadata");
   op_start_modifications_ = modifications_;
+  return {};
+}
+
+Status MetadataStore::make_allocatable(uint64_t blocks) {
+  if (read_only_ || alloc_->allocatable_blocks() >= blocks || alloc_->awaiting_reuse_blocks() == 0) return {};
+  SFS_TRY(commit());
+  if (alloc_->allocatable_blocks() < blocks && alloc_->awaiting_reuse_blocks() > 0) SFS_TRY(checkpoint());
   return {};
 }
 

@@ -52,6 +52,11 @@ class MetadataStore : public MetadataSpace {
   ~MetadataStore() override;
 
   Status begin_operation(size_t blocks_needed = 16);
+  // Between operations: when fewer than blocks are allocatable and freed blocks are only
+  // waiting for a commit or checkpoint to become reusable, commits (and checkpoints) so they
+  // are. A workload of overwrites frees as much as it allocates; this keeps it from running
+  // out of space between timed commits.
+  Status make_allocatable(uint64_t blocks);
   Status end_operation(Status result);
   // Commits the running transaction (journal write + flush).
   Status commit();
