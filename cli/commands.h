@@ -15,6 +15,8 @@ using RunFn = std::function<int()>;
 RunFn add_mkfs_command(CLI::App& root);
 RunFn add_info_command(CLI::App& root);
 RunFn add_fsck_command(CLI::App& root);
+RunFn add_mount_command(CLI::App& root);
+RunFn add_umount_command(CLI::App& root);
 
 // Parses a size such as 4096, 64K, 512M, 1G, 2T (binary units). Throws CLI::ValidationError.
 uint64_t parse_size(const std::string& text);
@@ -22,5 +24,8 @@ uint64_t parse_size(const std::string& text);
 void print_error(const std::string& command, const std::string& message);
 // Whether path (or the device it names) is the source of a mounted filesystem.
 bool is_mounted(const std::string& path);
+// The runtime file a mount daemon keeps for MOUNTPOINT (a resolved path): "PID\nDEVICE\n",
+// under /run/stablefs (root) or $XDG_RUNTIME_DIR/stablefs-UID; creates the directory.
+std::string runtime_file(const std::string& mountpoint);
 
 }  // namespace stablefs::cli

@@ -1,4 +1,4 @@
-// The stablefs command: dispatches to subcommands (mkfs, fsck, info).
+// The stablefs command: dispatches to subcommands (mkfs, fsck, info, mount, umount).
 // Invoked as mkfs.stablefs or fsck.stablefs it behaves as that subcommand.
 #include <CLI/CLI.hpp>
 
@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   add(stablefs::cli::add_mkfs_command(app));
   add(stablefs::cli::add_info_command(app));
   add(stablefs::cli::add_fsck_command(app));
+  add(stablefs::cli::add_mount_command(app));
+  add(stablefs::cli::add_umount_command(app));
   try {
     app.parse(static_cast<int>(cargs.size()), cargs.data());
   } catch (const CLI::ParseError& e) {

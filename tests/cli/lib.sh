@@ -5,9 +5,21 @@ STABLEFS=${STABLEFS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/bui
 SCRATCH=$(mktemp -d /var/tmp/stablefs-test.XXXXXX)
 LOOPS=()
 ZRAM_USED=0
+MOUNTS=()
+PIDS=()
+
+# is_mounted_at DIR: whether /proc/mounts lists DIR (also true for a dead FUSE mount, whose
+# root no longer answers stat).
+is_mounted_at() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
 
 cleanup() {
-  local l
+  local l m p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for m in "${MOUNTS[@]}"; do
+    if is_mounted_at "$m"; then
+      timeout 40 "$STABLEFS" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null
+    fi
+  done
   for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
   if [ "$ZRAM_USED" = 1 ]; then echo 1 >/sys/block/zram0/reset 2>/dev/null; fi
   rm -rf "$SCRATCH"
@@ -51,3 +63,22 @@ flip_byte() {
 
 # info_field IMAGE LABEL: the first number after LABEL in `stablefs info`.
 info_field() { "$STABLEFS" info "$1" | sed -nE "s/^$2 +[^0-9]*([0-9]+).*/\1/p" | head -1; }
+
+# mount_fs IMAGE MNT [MOUNT-ARGS...]: mounts with `stablefs mount` (unmounted at exit);
+# fails the test if the mount fails.
+mount_fs() {
+  local img=$1 mnt=$2; shift 2
+  mkdir -p "$mnt"
+  MOUNTS+=("$mnt")
+  timeout 60 "$STABLEFS" mount "$img" "$mnt" "$@" || fail "mount $img $mnt $* failed"
+  mountpoint -q "$mnt" || fail "$mnt is not a mountpoint after mount returned"
+}
+
+# umount_fs MNT: `stablefs umount`, which returns once the daemon released the device.
+umount_fs() {
+  timeout 60 "$STABLEFS" umount "$1" || fail "umount $1 failed"
+  ! mountpoint -q "$1" || fail "$1 still mounted after umount"
+}
+
+# daemon_pid MNT: the pid of the daemon serving MNT (from its runtime file).
+daemon_pid() { head -1 "/run/stablefs/$(realpath "$1" | sed 's/%/%25/g; s|/|%2F|g').pid"; }

@@ -1,0 +1,373 @@
+// stablefs mount DEV MNT [-o opts] [-f]: serves a stablefs filesystem at MNT through FUSE.
+// stablefs umount MNT: unmounts it and waits until the daemon has released the device.
+//
+// mount daemonizes unless -f: the child opens the Volume (replaying the journal), mounts, and
+// only then tells the parent through a pipe, so the parent returns once the filesystem is live
+// (exit 0) or prints the child's one-line error (exit 1). The daemon records "PID\nDEV\n" in a
+// runtime file named after the mountpoint (runtime_file()); umount waits for that file to go,
+// which the daemon removes after Volume::close() and after closing the device.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "bounce/file_device.h"
+#include "fs/fuse_adapter.h"
+#include "fs/superblock_io.h"
+#include "fs/volume.h"
+
+namespace stablefs::cli {
+namespace {
+
+struct MountArgs {
+  std::string device;
+  std::string mountpoint;
+  std::vector<std::string> options;
+  bool foreground = false;
+};
+
+struct MountConfig {
+  VolumeOptions volume;
+  FuseMountOptions fuse;
+  unsigned commit_seconds = 5;
+};
+
+// Parses the comma-separated -o lists. Returns an error message, or "" when all are good.
+std::string parse_options(const std::vector<std::string>& lists, MountConfig& cfg) {
+  for (const std::string& list : lists) {
+    std::stringstream ss(list);
+    std::string opt;
+    while (std::getline(ss, opt, ',')) {
+      if (opt.empty()) continue;
+      std::string key = opt.substr(0, opt.find('=')), value;
+      const bool has_value = opt.find('=') != std::string::npos;
+      if (has_value) value = opt.substr(opt.find('=') + 1);
+      if (opt == "ro") cfg.volume.read_only = cfg.fuse.read_only = true;
+      else if (opt == "rw") cfg.volume.read_only = cfg.fuse.read_only = false;
+      else if (opt == "allow_other") cfg.fuse.allow_other = true;
+      else if (opt == "debug") cfg.fuse.debug = true;
+      else if (key == "bounce" && has_value) {
+        auto p = parse_bounce_policy(value);
+        if (!p.ok()) return p.status().message();
+        cfg.volume.bounce = *p;
+      } else if (key == "commit" && has_value) {
+        char* end = nullptr;
+        errno = 0;
+        unsigned long v = std::strtoul(value.c_str(), &end, 10);
+        if (value.empty() || *end || errno || v > 86400) return "commit=" + value + ": not a number of seconds (0..86400)";
+        cfg.commit_seconds = static_cast<unsigned>(v);
+      } else if (opt == "defaults" || opt == "noauto" || opt == "auto" || opt == "nofail" || opt == "_netdev" ||
+                 opt == "user" || opt == "nouser" || opt == "users" || opt == "owner" || opt == "group" ||
+                 key == "comment" || key.rfind("x-", 0) == 0 || opt == "dev" || opt == "suid" || opt == "exec" ||
+                 opt == "nodev" || opt == "nosuid" || opt == "noexec" || opt == "atime" || opt == "noatime" ||
+                 opt == "relatime" || opt == "async") {
+        // fstab and mount(8) options with no meaning here (nodev/nosuid/noexec are set by
+        // fusermount for non-root users anyway).
+      } else {
+        return "unknown mount option '" + opt + "'";
+      }
+    }
+  }
+  return "";
+}
+
+// Process-wide handle for the commit thread's wakeup.
+struct CommitTimer {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  std::thread thread;
+
+  void start(Volume& v, unsigned seconds) {
+    if (seconds == 0) return;
+    thread = std::thread([this, &v, seconds] {
+      std::unique_lock lock(mu);
+      while (!cv.wait_for(lock, std::chrono::seconds(seconds), [this] { return stop; })) {
+        lock.unlock();
+        Status st = v.sync();
+        if (!st.ok()) syslog(LOG_ERR, "periodic commit failed: %s", st.message().c_str());
+        lock.lock();
+      }
+    });
+  }
+  void finish() {
+    {
+      std::lock_guard lock(mu);
+      stop = true;
+    }
+    cv.notify_all();
+    if (thread.joinable()) thread.join();
+  }
+};
+
+bool write_all(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// The daemon (or the foreground process): opens, mounts, reports through report_fd (-1:
+// print), serves, closes. Returns the exit status.
+int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
+  auto report_error = [&](const std::string& msg) {
+    if (report_fd >= 0) {
+      write_all(report_fd, msg + "\n");
+      ::close(report_fd);
+    } else {
+      print_error("mount", msg);
+    }
+    return 1;
+  };
+  auto volume = Volume::open(a.device, cfg.volume);
+  if (!volume.ok()) return report_error(volume.status().message());
+  cfg.fuse.mountpoint = a.mountpoint;
+  cfg.fuse.fsname = a.device;
+  auto server = FuseServer::mount(**volume, cfg.fuse);
+  if (!server.ok()) {
+    (void)(*volume)->close();
+    return report_error(server.status().message());
+  }
+  const std::string runtime = runtime_file(a.mountpoint);
+  {
+    std::ofstream f(runtime, std::ios::trunc);
+    f << getpid() << "\n" << a.device << "\n";
+  }
+  if (report_fd >= 0) {
+    write_all(report_fd, "ok\n");
+    ::close(report_fd);
+    int null = ::open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      if (!cfg.fuse.debug) {
+        ::dup2(null, 1);
+        ::dup2(null, 2);
+      }
+      ::dup2(null, 0);
+      if (null > 2) ::close(null);
+    }
+  }
+  CommitTimer timer;
+  timer.start(**volume, cfg.commit_seconds);
+  Status run = (*server)->run();
+  timer.finish();
+  server->reset();  // the session is gone: no request can reach the volume any more
+  Status closed = (*volume)->close();
+  volume->reset();  // releases the device
+  ::unlink(runtime.c_str());
+  int rc = 0;
+  if (!run.ok()) {
+    syslog(LOG_ERR, "%s", run.message().c_str());
+    rc = 1;
+  }
+  if (!closed.ok()) {
+    syslog(LOG_ERR, "%s: close failed: %s", a.device.c_str(), closed.message().c_str());
+    if (report_fd < 0) print_error("mount", a.device + ": close failed: " + closed.message());
+    rc = 1;
+  }
+  return rc;
+}
+
+int run_mount(MountArgs a) {
+  MountConfig cfg;
+  if (std::string err = parse_options(a.options, cfg); !err.empty()) {
+    print_error("mount", err);
+    return 1;
+  }
+  struct stat st {};
+  if (::stat(a.device.c_str(), &st) != 0) {
+    print_error("mount", a.device + ": " + std::strerror(errno));
+    return 1;
+  }
+  if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) {
+    print_error("mount", a.device + ": not a block device or image file");
+    return 1;
+  }
+  char resolved[PATH_MAX];
+  if (!::realpath(a.mountpoint.c_str(), resolved) || ::stat(resolved, &st) != 0) {
+    print_error("mount", a.mountpoint + ": " + std::strerror(errno));
+    return 1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    print_error("mount", a.mountpoint + ": not a directory");
+    return 1;
+  }
+  a.mountpoint = resolved;
+  if (!::realpath(a.device.c_str(), resolved)) {
+    print_error("mount", a.device + ": " + std::strerror(errno));
+    return 1;
+  }
+  a.device = resolved;
+  // Look before forking: a device in use (mounted elsewhere) or a foreign or damaged superblock
+  // is reported here, in one line. (It also keeps these cases away from Volume::open, whose
+  // failure path destroys a half-built Volume and crashes on its null Filesystem.)
+  {
+    auto dev = FileDevice::open(a.device, {.read_only = cfg.volume.read_only, .exclusive = true});
+    if (!dev.ok()) {
+      print_error("mount", dev.status().message());
+      return 1;
+    }
+    auto sb = read_superblock(**dev, SuperblockCopy::kPrimary);
+    if (!sb.ok()) {
+      print_error("mount", sb.status().message());
+      return 1;
+    }
+  }
+  openlog("stablefs", LOG_PID, LOG_DAEMON);
+  if (a.foreground) return serve(a, cfg, -1);
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    print_error("mount", std::string("pipe: ") + std::strerror(errno));
+    return 1;
+  }
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    print_error("mount", std::string("fork: ") + std::strerror(errno));
+    return 1;
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::setsid();
+    if (::chdir("/") != 0) {}
+    return serve(a, cfg, fds[1]);
+  }
+  ::close(fds[1]);
+  std::string msg;
+  char buf[512];
+  for (;;) {
+    ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    msg.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  if (msg == "ok\n") return 0;
+  if (!msg.empty() && msg.back() == '\n') msg.pop_back();
+  if (msg.empty()) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    msg = a.device + ": the daemon exited before the filesystem was mounted";
+  }
+  print_error("mount", msg);
+  return 1;
+}
+
+struct UmountArgs {
+  std::string mountpoint;
+  unsigned timeout = 30;
+  bool lazy = false;
+};
+
+int run_umount(const UmountArgs& a) {
+  char resolved[PATH_MAX];
+  if (!::realpath(a.mountpoint.c_str(), resolved)) {
+    print_error("umount", a.mountpoint + ": " + std::strerror(errno));
+    return 1;
+  }
+  const std::string mnt = resolved;
+  const std::string runtime = runtime_file(mnt);
+  pid_t pid = 0;
+  std::string device;
+  {
+    std::ifstream f(runtime);
+    f >> pid >> device;
+  }
+  if (::geteuid() == 0) {
+    if (::umount2(mnt.c_str(), a.lazy ? MNT_DETACH : 0) != 0) {
+      int err = errno;
+      print_error("umount", mnt + ": " + (err == EINVAL ? std::string("not mounted") : std::strerror(err)));
+      return 1;
+    }
+  } else {
+    pid_t child = ::fork();
+    if (child == 0) {
+      int null = ::open("/dev/null", O_WRONLY);
+      if (null >= 0) ::dup2(null, 2);
+      if (a.lazy) ::execlp("fusermount3", "fusermount3", "-u", "-z", "--", mnt.c_str(), (char*)nullptr);
+      else ::execlp("fusermount3", "fusermount3", "-u", "--", mnt.c_str(), (char*)nullptr);
+      ::_exit(127);
+    }
+    int status = 0;
+    if (child < 0 || ::waitpid(child, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      print_error("umount", mnt + ": fusermount3 -u failed (not mounted, busy, or not yours)");
+      return 1;
+    }
+  }
+  if (pid <= 0) return 0;  // no daemon recorded: nothing to wait for
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(a.timeout);
+  for (;;) {
+    struct stat st {};
+    bool file_gone = ::stat(runtime.c_str(), &st) != 0;
+    bool process_gone = ::kill(pid, 0) != 0 && errno == ESRCH;
+    if (file_gone || process_gone) return 0;
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  print_error("umount", mnt + ": unmounted, but the daemon (pid " + std::to_string(pid) + ") has not released " +
+                            device + " after " + std::to_string(a.timeout) + " s");
+  return 1;
+}
+
+}  // namespace
+
+std::string runtime_file(const std::string& mountpoint) {
+  std::string dir = "/run/stablefs";
+  if (::geteuid() != 0) {
+    const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+    dir = std::string(xdg && *xdg ? xdg : "/tmp") + "/stablefs-" + std::to_string(::geteuid());
+  }
+  ::mkdir(dir.c_str(), 0700);
+  // The mountpoint with '%' and '/' percent-encoded: one file per mountpoint.
+  std::string name;
+  for (char c : mountpoint) {
+    if (c == '/') name += "%2F";
+    else if (c == '%') name += "%25";
+    else name.push_back(c);
+  }
+  return dir + "/" + name + ".pid";
+}
+
+RunFn add_mount_command(CLI::App& root) {
+  auto args = std::make_shared<MountArgs>();
+  CLI::App* sub = root.add_subcommand("mount", "Mount a stablefs filesystem through FUSE (returns once it is live)");
+  sub->add_option("device", args->device, "Image file or block device")->required();
+  sub->add_option("mountpoint", args->mountpoint, "Directory to mount on")->required();
+  sub->add_option("-o", args->options,
+                  "Options: ro, rw, bounce=auto|always|never, commit=SECONDS (default 5, 0: off), allow_other, "
+                  "debug; fstab-only options (defaults, noauto, nofail, _netdev, user, users, owner, comment=, "
+                  "x-*) are accepted and ignored")
+      ->allow_extra_args(false);
+  sub->add_flag("-f,--foreground", args->foreground, "Stay in the foreground (do not daemonize)");
+  return [args] { return run_mount(*args); };
+}
+
+RunFn add_umount_command(CLI::App& root) {
+  auto args = std::make_shared<UmountArgs>();
+  CLI::App* sub = root.add_subcommand("umount", "Unmount a stablefs mount and wait until the device is released");
+  sub->add_option("mountpoint", args->mountpoint, "The mountpoint")->required();
+  sub->add_option("-t,--timeout", args->timeout, "Seconds to wait for the daemon to finish (default 30)");
+  sub->add_flag("-l,--lazy", args->lazy, "Lazy unmount (detach now, finish when no longer busy)");
+  return [args] { return run_umount(*args); };
+}
+
+}  // namespace stablefs::cli
