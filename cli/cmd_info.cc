@@ -79,7 +79,7 @@ int run_info(const InfoArgs& a) {
   std::printf("used             %llu blocks (%.1f MiB)\n", (unsigned long long)used, mib(used));
   std::printf("free             %llu blocks (%.1f MiB)\n", (unsigned long long)s.free_blocks, mib(s.free_blocks));
   std::printf("inodes           %llu\n", (unsigned long long)s.inode_count);
-  std::printf("state            %s\n", sb->state == kStateClean ? "clean" : "dirty (not cleanly unmounted)");
+  std::printf("state            %s\n", s.state == kStateClean ? "clean" : "dirty (not cleanly unmounted)");
   std::printf("mount count      %u\n", s.mount_count);
   std::printf("created          %s\n", format_time(s.mkfs_time_ns).c_str());
   std::printf("last mounted     %s\n", format_time(s.mount_time_ns).c_str());
