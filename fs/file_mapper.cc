@@ -15,6 +15,14 @@ constexpr size_t kMapOpBlocks = 64;
 
 }  // namespace
 
+Result<uint64_t> data_blocks_available(MetadataStore& store, uint64_t want) {
+  SFS_TRY(store.make_allocatable(want + kMetadataReserveBlocks));
+  const uint64_t avail = store.allocator().allocatable_blocks();
+  if (avail <= kMetadataReserveBlocks)
+    return Status::error(ENOSPC, store.device().name() + ": no space left for file data");
+  return std::min(want, avail - kMetadataReserveBlocks);
+}
+
 uint32_t FileMapper::block_size_cached() const { return fs_.store_->superblock().block_size; }
 
 Result<uint64_t> FileMapper::file_size(uint64_t ino) {
@@ -63,10 +71,9 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
     map.length = n * bs;
     return map;
   }
-  const uint64_t count = std::min(n, kMaxMappingBlocks);
+  SFS_ASSIGN(const uint64_t count, data_blocks_available(store, std::min(n, kMaxMappingBlocks)));
   if (piece.extent) {
     // Out of place: reserve new space now, claim it at ioend.
-    SFS_TRY(store.make_allocatable(count));
     SFS_ASSIGN(Extent e, store.allocator().reserve(piece.extent->dev_block + piece.extent->nblocks, count, 1));
     reserved_[e.start] = e.length;
     map.type = IomapType::kMapped;
@@ -76,7 +83,6 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
     return map;
   }
   // A hole: allocate and record an unwritten extent.
-  SFS_TRY(store.make_allocatable(count + kMapOpBlocks));
   SFS_TRY(store.begin_operation(kMapOpBlocks));
   SFS_ASSIGN(uint64_t goal, extents.goal_before(fb));
   auto allocated = [&]() -> Result<Iomap> {
@@ -128,33 +134,48 @@ uint64_t FileMapper::reserved_blocks() const {
   return total;
 }
 
+void FileMapper::release_reservation(const WrittenRange& r) {
+  const uint64_t bs = fs_.store_->superblock().block_size;
+  const uint64_t start = r.map.dev_addr / bs + (r.pos - r.map.offset) / bs;
+  take_reserved(start, r.len / bs);
+  fs_.store_->allocator().unreserve({start, r.len / bs});
+}
+
 Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> ranges, uint64_t end_pos, Status) {
   std::lock_guard lock(fs_.mu_);
   MetadataStore& store = *fs_.store_;
   const uint64_t bs = store.superblock().block_size;
   // Space set aside for pieces that never reached the device goes back first.
-  for (const WrittenRange& r : ranges) {
-    if (r.reached_device || !(r.map.flags & kIomapShared)) continue;
-    uint64_t start = r.map.dev_addr / bs + (r.pos - r.map.offset) / bs;
-    take_reserved(start, r.len / bs);
-    store.allocator().unreserve({start, r.len / bs});
-  }
+  for (const WrittenRange& r : ranges)
+    if (!r.reached_device && (r.map.flags & kIomapShared)) release_reservation(r);
   bool any = false;
   for (const WrittenRange& r : ranges) any |= r.reached_device;
   if (!any) return {};
 
-  SFS_TRY(store.begin_operation(kMapOpBlocks));
+  // Until its reservation is claimed, an out-of-place range goes back to the allocator if the
+  // ioend fails: the old data stays mapped and nothing is left reserved.
+  std::vector<bool> claimed(ranges.size(), false);
+  auto release_unclaimed = [&] {
+    for (size_t i = 0; i < ranges.size(); ++i)
+      if (ranges[i].reached_device && (ranges[i].map.flags & kIomapShared) && !claimed[i]) release_reservation(ranges[i]);
+  };
+  if (Status began = store.begin_operation(kMapOpBlocks); !began.ok()) {
+    release_unclaimed();
+    return began;
+  }
   Status st = [&]() -> Status {
     SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
     ExtentMap extents(store, ino);
     ChecksumStore checksums(store.csum_tree());
-    for (const WrittenRange& r : ranges) {
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      const WrittenRange& r = ranges[i];
       if (!r.reached_device) continue;
       const uint64_t fb = r.pos / bs, n = r.len / bs;
       const uint64_t dev = r.map.dev_addr / bs + (r.pos - r.map.offset) / bs;
       if (r.map.flags & kIomapShared) {
-        take_reserved(dev, n);
         SFS_TRY(store.allocator().claim({dev, n}));
+        take_reserved(dev, n);
+        claimed[i] = true;
         SFS_ASSIGN(auto displaced, extents.replace(fb, n, ExtentRecord{dev, n, 0}));
         for (const DisplacedPiece& d : displaced) {
           SFS_TRY(release_data_blocks(store, d.extent.dev_block, d.extent.nblocks));
@@ -175,6 +196,7 @@ Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> r
     inode.rec.mtime = inode.rec.ctime = now;
     return fs_.save_inode(inode);
   }();
+  if (!st.ok()) release_unclaimed();
   return store.end_operation(st);
 }
 

@@ -22,6 +22,17 @@
 
 namespace stablefs {
 
+// Space the data path leaves to metadata: writes into holes, out-of-place reservations and
+// preallocation never take the last kMetadataReserveBlocks allocatable blocks, so the ioend
+// that records a write (and truncate, punch, unlink: the updates that free space) can always
+// run, even on a full filesystem. Without it a write could take the blocks its own ioend (or
+// the extent insert of its allocation) needs, fail after the data reached the device, and
+// shut the store down.
+inline constexpr uint64_t kMetadataReserveBlocks = 256;
+// How many of `want` blocks (at least 1) the data path may allocate now, after making space
+// that only awaits reuse allocatable; ENOSPC when none. REQUIRES: the metadata lock.
+Result<uint64_t> data_blocks_available(MetadataStore& store, uint64_t want);
+
 class FileMapper : public IomapOps, public IomapWriteCompletion {
  public:
   explicit FileMapper(Filesystem& fs) : fs_(fs) {}
@@ -44,6 +55,8 @@ class FileMapper : public IomapOps, public IomapWriteCompletion {
   uint32_t block_size_cached() const;
   // Forgets [start, start+n) from the reservation records. REQUIRES: metadata lock.
   void take_reserved(uint64_t start, uint64_t n);
+  // Hands the reservation under an out-of-place range back to the allocator. REQUIRES: metadata lock.
+  void release_reservation(const WrittenRange& r);
 
   Filesystem& fs_;
   std::map<uint64_t, uint64_t> reserved_;  // device block -> blocks, reserved for in-flight writes

@@ -4,6 +4,7 @@
 
 #include "fs/data_release.h"
 #include "fs/extent_map.h"
+#include "fs/file_mapper.h"
 
 namespace stablefs {
 namespace {
@@ -75,14 +76,14 @@ Status FileSpace::preallocate(uint64_t ino, uint64_t first_block, uint64_t nbloc
       pos += n;
       continue;
     }
-    SFS_TRY(store.make_allocatable(n + kStepOpBlocks));
+    SFS_ASSIGN(const uint64_t can, data_blocks_available(store, n));
     SFS_TRY(store.begin_operation(kStepOpBlocks));
     SFS_ASSIGN(uint64_t goal, extents.goal_before(pos));
     uint64_t got = 0;
     Status st = [&]() -> Status {
       SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
       if (!S_ISREG(inode.rec.mode)) return Status::error(EINVAL, "not a regular file");
-      SFS_ASSIGN(Extent e, store.allocator().allocate(goal, n, 1));
+      SFS_ASSIGN(Extent e, store.allocator().allocate(goal, can, 1));
       SFS_TRY(extents.replace(pos, e.length, ExtentRecord{e.start, e.length, kExtentUnwritten}));
       inode.rec.blocks += e.length;
       inode.rec.ctime = now_timespec();
