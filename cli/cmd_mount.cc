@@ -6,6 +6,7 @@
 // (exit 0) or prints the child's one-line error (exit 1). The daemon records "PID\nDEV\n" in a
 // runtime file named after the mountpoint (runtime_file()); umount waits for that file to go,
 // which the daemon removes after Volume::close() and after closing the device.
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -186,6 +187,69 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
   return rc;
 }
 
+// Directory of the runtime files (see runtime_file()).
+std::string runtime_dir() {
+  std::string f = runtime_file("/");
+  return f.substr(0, f.find_last_of('/'));
+}
+
+bool mounted_at(const std::string& mountpoint) {
+  std::ifstream mounts("/proc/self/mounts");
+  std::string line;
+  while (std::getline(mounts, line)) {
+    std::istringstream fields(line);
+    std::string source, target;
+    fields >> source >> target;
+    if (target == mountpoint) return true;
+  }
+  return false;
+}
+
+// A daemon that served device at a mountpoint that is no longer mounted: it is still
+// closing the volume (or died without removing its runtime file). Returns its pid and file.
+std::pair<pid_t, std::string> releasing_daemon(const std::string& device) {
+  const std::string dir = runtime_dir();
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return {0, ""};
+  std::pair<pid_t, std::string> found{0, ""};
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.size() < 5 || name.substr(name.size() - 4) != ".pid") continue;
+    std::string path = dir + "/" + name, dev;
+    pid_t pid = 0;
+    std::ifstream f(path);
+    f >> pid >> dev;
+    if (dev != device || pid <= 0) continue;
+    std::string mnt;  // percent-decoded file name
+    for (size_t i = 0; i < name.size() - 4; ++i) {
+      if (name[i] == '%' && i + 2 < name.size() - 4) {
+        mnt.push_back(static_cast<char>(std::strtol(name.substr(i + 1, 2).c_str(), nullptr, 16)));
+        i += 2;
+      } else mnt.push_back(name[i]);
+    }
+    if (mounted_at(mnt)) continue;
+    found = {pid, path};
+  }
+  ::closedir(d);
+  return found;
+}
+
+// Waits (bounded) until a daemon releasing device has exited; removes a stale runtime file.
+void wait_for_releasing_daemon(const std::string& device, unsigned seconds) {
+  auto [pid, path] = releasing_daemon(device);
+  if (pid <= 0) return;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return;
+    if (::kill(pid, 0) != 0 && errno == ESRCH) {
+      ::unlink(path.c_str());  // died without cleaning up (SIGKILL)
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 int run_mount(MountArgs a) {
   MountConfig cfg;
   if (std::string err = parse_options(a.options, cfg); !err.empty()) {
@@ -219,6 +283,9 @@ int run_mount(MountArgs a) {
   // Look before forking: a device in use (mounted elsewhere) or a foreign or damaged superblock
   // is reported here, in one line. (It also keeps these cases away from Volume::open, whose
   // failure path destroys a half-built Volume and crashes on its null Filesystem.)
+  // A daemon that was unmounted but is still closing the volume holds the device a moment
+  // longer: wait for it (bounded) rather than fail.
+  wait_for_releasing_daemon(a.device, 30);
   {
     auto dev = FileDevice::open(a.device, {.read_only = cfg.volume.read_only, .exclusive = true});
     if (!dev.ok()) {
@@ -314,6 +381,10 @@ int run_umount(const UmountArgs& a) {
     }
   }
   if (pid <= 0) return 0;  // no daemon recorded: nothing to wait for
+  if (::kill(pid, 0) != 0 && errno == ESRCH) {
+    ::unlink(runtime.c_str());  // the daemon died without cleaning up (SIGKILL)
+    return 0;
+  }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(a.timeout);
   for (;;) {
     struct stat st {};

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace stablefs::cli {
 
@@ -17,6 +18,11 @@ RunFn add_info_command(CLI::App& root);
 RunFn add_fsck_command(CLI::App& root);
 RunFn add_mount_command(CLI::App& root);
 RunFn add_umount_command(CLI::App& root);
+
+// argv of mount.stablefs (mount(8)'s helper convention) as "stablefs mount ..." argv, and
+// argv of umount.stablefs as "stablefs umount ..." argv.
+std::vector<std::string> mount_helper_args(const std::vector<std::string>& argv);
+std::vector<std::string> umount_helper_args(const std::vector<std::string>& argv);
 
 // Parses a size such as 4096, 64K, 512M, 1G, 2T (binary units). Throws CLI::ValidationError.
 uint64_t parse_size(const std::string& text);

@@ -1,5 +1,7 @@
 // The stablefs command: dispatches to subcommands (mkfs, fsck, info, mount, umount).
-// Invoked as mkfs.stablefs or fsck.stablefs it behaves as that subcommand.
+// Invoked as mkfs.stablefs or fsck.stablefs it behaves as that subcommand; as mount.stablefs
+// (mount(8)'s helper) or umount.stablefs (umount(8)'s helper convention) it takes
+// their argument conventions and runs mount / umount.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -16,6 +18,8 @@ int main(int argc, char** argv) {
   for (const char* alias : {"mkfs", "fsck"}) {
     if (self == std::string(alias) + ".stablefs") args.insert(args.begin() + 1, alias);
   }
+  if (self == "mount.stablefs") args = stablefs::cli::mount_helper_args(args);
+  if (self == "umount.stablefs") args = stablefs::cli::umount_helper_args(args);
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
 
