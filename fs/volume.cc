@@ -31,28 +31,59 @@ Volume::~Volume() {
   if (!closed_) (void)close();
 }
 
+namespace {
+
+// The whole file's range lock, held exclusively for as long as the guard lives.
+class WholeFileLock {
+ public:
+  WholeFileLock(FileRangeLocks& locks, uint64_t ino) : held_(locks.lock(ino, 0, ~0ull, true)) {}
+  ~WholeFileLock() { FileRangeLocks::unlock(held_); }
+  WholeFileLock(const WholeFileLock&) = delete;
+  WholeFileLock& operator=(const WholeFileLock&) = delete;
+
+ private:
+  FileRangeLocks::Held held_;
+};
+
+}  // namespace
+
 Status Volume::zero_bytes(uint64_t ino, uint64_t offset, uint64_t length) {
   if (length == 0) return {};
   std::vector<uint8_t> zeros(static_cast<size_t>(length), 0);
-  SFS_ASSIGN(size_t n, engine_->write_sync(ino, offset, zeros));
+  SFS_ASSIGN(size_t n, engine_->write_sync_locked(ino, offset, zeros));
   if (n != length) return Status::error(ENOSPC, "could not zero a partial block");
   return {};
 }
 
 Status Volume::set_size(uint64_t ino, uint64_t size) {
+  if (size > DirectIo::kMaxFileBytes) return Status::error(EFBIG, "size " + std::to_string(size) + " is too large");
+  WholeFileLock lock(locks_, ino);
+  return set_size_locked(ino, size);
+}
+
+Status Volume::set_size_locked(uint64_t ino, uint64_t size) {
   SFS_ASSIGN(Inode inode, fs_->getattr(ino));
   const uint64_t bs = fs_->statfs().block_size;
   if (size < inode.rec.size && size % bs != 0) {
+    const uint64_t block_end = (size / bs + 1) * bs;
+    // Free what lies wholly past the new last block first: zeroing the rest of that block is
+    // an out-of-place write, and on a full filesystem the space freed here is what it needs.
+    if (inode.rec.size > block_end) SFS_TRY(space_->set_size(ino, block_end));
     // Zero the rest of the new last block (up to the old end) before it becomes past-EOF.
-    uint64_t block_end = std::min((size / bs + 1) * bs, inode.rec.size);
-    SFS_TRY(zero_bytes(ino, size, block_end - size));
+    SFS_TRY(zero_bytes(ino, size, std::min(block_end, inode.rec.size) - size));
   }
   return space_->set_size(ino, size);
 }
 
 Status Volume::fallocate(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length) {
   if (length == 0) return Status::error(EINVAL, "fallocate of zero bytes");
-  if (offset + length < offset) return Status::error(EFBIG, "fallocate range overflows");
+  if (offset > DirectIo::kMaxFileBytes || length > DirectIo::kMaxFileBytes - offset)
+    return Status::error(EFBIG, "fallocate range reaches past the largest file offset");
+  WholeFileLock lock(locks_, ino);
+  return fallocate_locked(ino, mode, offset, length);
+}
+
+Status Volume::fallocate_locked(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length) {
   const uint64_t bs = fs_->statfs().block_size;
   SFS_ASSIGN(Inode inode, fs_->getattr(ino));
   const uint64_t end = offset + length;

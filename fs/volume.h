@@ -48,7 +48,11 @@ class Volume {
 
   Result<size_t> read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst) { return engine_->read_sync(ino, pos, dst); }
   Result<size_t> write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) { return engine_->write_sync(ino, pos, src); }
-  // Truncate or extend; the bytes past a shrunken end are zeroed so a later extension reads zeros.
+  // Truncate or extend; the bytes past a shrunken end are zeroed so a later extension reads
+  // zeros. Blocks wholly past the new end are freed before that partial block is zeroed (an
+  // out-of-place write), so shrinking a file on a full filesystem finds the space it needs.
+  // Size changes and fallocate hold the file's range lock exclusively over the whole file:
+  // they are ordered against every read and write of it.
   Status set_size(uint64_t ino, uint64_t size);
   // fallocate(2): default, KEEP_SIZE, PUNCH_HOLE (with KEEP_SIZE), ZERO_RANGE.
   Status fallocate(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length);
@@ -67,7 +71,11 @@ class Volume {
  private:
   Volume() = default;
   // Writes zeros over [offset, offset + length) through the engine (partial blocks).
+  // REQUIRES: the whole-file range lock of ino held.
   Status zero_bytes(uint64_t ino, uint64_t offset, uint64_t length);
+  // set_size and fallocate under the whole-file lock.
+  Status set_size_locked(uint64_t ino, uint64_t size);
+  Status fallocate_locked(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length);
 
   std::unique_ptr<FileDevice> device_;
   std::unique_ptr<Filesystem> fs_;

@@ -1,5 +1,6 @@
 #include "iomap/direct_io.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -76,8 +77,10 @@ void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done don
   auto* req = new Request;
   req->ino = ino;
   req->pos = pos;
-  req->user_dst = dst;
   req->done = std::move(done);
+  if (pos >= kMaxFileBytes) return finish(req);  // no file reaches there: end of file
+  dst = dst.first(static_cast<size_t>(std::min<uint64_t>(dst.size(), kMaxFileBytes - pos)));
+  req->user_dst = dst;
   req->lock = locks_.lock(ino, round_down(pos, block_size_), round_up(pos + dst.size(), block_size_), false);
   req->locked = true;
   auto size = ops_.file_size(ino);
@@ -151,6 +154,10 @@ void DirectIo::submit_unit(Request* req, UnitSlot* slot) {
 }
 
 void DirectIo::write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done) {
+  write_request(ino, pos, src, std::move(done), true);
+}
+
+void DirectIo::write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done, bool take_lock) {
   auto* req = new Request;
   req->write = true;
   req->ino = ino;
@@ -159,10 +166,17 @@ void DirectIo::write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, D
   req->user_src = src;
   req->done = std::move(done);
   if (src.empty()) return finish(req);
+  if (pos >= kMaxFileBytes || src.size() > kMaxFileBytes - pos) {
+    req->walk_status = Status::error(EFBIG, where(ino, pos) + ": write of " + std::to_string(src.size()) +
+                                                " bytes reaches past the largest file offset");
+    return finish(req);
+  }
   req->apos = round_down(pos, block_size_);
   req->alen = static_cast<size_t>(round_up(pos + src.size(), block_size_) - req->apos);
-  req->lock = locks_.lock(ino, req->apos, req->apos + req->alen, true);
-  req->locked = true;
+  if (take_lock) {
+    req->lock = locks_.lock(ino, req->apos, req->apos + req->alen, true);
+    req->locked = true;
+  }
   bool aligned = req->apos == pos && req->alen == req->len &&
                  (reinterpret_cast<uintptr_t>(src.data()) & config_.memory_alignment) == 0;
   if (aligned) {
@@ -256,6 +270,7 @@ void DirectIo::finish(Request* req) {
     std::vector<WrittenRange> written;
     uint64_t prefix_end = req->apos;
     bool broken = false;
+    size_t last_range = SIZE_MAX;
     for (auto& slot : req->units) {
       const WrittenRange& r = req->ranges[slot.range];
       if (!broken && !slot.status.ok()) {
@@ -263,9 +278,10 @@ void DirectIo::finish(Request* req) {
         broken = true;
       }
       const bool ok = !broken;
-      if (written.empty() || written.back().pos + written.back().len != slot.file_pos ||
-          written.back().map.offset != r.map.offset || written.back().reached_device != ok)
+      // One WrittenRange per mapping and outcome (a mapping's units are contiguous).
+      if (written.empty() || slot.range != last_range || written.back().reached_device != ok)
         written.push_back({r.map, slot.file_pos, 0, ok, {}});
+      last_range = slot.range;
       WrittenRange& w = written.back();
       w.len += slot.unit->length();
       if (ok) {
@@ -297,7 +313,14 @@ Result<size_t> DirectIo::read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t
 Result<size_t> DirectIo::write_sync(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) {
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
-  write(ino, pos, src, [&p](Result<size_t> r) { p.set_value(std::move(r)); });
+  write_request(ino, pos, src, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, true);
+  return f.get();
+}
+
+Result<size_t> DirectIo::write_sync_locked(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) {
+  std::promise<Result<size_t>> p;
+  auto f = p.get_future();
+  write_request(ino, pos, src, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false);
   return f.get();
 }
 

@@ -43,8 +43,14 @@ class DirectIo {
   DirectIo(IomapOps& ops, IomapWriteCompletion& completion, IoQueue& queue, BouncePool& pool, IoStats& stats,
            FileRangeLocks& locks, DirectIoConfig config);
 
+  // File offsets stop below off_t's limit: a write reaching past it is EFBIG, a read there
+  // finds end of file.
+  static constexpr uint64_t kMaxFileBytes = (1ull << 63) - 1;
+
   // Reads up to dst.size() bytes at pos (fewer at end of file). A block failing its checksum
-  // fails the request with EIO, naming the inode and file offset.
+  // fails the request with EIO, naming the inode and file offset; with bounce, the failed
+  // unit's part of dst is left untouched (other units of a large request may have filled
+  // theirs with verified data).
   void read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done done);
   // Writes src at pos, allocating as needed; reports the bytes that reached the device and
   // were committed (a short count when space runs out part way), or an error if none did.
@@ -52,6 +58,10 @@ class DirectIo {
 
   Result<size_t> read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t> dst);
   Result<size_t> write_sync(uint64_t ino, uint64_t pos, std::span<const uint8_t> src);
+  // write_sync for a caller that already holds ino's range lock exclusively over the block-
+  // aligned range (size changes that zero partial blocks under a whole-file lock).
+  // REQUIRES: that lock held.
+  Result<size_t> write_sync_locked(uint64_t ino, uint64_t pos, std::span<const uint8_t> src);
 
   const DirectIoConfig& config() const { return config_; }
 
@@ -62,6 +72,7 @@ class DirectIo {
   void start_read(Request* req);
   void submit_unit(Request* req, UnitSlot* slot);
   void start_write(Request* req);
+  void write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done, bool take_lock);
   void unit_done(Request* req);
   void finish(Request* req);
 
