@@ -168,7 +168,10 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
   }
   CommitTimer timer;
   timer.start(**volume, cfg.commit_seconds);
+  auto stats = StatsServer::start(**volume, a.mountpoint, a.device);
+  if (!stats) syslog(LOG_WARNING, "%s: stablefs stats will not answer (socket)", a.mountpoint.c_str());
   Status run = (*server)->run();
+  stats.reset();
   timer.finish();
   server->reset();  // the session is gone: no request can reach the volume any more
   Status closed = (*volume)->close();

@@ -6,8 +6,13 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace stablefs {
+class Volume;
+}
 
 namespace stablefs::cli {
 
@@ -18,6 +23,7 @@ RunFn add_info_command(CLI::App& root);
 RunFn add_fsck_command(CLI::App& root);
 RunFn add_mount_command(CLI::App& root);
 RunFn add_umount_command(CLI::App& root);
+RunFn add_stats_command(CLI::App& root);
 
 // argv of mount.stablefs (mount(8)'s helper convention) as "stablefs mount ..." argv, and
 // argv of umount.stablefs as "stablefs umount ..." argv.
@@ -33,5 +39,21 @@ bool is_mounted(const std::string& path);
 // The runtime file a mount daemon keeps for MOUNTPOINT (a resolved path): "PID\nDEVICE\n",
 // under /run/stablefs (root) or $XDG_RUNTIME_DIR/stablefs-UID; creates the directory.
 std::string runtime_file(const std::string& mountpoint);
+// The unix socket on which a mount daemon answers `stablefs stats`.
+std::string stats_socket_path(const std::string& mountpoint);
+
+// The daemon side of `stablefs stats`: a thread answering on stats_socket_path(mountpoint)
+// with the Volume's bounce decision and I/O counters. start() returns null when the socket
+// cannot be made (the mount works without it). The Volume must outlive the server.
+class StatsServer {
+ public:
+  static std::unique_ptr<StatsServer> start(Volume& v, const std::string& mountpoint, const std::string& device);
+  ~StatsServer();
+
+ private:
+  StatsServer() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace stablefs::cli

@@ -1,4 +1,4 @@
-// The stablefs command: dispatches to subcommands (mkfs, fsck, info, mount, umount).
+// The stablefs command: dispatches to subcommands (mkfs, fsck, info, mount, umount, stats).
 // Invoked as mkfs.stablefs or fsck.stablefs it behaves as that subcommand; as mount.stablefs
 // (mount(8)'s helper) or umount.stablefs (umount(8)'s helper convention) it takes
 // their argument conventions and runs mount / umount.
@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   add(stablefs::cli::add_fsck_command(app));
   add(stablefs::cli::add_mount_command(app));
   add(stablefs::cli::add_umount_command(app));
+  add(stablefs::cli::add_stats_command(app));
   try {
     app.parse(static_cast<int>(cargs.size()), cargs.data());
   } catch (const CLI::ParseError& e) {
