@@ -62,6 +62,7 @@ std::string parse_options(const std::vector<std::string>& lists, MountConfig& cf
       else if (opt == "rw") cfg.volume.read_only = cfg.fuse.read_only = false;
       else if (opt == "allow_other") cfg.fuse.allow_other = true;
       else if (opt == "debug") cfg.fuse.debug = true;
+      else if (key == "subtype" && has_value) cfg.fuse.subtype = value;  // empty: type "fuse" (xfstests)
       else if (key == "bounce" && has_value) {
         auto p = parse_bounce_policy(value);
         if (!p.ok()) return p.status().message();
@@ -428,7 +429,7 @@ RunFn add_mount_command(CLI::App& root) {
   sub->add_option("mountpoint", args->mountpoint, "Directory to mount on")->required();
   sub->add_option("-o", args->options,
                   "Options: ro, rw, bounce=auto|always|never, commit=SECONDS (default 5, 0: off), allow_other, "
-                  "debug; fstab-only options (defaults, noauto, nofail, _netdev, user, users, owner, comment=, "
+                  "debug, subtype=NAME (type fuse.NAME; empty: plain fuse); fstab-only options (defaults, noauto, nofail, _netdev, user, users, owner, comment=, "
                   "x-*) are accepted and ignored")
       ->allow_extra_args(false);
   sub->add_flag("-f,--foreground", args->foreground, "Stay in the foreground (do not daemonize)");

@@ -45,6 +45,11 @@ grep -q " $mnt fuse.stablefs ro," /proc/mounts || fail "ro not shown in /proc/mo
 umount_fs "$mnt"
 expect_exit 0 "$STABLEFS" fsck -n "$img"
 
+# subtype= (empty): plain "fuse" type with the image as source, as xfstests looks for.
+mount_fs "$img" "$mnt" -o subtype=
+grep -q "^$img $mnt fuse rw," /proc/mounts || fail "subtype=: $(grep "$mnt" /proc/mounts)"
+umount_fs "$mnt"
+
 # -f: foreground; SIGTERM commits, marks clean and unmounts.
 "$STABLEFS" mount -f "$img" "$mnt" &
 fpid=$!
