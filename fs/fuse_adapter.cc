@@ -362,6 +362,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
     if (plus) {
       auto inode = fs.getattr(e.ino);
       if (!inode.ok()) {
+        if (inode.status().code() == ENOENT) continue;  // removed since readdir listed it
         if (used == 0) return reply_status(req, inode.status());
         break;
       }
