@@ -5,7 +5,9 @@
 // through fs(); file data through read()/write() here, which run the direct-I/O engine.
 // Requests that come from the kernel's page cache (buffered opens) use the same engine with
 // the same mapping walk: there is no daemon-side data cache.
-// Thread-safe. close() must be called before destruction for a clean unmount.
+// Thread-safe, except close(): it must not overlap any other call, and nothing may be called
+// after it but the destructor. close() (or the destructor) waits for in-flight I/O, then
+// unmounts cleanly.
 #pragma once
 
 #include <memory>

@@ -7,6 +7,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include "bounce/aligned_buffer.h"
 #include "bounce/io_unit.h"
@@ -145,7 +146,7 @@ void DirectIo::submit_unit(Request* req, UnitSlot* slot) {
       uint64_t off = slot->file_pos + *unit.bad_block() * block_size_;
       st = Status::error(EIO, where(req->ino, off) + ": data checksum mismatch (device block " +
                                   std::to_string(unit.dev_offset() / block_size_ + *unit.bad_block()) + ")");
-      std::fprintf(stderr, "stablefs: %s\n", st.message().c_str());
+      log_data_error(st.message());
     }
     slot->status = st;
     slot->done = true;
@@ -223,8 +224,9 @@ void DirectIo::start_write(Request* req) {
   while (it.next()) {
     const uint64_t n = it.length();
     if (it.map().type == IomapType::kHole || it.map().type == IomapType::kInline) {
+      // next() then ends this mapping (IomapOps::end) before the request can finish.
       it.fail(Status::error(EIO, where(req->ino, it.pos()) + ": filesystem gave no space to write to"));
-      break;
+      continue;
     }
     size_t range = req->ranges.size();
     req->ranges.push_back({it.map(), it.pos(), n, false, {}});
@@ -301,6 +303,27 @@ void DirectIo::finish(Request* req) {
   Done done = std::move(req->done);
   owned.reset();  // frees bounce chunks and the private buffer before answering
   done(std::move(result));
+}
+
+void DirectIo::log_data_error(const std::string& message) {
+  uint64_t suppressed = 0;
+  {
+    std::lock_guard lock(log_mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - log_window_ >= std::chrono::seconds(1)) {
+      log_window_ = now;
+      logged_in_window_ = 0;
+    }
+    if (logged_in_window_ >= kLogBurst) {
+      ++log_suppressed_;
+      return;
+    }
+    ++logged_in_window_;
+    suppressed = std::exchange(log_suppressed_, 0);
+  }
+  if (suppressed > 0)
+    std::fprintf(stderr, "stablefs: %llu similar messages suppressed\n", static_cast<unsigned long long>(suppressed));
+  std::fprintf(stderr, "stablefs: %s\n", message.c_str());
 }
 
 Result<size_t> DirectIo::read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t> dst) {

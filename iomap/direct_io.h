@@ -15,12 +15,20 @@
 // memory, so a zero-copy caller must wait for done() (the *_sync forms do).
 // Thread-safety: any thread may start requests; overlapping requests to one file are ordered
 // by range locks, disjoint ones run in parallel. done() runs on the I/O completion thread or,
-// when no device I/O was needed, on the calling thread.
+// when no device I/O was needed, on the calling thread. Because read() and write() may block
+// (range locks, bounce pool memory, the edge reads of an unaligned write), done() must not
+// start requests of this engine itself: hand them to another thread.
+//
+// Data errors (checksum mismatches) are logged to stderr, at most kLogBurst lines a second
+// (kernel: printk_ratelimited); the next line logged says how many were suppressed.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <span>
+#include <string>
 
 #include "bounce/bounce_pool.h"
 #include "bounce/io_queue.h"
@@ -46,6 +54,7 @@ class DirectIo {
   // File offsets stop below off_t's limit: a write reaching past it is EFBIG, a read there
   // finds end of file.
   static constexpr uint64_t kMaxFileBytes = (1ull << 63) - 1;
+  static constexpr int kLogBurst = 10;
 
   // Reads up to dst.size() bytes at pos (fewer at end of file). A block failing its checksum
   // fails the request with EIO, naming the inode and file offset; with bounce, the failed
@@ -75,6 +84,7 @@ class DirectIo {
   void write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done, bool take_lock);
   void unit_done(Request* req);
   void finish(Request* req);
+  void log_data_error(const std::string& message);
 
   IomapOps& ops_;
   IomapWriteCompletion& completion_;
@@ -84,6 +94,11 @@ class DirectIo {
   FileRangeLocks& locks_;
   DirectIoConfig config_;
   uint32_t block_size_;
+
+  std::mutex log_mu_;
+  std::chrono::steady_clock::time_point log_window_;  // REQUIRES: log_mu_ held
+  int logged_in_window_ = 0;                          // REQUIRES: log_mu_ held
+  uint64_t log_suppressed_ = 0;                       // REQUIRES: log_mu_ held
 };
 
 }  // namespace stablefs
