@@ -445,10 +445,11 @@ struct ModelRun {
 
 // One configuration: `ops` operations on a fresh filesystem at path, a clean close, fsck,
 // reopen and whole-file verification half way and at the end.
-ModelFigures run_model(const std::string& path, BouncePolicy policy, uint64_t ops, uint64_t seed, size_t max_size) {
+ModelFigures run_model(const std::string& path, BouncePolicy policy, uint64_t ops, uint64_t seed, size_t max_size,
+                       bool checksums = true) {
   ModelFigures fig;
   const auto t0 = Clock::now();
-  make_fs(path);
+  make_fs(path, checksums);
   ModelRun run(seed, max_size);
   auto vol = open_volume(path, {.bounce = policy});
   REQUIRE(vol->bounce_decision().bounce == (policy == BouncePolicy::kAlways));
@@ -531,6 +532,18 @@ TEST_CASE("data path: model test on an image file, bounce=always and bounce=neve
     std::string name = std::string("image file, bounce=") + bounce_policy_name(policy);
     CAPTURE(name);
     ModelFigures f = run_model(img.path, policy, model_ops_per_config(), policy == BouncePolicy::kAlways ? 1 : 2, model_max_op());
+    report_model(name.c_str(), f);
+  }
+}
+
+// Not part of the 100,000: with data checksums off, written blocks are overwritten in place
+// (no out-of-place remap), a path of its own.
+TEST_CASE("data path: model test without data checksums (overwrites in place)") {
+  for (BouncePolicy policy : {BouncePolicy::kAlways, BouncePolicy::kNever}) {
+    ImageFile img(512ull << 20, "model-nocsum");
+    std::string name = std::string("image file, no data checksums, bounce=") + bounce_policy_name(policy);
+    CAPTURE(name);
+    ModelFigures f = run_model(img.path, policy, 3000, policy == BouncePolicy::kAlways ? 5 : 6, model_max_op(), false);
     report_model(name.c_str(), f);
   }
 }
