@@ -26,7 +26,8 @@ RunFn add_umount_command(CLI::App& root);
 RunFn add_stats_command(CLI::App& root);
 
 // argv of mount.stablefs (mount(8)'s helper convention) as "stablefs mount ..." argv, and
-// argv of umount.stablefs as "stablefs umount ..." argv.
+// argv of umount.stablefs as "stablefs umount ..." argv. An empty result (mount -f, a dry
+// run) means: exit 0 at once.
 std::vector<std::string> mount_helper_args(const std::vector<std::string>& argv);
 std::vector<std::string> umount_helper_args(const std::vector<std::string>& argv);
 

@@ -31,8 +31,8 @@ std::vector<std::string> mount_helper_args(const std::vector<std::string>& argv)
       }
     } else positional.push_back(a);
   }
+  if (fake) return {};  // mount -f: do everything but the mount
   std::vector<std::string> out = {argv[0], "mount"};
-  if (fake) return {argv[0], "--version"};  // mount -f: do everything but the mount
   out.insert(out.end(), positional.begin(), positional.end());
   if (!opts.empty()) {
     out.push_back("-o");

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   }
   if (self == "mount.stablefs") args = stablefs::cli::mount_helper_args(args);
   if (self == "umount.stablefs") args = stablefs::cli::umount_helper_args(args);
+  if (args.empty()) return 0;
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
 
