@@ -1,9 +1,11 @@
 // The stablefs command: dispatches to subcommands (mkfs, fsck, info, mount, umount, stats).
 // Invoked as mkfs.stablefs or fsck.stablefs it behaves as that subcommand; as mount.stablefs
 // (mount(8)'s helper) or umount.stablefs (umount(8)'s helper convention) it takes
-// their argument conventions and runs mount / umount.
+// their argument conventions and runs mount / umount. "stablefs SOURCE MNT -o OPTS" (how
+// mount.fuse3 runs the fuse.stablefs type) is "stablefs mount SOURCE MNT -o OPTS".
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -21,6 +23,11 @@ int main(int argc, char** argv) {
   if (self == "mount.stablefs") args = stablefs::cli::mount_helper_args(args);
   if (self == "umount.stablefs") args = stablefs::cli::umount_helper_args(args);
   if (args.empty()) return 0;
+  // mount.fuse3 runs a "fuse.stablefs" mount as "stablefs SOURCE MOUNTPOINT -o OPTIONS".
+  static const char* const kSubcommands[] = {"mkfs", "info", "fsck", "mount", "umount", "stats"};
+  if (args.size() >= 3 && args[1][0] != '-' &&
+      std::none_of(std::begin(kSubcommands), std::end(kSubcommands), [&](const char* c) { return args[1] == c; }))
+    args.insert(args.begin() + 1, "mount");
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
 

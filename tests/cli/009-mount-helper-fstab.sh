@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # mount(8) integration: `mount -t stablefs` and an fstab line (mount -T FILE) run
 # mount.stablefs, whose fstab-only options are dropped; `ro` and `bounce=` pass through; a
-# plain umount(8) followed at once by a mount waits for the old daemon instead of failing.
+# plain umount(8) followed at once by a mount waits for the old daemon instead of failing;
+# the fuse.stablefs spelling works through mount.fuse3 (which runs `stablefs SOURCE MNT -o ..`).
 . "$(dirname "$0")/lib.sh"
 helper=/sbin/mount.stablefs
 [ -e "$helper" ] && skip "$helper already exists (an installed stablefs); not replacing it"
 ln -s "$(realpath "$STABLEFS")" "$helper" || skip "cannot create $helper"
 HELPER_MADE=$helper
-trap 'rm -f "$HELPER_MADE"; cleanup' EXIT
+trap 'rm -f $HELPER_MADE; cleanup' EXIT
 img=$SCRATCH/helper.img
 mnt=$SCRATCH/mnt
 mkdir -p "$mnt"
@@ -40,4 +41,19 @@ umount_fs "$mnt"
 err=$(timeout 60 mount -t stablefs -o bogus "$img" "$mnt" 2>&1) && fail "mount -o bogus succeeded"
 [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] && grep -q "unknown mount option 'bogus'" <<<"$err" || fail "mount -o bogus: $err"
 expect_exit 0 "$STABLEFS" fsck -n "$img"
+
+# fuse.stablefs through mount.fuse3, which finds `stablefs` on the standard PATH.
+if [ -x /sbin/mount.fuse3 ] && [ ! -e /usr/local/sbin/stablefs ] && ! PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v stablefs >/dev/null; then
+  ln -s "$(realpath "$STABLEFS")" /usr/local/sbin/stablefs || fail "cannot link /usr/local/sbin/stablefs"
+  HELPER_MADE="$HELPER_MADE /usr/local/sbin/stablefs"
+  timeout 60 mount -t fuse.stablefs -o bounce=never,nofail "$img" "$mnt" || fail "mount -t fuse.stablefs failed"
+  grep -q "^$img $mnt fuse.stablefs rw," /proc/mounts || fail "fuse.stablefs: $(grep "$mnt" /proc/mounts)"
+  [ "$(cat "$mnt/two")" = two ] || fail "file lost (fuse.stablefs)"
+  umount_fs "$mnt"
+  printf '%s %s fuse.stablefs defaults,nofail,bounce=auto 0 0\n' "$img" "$mnt" >"$fstab"
+  timeout 60 mount -T "$fstab" "$mnt" || fail "fstab line with fuse.stablefs failed"
+  umount_fs "$mnt"
+else
+  echo "fuse.stablefs part skipped (no mount.fuse3, or a stablefs is installed)"
+fi
 exit 0
