@@ -163,7 +163,17 @@ void op_init(void* userdata, fuse_conn_info* conn) {
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  guard(req, [&] { reply_entry(req, fsys(req).lookup(parent, name)); });
+  guard(req, [&] {
+    auto r = fsys(req).lookup(parent, name);
+    if (!r.ok() && r.status().code() == ENOENT) {
+      // A negative entry the kernel may cache: every change comes through this mount.
+      fuse_entry_param e{};
+      e.entry_timeout = state(req).opts.attr_timeout;
+      fuse_reply_entry(req, &e);
+      return;
+    }
+    reply_entry(req, r);
+  });
 }
 
 void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
