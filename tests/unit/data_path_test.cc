@@ -1063,6 +1063,69 @@ TEST_CASE("data path: ENOSPC in the middle of a large write reports exactly what
   }
 }
 
+TEST_CASE("data path: ENOSPC with several writers at once: each write reports exactly what it wrote") {
+  for (BouncePolicy policy : {BouncePolicy::kAlways, BouncePolicy::kNever}) {
+    std::string policy_name = bounce_policy_name(policy);
+    CAPTURE(policy_name);
+    ImageFile img(32ull << 20, "enospc-mt");
+    make_fs(img.path);
+    auto vol = open_volume(img.path, {.bounce = policy});
+    constexpr int kThreads = 4;
+    std::vector<uint64_t> inos;
+    std::vector<std::vector<uint8_t>> model(kThreads);
+    for (int t = 0; t < kThreads; ++t) inos.push_back(create_file(*vol, ("w" + std::to_string(t)).c_str()));
+    // Each thread appends and overwrites its own file until the device is full, keeping its
+    // model from the reported counts alone.
+    auto work = [&](int t) -> Status {
+      std::mt19937_64 rng(static_cast<uint64_t>(t) * 3 + 1);
+      AlignedBuffer buf(3u << 20);
+      int enospc = 0;
+      for (int i = 0; i < 400 && enospc < 3; ++i) {
+        std::vector<uint8_t>& m = model[t];
+        const bool append = m.empty() || rng() % 3 != 0;
+        uint64_t off = append ? m.size() : rng() % m.size();
+        size_t len = 1 + rng() % buf.size();
+        if (rng() % 2) {
+          off &= ~uint64_t{kBs - 1};
+          len = std::max<size_t>(kBs, len & ~size_t{kBs - 1});
+        }
+        FastRandom(rng()).fill(buf.data(), len);
+        auto w = vol->write(inos[t], off, {buf.data(), len});
+        if (!w.ok()) {
+          if (w.status().code() != ENOSPC) return w.status();
+          ++enospc;
+          continue;
+        }
+        if (*w == 0 || *w > len) return Status::error(EIO, "write reported " + std::to_string(*w));
+        if (off + *w > m.size()) m.resize(off + *w, 0);
+        std::memcpy(m.data() + off, buf.data(), *w);
+      }
+      return {};
+    };
+    std::vector<std::future<Status>> futures;
+    for (int t = 0; t < kThreads; ++t) futures.push_back(std::async(std::launch::async, work, t));
+    for (auto& f : futures) {
+      if (!wait_bounded(f, 120s)) {
+        (void)vol.release();
+        (void)new std::vector<std::vector<uint8_t>>(std::move(model));
+        for (auto& g : futures) (void)new std::future<Status>(std::move(g));
+        FAIL("writers did not finish within 120 s");
+      }
+      Status st = f.get();
+      CHECK_MESSAGE(st.ok(), st.message());
+    }
+    CHECK(vol->fs().statfs().free_blocks <= kMetadataReserveBlocks + 1024);  // it did fill up
+    CHECK(vol->mapper().reserved_blocks() == 0);
+    for (int t = 0; t < kThreads; ++t) verify_whole_file(*vol, inos[t], model[t]);
+    REQUIRE(vol->close().ok());
+    vol.reset();
+    expect_fsck_clean(img.path);
+    vol = open_volume(img.path, {.bounce = policy});
+    for (int t = 0; t < kThreads; ++t) verify_whole_file(*vol, inos[t], model[t]);
+    REQUIRE(vol->close().ok());
+  }
+}
+
 TEST_CASE("data path: writes and reads larger than the whole bounce pool, from several threads") {
   ImageFile img(128ull << 20, "pool");
   make_fs(img.path);
