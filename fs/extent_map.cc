@@ -76,7 +76,34 @@ Result<std::vector<DisplacedPiece>> ExtentMap::replace(uint64_t file_block, uint
     cut.nblocks = cut_end - cut_start;
     displaced.push_back({cut_start, cut});
   }
-  if (with) SFS_TRY(tree.insert({ino_, kItemExtent, file_block}, with->encode()));
+  if (with) {
+    // Merge with a neighbour that continues it on the device with the same flags, so
+    // appends and sequential rewrites keep one extent instead of one per write.
+    uint64_t start = file_block;
+    ExtentRecord merged = *with;
+    if (start > 0) {
+      SFS_ASSIGN(bool have_left, tree.lookup_le({ino_, kItemExtent, start - 1}, &found, &v));
+      if (have_left && found.objectid == ino_ && found.type == kItemExtent) {
+        SFS_ASSIGN(ExtentRecord left, ExtentRecord::decode(v, found));
+        if (found.offset + left.nblocks == start && left.dev_block + left.nblocks == merged.dev_block &&
+            left.flags == merged.flags) {
+          SFS_TRY(tree.remove(found));
+          start = found.offset;
+          merged.dev_block = left.dev_block;
+          merged.nblocks += left.nblocks;
+        }
+      }
+    }
+    SFS_ASSIGN(bool have_right, tree.lookup_le({ino_, kItemExtent, end}, &found, &v));
+    if (have_right && found.objectid == ino_ && found.type == kItemExtent && found.offset == end) {
+      SFS_ASSIGN(ExtentRecord right, ExtentRecord::decode(v, found));
+      if (with->dev_block + with->nblocks == right.dev_block && right.flags == merged.flags) {
+        SFS_TRY(tree.remove(found));
+        merged.nblocks += right.nblocks;
+      }
+    }
+    SFS_TRY(tree.insert({ino_, kItemExtent, start}, merged.encode()));
+  }
   return displaced;
 }
 

@@ -4,7 +4,8 @@
 // find() answers what backs a file block; replace() is the one mutator: it makes
 // [file_block, +nblocks) map to a new extent or to a hole, splitting the extents it overlaps
 // and returning the pieces it displaced (the caller frees them or, for unwritten→written
-// conversion, keeps them). REQUIRES: the metadata lock; replace() inside a store operation.
+// conversion, keeps them). A new extent is merged with a neighbour that continues it in the
+// file and on the device with the same flags, so an extent may start before file_block. REQUIRES: the metadata lock; replace() inside a store operation.
 #pragma once
 
 #include <cstdint>
