@@ -124,6 +124,7 @@ Status Volume::close() {
   if (closed_) return {};
   closed_ = true;
   queue_.reset();  // waits for in-flight I/O
+  if (!fs_) return {};  // open() failed before the filesystem was opened
   return fs_->close();
 }
 

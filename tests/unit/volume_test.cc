@@ -93,3 +93,21 @@ TEST_CASE("volume: write and read back through bounce and zero-copy, aligned and
 }
 
 }  // namespace stablefs
+
+namespace stablefs {
+
+TEST_CASE("volume: a failed open returns its error and cleans up") {
+  char tmpl[] = "/var/tmp/stablefs-vol-foreign-XXXXXX";
+  int fd = mkstemp(tmpl);
+  REQUIRE(fd >= 0);
+  std::vector<uint8_t> junk = pattern(8 << 20, 9);
+  REQUIRE(::write(fd, junk.data(), junk.size()) == static_cast<ssize_t>(junk.size()));
+  ::close(fd);
+  auto vol = Volume::open(tmpl, {});
+  ::unlink(tmpl);
+  REQUIRE_FALSE(vol.ok());
+  CHECK(vol.status().message().find("no stablefs filesystem") != std::string::npos);
+  CHECK(Volume::open("/var/tmp/does-not-exist-stablefs", {}).status().code() == ENOENT);
+}
+
+}  // namespace stablefs
