@@ -17,6 +17,8 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,21 +54,6 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // ---------------------------------------------------------------------------------------------
 // Devices
 
-std::string shell_output(const std::string& cmd, int* exit_status = nullptr) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) {
-    if (exit_status) *exit_status = -1;
-    return out;
-  }
-  char buf[256];
-  while (std::fgets(buf, sizeof buf, p)) out += buf;
-  int st = ::pclose(p);
-  if (exit_status) *exit_status = st;
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   std::string s;
@@ -96,30 +83,53 @@ struct ImageFile {
     REQUIRE(FileDevice::create_image(path, bytes).ok());
   }
   ~ImageFile() { ::unlink(path.c_str()); }
+  // Removes the file now (a loop device attached to it keeps it alive until detached).
+  void unlink_now() { ::unlink(path.c_str()); }
   ImageFile(const ImageFile&) = delete;
   ImageFile& operator=(const ImageFile&) = delete;
   std::string path;
 };
 
-bool have_losetup() { return std::system("command -v losetup >/dev/null 2>&1") == 0; }
+bool have_loop_control() { return ::access("/dev/loop-control", R_OK | W_OK) == 0; }
 
-// A loop device over an image file, detached however the test ends (declare it before any
-// Volume on it, so the volume is closed first). dev is empty when attaching failed.
+// A loop device over an image file, detached however the test ends. It is configured with
+// LO_FLAGS_AUTOCLEAR and held open by this guard, so even a process killed by a sanitizer
+// abort (which runs no destructors) leaves no device behind: the kernel detaches it when the
+// last opener goes, and the image (unlinked by the caller once attached) then disappears
+// with it. Declare it before any Volume on it, so the volume is closed first. dev is empty
+// when attaching failed.
 struct LoopDevice {
   explicit LoopDevice(const std::string& image) {
-    int st = 0;
-    std::string out = shell_output("timeout 30 losetup -f --show " + image + " 2>/dev/null", &st);
-    if (st == 0 && out.rfind("/dev/loop", 0) == 0) dev = out;
+    int ctl = ::open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (ctl < 0) return;
+    int backing = ::open(image.c_str(), O_RDWR | O_CLOEXEC);
+    for (int attempt = 0; backing >= 0 && attempt < 20 && dev.empty(); ++attempt) {
+      int n = ::ioctl(ctl, LOOP_CTL_GET_FREE);
+      if (n < 0) break;
+      std::string path = "/dev/loop" + std::to_string(n);
+      int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+      if (fd < 0) continue;
+      loop_config cfg{};
+      cfg.fd = static_cast<uint32_t>(backing);
+      cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+      std::strncpy(reinterpret_cast<char*>(cfg.info.lo_file_name), image.c_str(), LO_NAME_SIZE - 1);
+      if (::ioctl(fd, LOOP_CONFIGURE, &cfg) == 0) {
+        dev = path;
+        hold = fd;
+      } else {
+        ::close(fd);  // taken by someone else meanwhile (EBUSY): ask for another
+      }
+    }
+    if (backing >= 0) ::close(backing);
+    ::close(ctl);
   }
   ~LoopDevice() {
     if (!saved_stable_writes.empty()) write_text(queue_attr("stable_writes"), saved_stable_writes);
-    if (dev.empty()) return;
-    // udev may still hold the device for a moment after the last close: retry, bounded.
-    for (int i = 0; i < 50; ++i) {
-      if (std::system(("timeout 30 losetup -d " + dev + " 2>/dev/null").c_str()) == 0) return;
-      std::this_thread::sleep_for(100ms);
-    }
-    std::fprintf(stderr, "warning: could not detach %s\n", dev.c_str());
+    if (hold < 0) return;
+    // Detach now (with other openers left, e.g. udev probing, LOOP_CLR_FD only marks it
+    // autoclear and the kernel detaches at their last close).
+    (void)::ioctl(hold, LOOP_CLR_FD, 0);
+    ::close(hold);
   }
   LoopDevice(const LoopDevice&) = delete;
   LoopDevice& operator=(const LoopDevice&) = delete;
@@ -131,6 +141,7 @@ struct LoopDevice {
     return read_text(queue_attr("stable_writes")) == v;
   }
   std::string dev;
+  int hold = -1;
   std::string saved_stable_writes;
 };
 
@@ -554,8 +565,8 @@ TEST_CASE("data path: model test without data checksums (overwrites in place)") 
 }
 
 TEST_CASE("data path: model test on a loop device, bounce=always and bounce=never") {
-  if (!have_losetup()) {
-    MESSAGE("skipped: losetup is not available");
+  if (!have_loop_control()) {
+    MESSAGE("skipped: no /dev/loop-control");
     return;
   }
   for (BouncePolicy policy : {BouncePolicy::kAlways, BouncePolicy::kNever}) {
@@ -565,6 +576,7 @@ TEST_CASE("data path: model test on a loop device, bounce=always and bounce=neve
       MESSAGE("skipped: could not attach a loop device");
       return;
     }
+    img.unlink_now();
     std::string name = std::string("loop device, bounce=") + bounce_policy_name(policy);
     CAPTURE(name);
     ModelFigures f = run_model(loop.dev, policy, model_ops_per_config(), policy == BouncePolicy::kAlways ? 3 : 4, model_max_op());
@@ -1424,8 +1436,8 @@ TEST_CASE("data path: policy, bounce=auto bounces on /dev/zram0") {
 
 TEST_CASE("data path: policy, bounce=auto on loop devices and an image file") {
   SUBCASE("a loop device with queue/stable_writes set to 1 by hand bounces") {
-    if (!have_losetup()) {
-      MESSAGE("skipped: losetup is not available");
+    if (!have_loop_control()) {
+      MESSAGE("skipped: no /dev/loop-control");
       return;
     }
     ImageFile img(64ull << 20, "policy-stable");
@@ -1434,6 +1446,7 @@ TEST_CASE("data path: policy, bounce=auto on loop devices and an image file") {
       MESSAGE("skipped: could not attach a loop device");
       return;
     }
+    img.unlink_now();
     if (!loop.set_stable_writes("1")) {
       MESSAGE(("skipped: cannot set " + loop.queue_attr("stable_writes")));
       return;
@@ -1441,8 +1454,8 @@ TEST_CASE("data path: policy, bounce=auto on loop devices and an image file") {
     policy_case(loop.dev, true);
   }
   SUBCASE("a plain loop device does not") {
-    if (!have_losetup()) {
-      MESSAGE("skipped: losetup is not available");
+    if (!have_loop_control()) {
+      MESSAGE("skipped: no /dev/loop-control");
       return;
     }
     ImageFile img(64ull << 20, "policy-plain");
@@ -1451,7 +1464,8 @@ TEST_CASE("data path: policy, bounce=auto on loop devices and an image file") {
       MESSAGE("skipped: could not attach a loop device");
       return;
     }
-    REQUIRE(read_text(loop.queue_attr("stable_writes")) == "0");
+    img.unlink_now();
+    if (read_text(loop.queue_attr("stable_writes")) != "0") REQUIRE(loop.set_stable_writes("0"));
     policy_case(loop.dev, false);
   }
   SUBCASE("an image file in /var/tmp follows the disk under it, which does not") {
