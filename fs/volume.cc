@@ -101,9 +101,11 @@ Status Volume::fallocate_locked(uint64_t ino, unsigned mode, uint64_t offset, ui
     if (first_full > end_full) {
       SFS_TRY(zero_edge(offset, end));
     } else {
+      // Whole blocks first: the edge writes go out of place, and on a full filesystem the
+      // space the punch frees is what they need.
+      if (end_full > first_full) SFS_TRY(space_->punch(ino, first_full, end_full - first_full));
       SFS_TRY(zero_edge(offset, first_full * bs));
       SFS_TRY(zero_edge(end_full * bs, end));
-      if (end_full > first_full) SFS_TRY(space_->punch(ino, first_full, end_full - first_full));
     }
     if (mode & kFallocZeroRange) {
       if (end_full > first_full) SFS_TRY(space_->preallocate(ino, first_full, end_full - first_full, 0));

@@ -52,11 +52,15 @@ class Volume {
   Result<size_t> write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) { return engine_->write_sync(ino, pos, src); }
   // Truncate or extend; the bytes past a shrunken end are zeroed so a later extension reads
   // zeros. Blocks wholly past the new end are freed before that partial block is zeroed (an
-  // out-of-place write), so shrinking a file on a full filesystem finds the space it needs.
+  // out-of-place write), so shrinking a file on a full filesystem finds the space it needs;
+  // should that write still fail (ENOSPC), the file is left ending at that block's end.
   // Size changes and fallocate hold the file's range lock exclusively over the whole file:
   // they are ordered against every read and write of it.
   Status set_size(uint64_t ino, uint64_t size);
-  // fallocate(2): default, KEEP_SIZE, PUNCH_HOLE (with KEEP_SIZE), ZERO_RANGE.
+  // fallocate(2): default, KEEP_SIZE, PUNCH_HOLE (with KEEP_SIZE), ZERO_RANGE. PUNCH_HOLE
+  // and ZERO_RANGE free whole blocks before zeroing partial edge blocks (likewise for a full
+  // filesystem); an error part way leaves the range partly zeroed. Preallocation that runs
+  // out of space keeps what it allocated.
   Status fallocate(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length);
   Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return space_->seek_data(ino, offset); }
   Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset) { return space_->seek_hole(ino, offset); }

@@ -1031,9 +1031,9 @@ void enospc_case(BouncePolicy policy, bool unaligned) {
     CHECK(partial.status().code() == ENOSPC);
   }
   verify_whole_file(v, ino, model);
-  // Still full: preallocation is refused, but metadata updates still run, and shrinking the
-  // file into the middle of a block (which rewrites that block out of place) succeeds by
-  // using the space the shrink frees.
+  // Still full: preallocation is refused, but metadata updates still run, and punching or
+  // shrinking into the middle of a block (which rewrites that block out of place) succeeds
+  // by using the space the operation frees.
   {
     Status st = v.fallocate(ino, 0, model.size(), 1u << 20);
     REQUIRE_FALSE(st.ok());
@@ -1041,6 +1041,11 @@ void enospc_case(BouncePolicy policy, bool unaligned) {
     CHECK(v.fs().getattr(ino)->rec.size == model.size());
     auto other = v.fs().mknod(kRootIno, "still-works", S_IFREG | 0644, 0, {});
     CHECK_MESSAGE(other.ok(), other.status().message());
+    // Punching an unaligned hole rewrites its edge blocks out of place: the whole blocks it
+    // frees first make room for them.
+    st = v.fallocate(ino, kFallocPunchHole | kFallocKeepSize, 1000, 3u << 20);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    std::memset(model.data() + 1000, 0, 3u << 20);
     const uint64_t shrink_to = model.size() / 2 + 123;
     st = v.set_size(ino, shrink_to);
     REQUIRE_MESSAGE(st.ok(), st.message());
