@@ -10,8 +10,9 @@
 //   data path: policy ...       bounce=auto follows queue/stable_writes, shown by the counters
 //   data path: crash ...        device snapshots between synchronous operations mount clean
 //
-// Runtime (Debug + ASan/UBSan, this 2-core machine): about 75 s for all of them, 45 s of it
-// the 100,000-operation model test.
+// Runtime (Debug + ASan/UBSan, this 2-core machine): about 75 s for all of them when the
+// machine is otherwise idle, 45-50 s of it the 100,000-operation model test; up to ~110 s
+// when other jobs share the CPUs and the disk.
 // Devices are created per test and always removed (RAII guards), and every wait is bounded.
 // A test skips with a MESSAGE only when a facility (losetup, zram) is absent or busy.
 #include <doctest/doctest.h>
