@@ -2,7 +2,8 @@
 # mkfs, info and fsck on a loop device; mkfs refuses a device holding another filesystem.
 . "$(dirname "$0")/lib.sh"
 truncate -s 256M "$SCRATCH/backing.img"
-dev=$(new_loop "$SCRATCH/backing.img")
+new_loop "$SCRATCH/backing.img"
+dev=$LOOP
 expect_exit 0 "$STABLEFS" mkfs "$dev"
 expect_exit 0 "$STABLEFS" info "$dev"
 grep -q "state            clean" <<<"$OUT" || fail "info: $OUT"

@@ -21,7 +21,8 @@ fio_on() {  # fio_on TAG: verified O_DIRECT randrw at three block sizes through 
 
 # loop device: zero-copy
 truncate -s 512M "$SCRATCH/backing.img"
-loop=$(new_loop "$SCRATCH/backing.img")
+new_loop "$SCRATCH/backing.img"
+loop=$LOOP
 expect_exit 0 "$STABLEFS" mkfs -q "$loop"
 mount_fs "$loop" "$mnt"
 grep -q "^$loop $mnt fuse.stablefs " /proc/mounts || fail "/proc/mounts: $(grep "$mnt" /proc/mounts)"

@@ -21,6 +21,8 @@ cleanup() {
     fi
   done
   for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
+  # Any loop device still backed by a file of this test's scratch directory is ours too.
+  losetup -a 2>/dev/null | grep -F "$SCRATCH/" | cut -d: -f1 | xargs -r -n1 losetup -d 2>/dev/null
   if [ "$ZRAM_USED" = 1 ]; then echo 1 >/sys/block/zram0/reset 2>/dev/null; fi
   rm -rf "$SCRATCH"
 }
@@ -46,12 +48,11 @@ expect_one_line_error() {
   ERR=$err
 }
 
-# new_loop IMAGE: attaches IMAGE to a loop device (detached at exit); prints the device.
+# new_loop IMAGE: attaches IMAGE to a loop device (detached at exit) and sets LOOP to it.
+# Not for $(...): a subshell could not record the device for the cleanup trap.
 new_loop() {
-  local dev
-  dev=$(losetup -f --show "$1") || skip "no loop device available"
-  LOOPS+=("$dev")
-  echo "$dev"
+  LOOP=$(losetup -f --show "$1") || skip "no loop device available"
+  LOOPS+=("$LOOP")
 }
 
 # flip_byte FILE OFFSET: inverts one byte in place.
