@@ -103,36 +103,23 @@ Status FileSpace::preallocate(uint64_t ino, uint64_t first_block, uint64_t nbloc
   return store.end_operation(fs_.save_inode(inode));
 }
 
-Result<uint64_t> FileSpace::seek_data(uint64_t ino, uint64_t offset) {
+Result<uint64_t> FileSpace::seek(uint64_t ino, uint64_t offset, bool want_data) {
   std::lock_guard lock(fs_.mu_);
   MetadataStore& store = *fs_.store_;
   SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
   const uint64_t size = inode.rec.size, bs = store.superblock().block_size;
   if (offset >= size) return Status::error(ENXIO, "offset is past the end of the file");
   ExtentMap extents(store, ino);
+  // Walk the pieces (extents and holes) from offset; unwritten extents count as holes.
   uint64_t fb = offset / bs;
   while (fb * bs < size) {
     SFS_ASSIGN(MappedPiece piece, extents.find(fb));
-    if (piece.extent && !(piece.extent->flags & kExtentUnwritten)) return std::max(offset, fb * bs);
+    const bool is_data = piece.extent && !(piece.extent->flags & kExtentUnwritten);
+    if (is_data == want_data) return std::max(offset, fb * bs);
     if (piece.nblocks > (~0ull - fb)) break;
     fb += piece.nblocks;
   }
-  return Status::error(ENXIO, "no data past the offset");
-}
-
-Result<uint64_t> FileSpace::seek_hole(uint64_t ino, uint64_t offset) {
-  std::lock_guard lock(fs_.mu_);
-  MetadataStore& store = *fs_.store_;
-  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
-  const uint64_t size = inode.rec.size, bs = store.superblock().block_size;
-  if (offset >= size) return Status::error(ENXIO, "offset is past the end of the file");
-  ExtentMap extents(store, ino);
-  uint64_t fb = offset / bs;
-  while (fb * bs < size) {
-    SFS_ASSIGN(MappedPiece piece, extents.find(fb));
-    if (!piece.extent || (piece.extent->flags & kExtentUnwritten)) return std::max(offset, fb * bs);
-    fb += piece.nblocks;
-  }
+  if (want_data) return Status::error(ENXIO, "no data past the offset");
   return size;  // the implicit hole at end of file
 }
 

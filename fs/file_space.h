@@ -28,11 +28,13 @@ class FileSpace {
   // allocated stays (as fallocate(2) allows).
   Status preallocate(uint64_t ino, uint64_t first_block, uint64_t nblocks, uint64_t extend_to);
   // lseek SEEK_DATA / SEEK_HOLE semantics; unwritten extents count as holes. ENXIO past data.
-  Result<uint64_t> seek_data(uint64_t ino, uint64_t offset);
-  Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset);
+  Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return seek(ino, offset, true); }
+  Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset) { return seek(ino, offset, false); }
 
  private:
   static constexpr uint64_t kStepBlocks = 2048;
+  // The first offset >= offset that is data (want_data) or a hole.
+  Result<uint64_t> seek(uint64_t ino, uint64_t offset, bool want_data);
   Filesystem& fs_;
 };
 
