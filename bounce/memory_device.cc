@@ -23,7 +23,6 @@ Status MemoryDevice::write(uint64_t offset, const void* buf, size_t len) {
   if (offset > image_.size() || len > image_.size() - offset)
     return Status::error(ENOSPC, name_ + ": write beyond end of device");
   std::memcpy(image_.data() + offset, buf, len);
-  ++writes_;
   if (recording_) {
     const auto* p = static_cast<const uint8_t*>(buf);
     log_.push_back({false, offset, std::vector<uint8_t>(p, p + len)});

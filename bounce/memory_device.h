@@ -41,8 +41,6 @@ class MemoryDevice : public BlockDevice {
   std::vector<uint8_t> snapshot() const;
   // Direct access for tests that corrupt bytes on purpose.
   std::vector<uint8_t>& raw() { return image_; }
-  // Number of write() calls that reached the device (recorded or not).
-  uint64_t write_count() const { return writes_; }
 
  private:
   mutable std::mutex mu_;
@@ -50,7 +48,6 @@ class MemoryDevice : public BlockDevice {
   std::string name_;
   bool recording_ = false;
   std::vector<LoggedWrite> log_;
-  uint64_t writes_ = 0;
 };
 
 }  // namespace stablefs

@@ -56,10 +56,6 @@ class [[nodiscard]] Result {
   std::variant<T, Status> v_;
 };
 
-inline Status errno_status(int code, const std::string& what) {
-  return Status::error(code, what);
-}
-
 }  // namespace stablefs
 
 #define SFS_CONCAT_INNER(a, b) a##b

@@ -57,7 +57,6 @@ class BufferCache {
   uint32_t block_size() const { return block_size_; }
   const Uuid& uuid() const { return uuid_; }
   BlockDevice& device() { return device_; }
-  size_t cached_blocks() const { return map_.size(); }
 
  private:
   void touch(Buffer& b);
