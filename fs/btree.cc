@@ -33,9 +33,11 @@ Result<size_t> plan_leaf_split(const LeafItems& items, size_t capacity, SplitBia
   return best;
 }
 
+// Every non-root internal node keeps at least two entries, so that each of its children has a
+// sibling to merge with or borrow from (rebalance relies on it). n >= 4 (a full node plus one).
 size_t plan_internal_split(size_t n, SplitBias bias) {
-  if (bias == SplitBias::kFillLeft) return n - 1;
-  if (bias == SplitBias::kFillRight) return 1;
+  if (bias == SplitBias::kFillLeft) return n - 2;
+  if (bias == SplitBias::kFillRight) return 2;
   return n / 2;
 }
 
@@ -418,72 +420,109 @@ bool BTree::underfull(const NodeView& node) const {
   return node.count() < internal_capacity(bs) / 4;
 }
 
-Status BTree::rebalance(Path* path) {
+Result<bool> BTree::join_sibling(Path* path, size_t d, Status* free_error) {
   Path& p = *path;
   const uint32_t bs = meta_.block_size();
-  Status result;
-  for (size_t d = p.size() - 1; d >= 1; --d) {
-    NodeView& node = p[d].node;
-    if (!underfull(node)) break;
-    PathEntry& parent = p[d - 1];
-    if (parent.node.count() < 2) break;  // no sibling (only in a damaged tree)
-    const size_t slot = parent.slot;
-    const bool node_is_right = slot > 0;
-    const size_t left_slot = node_is_right ? slot - 1 : slot;
-    const size_t right_slot = left_slot + 1;
-    SFS_ASSIGN(PathEntry sib, load_child(parent, node_is_right ? left_slot : right_slot));
-    if (sib.node.blocknr() == node.blocknr())
-      return node_corrupt(parent.node.blocknr(), "two entries point to block " + std::to_string(node.blocknr()));
-    // Merging and redistributing rewrite whole nodes: check every key of the three first.
-    SFS_TRY(node.check_key_order());
-    SFS_TRY(sib.node.check_key_order());
-    SFS_TRY(parent.node.check_key_order());
-    NodeView& left = node_is_right ? sib.node : node;
-    NodeView& right = node_is_right ? node : sib.node;
+  PathEntry& parent = p[d - 1];
+  PathEntry& self = p[d];
+  const size_t slot = parent.slot;
+  const bool self_is_right = slot > 0;
+  const size_t left_slot = self_is_right ? slot - 1 : slot;
+  const size_t right_slot = left_slot + 1;
+  SFS_ASSIGN(PathEntry sib, load_child(parent, self_is_right ? left_slot : right_slot));
+  if (sib.node.blocknr() == self.node.blocknr())
+    return node_corrupt(parent.node.blocknr(), "two entries point to block " + std::to_string(self.node.blocknr()));
+  // Merging and redistributing rewrite whole nodes: check every key of the three first.
+  SFS_TRY(self.node.check_key_order());
+  SFS_TRY(sib.node.check_key_order());
+  SFS_TRY(parent.node.check_key_order());
+  PathEntry& left = self_is_right ? sib : self;
+  PathEntry& right = self_is_right ? self : sib;
+  const size_t left_count = left.node.count();
+  // Where the path's slot of this level lies in the concatenation left + right.
+  const size_t pos = self_is_right ? left_count + self.slot : self.slot;
 
-    bool merge;
-    if (node.is_leaf()) {
-      merge = left.used_bytes() + right.used_bytes() <= leaf_capacity(bs);
-      if (merge) {
-        meta_.modify(left.buffer());
-        for (size_t i = 0; i < right.count(); ++i) left.leaf_append(right.key(i), right.value(i));
-      } else {
-        LeafItems items;
-        left.leaf_copy_out(0, left.count(), &items);
-        right.leaf_copy_out(0, right.count(), &items);
-        SFS_ASSIGN(const size_t split, plan_leaf_split(items, leaf_capacity(bs), SplitBias::kBalanced, left.blocknr()));
-        meta_.modify(left.buffer());
-        meta_.modify(right.buffer());
-        meta_.modify(parent.node.buffer());
-        left.leaf_rebuild(items, 0, split);
-        right.leaf_rebuild(items, split, items.size());
-        parent.node.internal_set_key(right_slot, items.key(split));
-      }
+  bool merge;
+  size_t split = 0;  // redistribution: entries [0, split) stay left
+  Key separator;
+  if (self.node.is_leaf()) {
+    merge = left.node.used_bytes() + right.node.used_bytes() <= leaf_capacity(bs);
+    if (merge) {
+      meta_.modify(left.node.buffer());
+      for (size_t i = 0; i < right.node.count(); ++i) left.node.leaf_append(right.node.key(i), right.node.value(i));
     } else {
-      merge = left.count() + right.count() <= internal_capacity(bs);
-      if (merge) {
-        // right's entry 0 carries its lower bound, the separator: entries simply concatenate.
-        meta_.modify(left.buffer());
-        for (size_t i = 0; i < right.count(); ++i) left.internal_insert(left.count(), right.key(i), right.child(i));
-      } else {
-        std::vector<InternalEntry> entries;
-        left.internal_copy_out(0, left.count(), &entries);
-        right.internal_copy_out(0, right.count(), &entries);
-        const size_t half = entries.size() / 2;
-        meta_.modify(left.buffer());
-        meta_.modify(right.buffer());
-        meta_.modify(parent.node.buffer());
-        left.internal_rebuild(entries, 0, half);
-        right.internal_rebuild(entries, half, entries.size());
-        parent.node.internal_set_key(right_slot, entries[half].key);
-      }
+      LeafItems items;
+      left.node.leaf_copy_out(0, left.node.count(), &items);
+      right.node.leaf_copy_out(0, right.node.count(), &items);
+      SFS_ASSIGN(split, plan_leaf_split(items, leaf_capacity(bs), SplitBias::kBalanced, left.node.blocknr()));
+      meta_.modify(left.node.buffer());
+      meta_.modify(right.node.buffer());
+      meta_.modify(parent.node.buffer());
+      left.node.leaf_rebuild(items, 0, split);
+      right.node.leaf_rebuild(items, split, items.size());
+      separator = items.key(split);
     }
-    if (!merge) break;  // the parent keeps its entry count
+  } else {
+    merge = left.node.count() + right.node.count() <= internal_capacity(bs);
+    if (merge) {
+      // right's entry 0 carries its lower bound, the separator: entries simply concatenate.
+      meta_.modify(left.node.buffer());
+      for (size_t i = 0; i < right.node.count(); ++i)
+        left.node.internal_insert(left.node.count(), right.node.key(i), right.node.child(i));
+    } else {
+      std::vector<InternalEntry> entries;
+      left.node.internal_copy_out(0, left.node.count(), &entries);
+      right.node.internal_copy_out(0, right.node.count(), &entries);
+      split = entries.size() / 2;
+      meta_.modify(left.node.buffer());
+      meta_.modify(right.node.buffer());
+      meta_.modify(parent.node.buffer());
+      left.node.internal_rebuild(entries, 0, split);
+      right.node.internal_rebuild(entries, split, entries.size());
+      separator = entries[split].key;
+    }
+  }
+
+  // Point the path at the node that now holds position pos.
+  bool self_now_left;
+  if (merge) {
+    const uint64_t right_blocknr = right.node.blocknr();
+    left.hi = right.hi;
     meta_.modify(parent.node.buffer());
     parent.node.internal_remove(right_slot);
-    parent.slot = left_slot;
-    Status freed = meta_.free(right.blocknr());
-    if (!freed.ok() && result.ok()) result = freed;
+    Status freed = meta_.free(right_blocknr);
+    if (!freed.ok() && free_error->ok()) *free_error = freed;
+    self_now_left = true;
+    left.slot = pos;
+  } else {
+    parent.node.internal_set_key(right_slot, separator);
+    left.hi = separator;
+    right.lo = separator;
+    self_now_left = pos < split;
+    if (self_now_left) left.slot = pos;
+    else right.slot = pos - split;
+  }
+  parent.slot = self_now_left ? left_slot : right_slot;
+  const bool keep_self = self_now_left != self_is_right;
+  if (!keep_self) p[d] = std::move(sib);
+  return merge;
+}
+
+Status BTree::rebalance(Path* path) {
+  Path& p = *path;
+  Status free_error;
+  for (size_t d = p.size() - 1; d >= 1; --d) {
+    if (!underfull(p[d].node)) break;
+    if (p[d - 1].node.count() < 2) {
+      // A one-entry parent (older versions' right-edge internal splits made these): the root
+      // collapses below; any other such node first joins a sibling of its own, so that this
+      // node gets one.
+      if (d < 2) break;
+      SFS_TRY(join_sibling(path, d - 1, &free_error).status());
+      if (p[d - 1].node.count() < 2) break;  // cannot happen: a join leaves >= 2 entries
+    }
+    SFS_ASSIGN(const bool merged, join_sibling(path, d, &free_error));
+    if (!merged) break;  // the parent keeps its entry count
   }
 
   // A root left with a single child hands the role to it.
@@ -494,9 +533,9 @@ Status BTree::rebalance(Path* path) {
     if (on_root_change_) on_root_change_(root_);
     p[0] = std::move(child);
     Status freed = meta_.free(old_root);
-    if (!freed.ok() && result.ok()) result = freed;
+    if (!freed.ok() && free_error.ok()) free_error = freed;
   }
-  return result;
+  return free_error;
 }
 
 Status BTree::remove(const Key& key) {

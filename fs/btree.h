@@ -110,7 +110,15 @@ class BTree {
 
   Status store(const Key& key, std::span<const uint8_t> value, bool replace);
   Status split_and_store(Path* path, const Key& key, std::span<const uint8_t> value, bool replace_slot);
+  // Fixes underfull nodes along path from the leaf up (merging with or borrowing from a
+  // sibling), then collapses a one-child root.
   Status rebalance(Path* path);
+  // Merges (*path)[d] with a sibling, or redistributes between the two when they do not fit
+  // in one node; afterwards (*path)[d] and (*path)[d-1].slot name the node now holding the
+  // entry the path went through. REQUIRES: the parent has >= 2 entries. Returns whether it
+  // merged (the parent lost an entry). A failure to free the merged block is kept in
+  // *free_error and does not stop the work.
+  Result<bool> join_sibling(Path* path, size_t d, Status* free_error);
   bool underfull(const NodeView& node) const;
 
   MetadataSpace& meta_;

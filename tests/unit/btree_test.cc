@@ -367,7 +367,8 @@ TEST_CASE("btree: sequential and reverse inserts") {
 }
 
 TEST_CASE("btree: an underfull internal node borrows from a full sibling") {
-  // A sequential load leaves the first level-1 node full (161 entries) and the last one short.
+  // A sequential load leaves the first level-1 node one short of full (its split keeps two
+  // entries for the new node) and the last one short.
   // Emptying the last leaves makes the last level-1 node underfull; with its full neighbour it
   // cannot merge, so entries move across and the separator in the root changes.
   Harness h(4096);
@@ -382,7 +383,8 @@ TEST_CASE("btree: an underfull internal node borrows from a full sibling") {
   REQUIRE(node_count(h.meta, root) == 2);
   const uint8_t* r = (*h.meta.read(root, BlockType::kBtreeNode))->data();
   const uint64_t first_child = get64(r + 56 + 17), last_child = get64(r + 56 + 25 + 17);
-  REQUIRE(node_count(h.meta, first_child) == 161);
+  const size_t full = internal_capacity(4096) - 1;
+  REQUIRE(node_count(h.meta, first_child) == full);
   REQUIRE(node_count(h.meta, last_child) < 40);
   const Key old_separator = decode_key(r + 56 + 25);
   for (uint64_t i = n - 1; i >= n - 400; --i) {
@@ -392,9 +394,96 @@ TEST_CASE("btree: an underfull internal node borrows from a full sibling") {
   expect_matches(h, model);
   REQUIRE(h.tree->root() == root);
   CHECK(decode_key(r + 56 + 25) < old_separator);
-  CHECK(node_count(h.meta, first_child) < 161);
+  CHECK(node_count(h.meta, first_child) < full);
   CHECK(node_count(h.meta, last_child) >= 40);
   std::mt19937_64 rng(9);
+  drain(h, model, rng);
+}
+
+// The rightmost level-1 node right after the sequential load first split it: its last entry.
+struct RightEdge {
+  uint64_t level1;  // the last level-1 node
+  uint64_t leaf;    // its last leaf
+};
+RightEdge right_edge(Harness& h) {
+  uint64_t b = h.tree->root();
+  RightEdge e{0, 0};
+  while (node_level(h.meta, b) > 0) {
+    const uint8_t* d = (*h.meta.read(b, BlockType::kBtreeNode))->data();
+    if (node_level(h.meta, b) == 1) e.level1 = b;
+    b = get64(d + 56 + 25 * (node_count(h.meta, b) - 1) + 17);
+  }
+  e.leaf = b;
+  return e;
+}
+
+TEST_CASE("btree: emptying the newest leaf after a sequential internal split") {
+  // Regression: a sequential load that splits an internal node at the right edge must leave
+  // the new internal node with a sibling for its leaves, so that emptying the last leaf merges
+  // it away instead of leaving an empty non-root leaf ("non-root node is empty").
+  Harness h(4096);
+  Model model;
+  uint64_t i = 0;
+  for (; node_level(h.meta, h.tree->root()) < 2; ++i) {
+    EXPECT_OK(h.tree->insert(key_at(i), pattern(8, i)));
+    model.emplace(key_at(i), pattern(8, i));
+  }
+  const RightEdge edge = right_edge(h);
+  CHECK(node_count(h.meta, edge.level1) >= 2);
+  // Remove from the right end, checking the whole tree after each removal.
+  for (uint64_t removed = 0; removed < 600; ++removed) {
+    --i;
+    EXPECT_OK(h.tree->remove(key_at(i)));
+    model.erase(key_at(i));
+    if (removed % 10 == 0 || removed < 300) {
+      CheckReport rep = check_tree(*h.tree, &model);
+      if (!rep.problems.empty()) FAIL("after removing " << removed + 1 << ": " << rep.problems[0]);
+    }
+  }
+  expect_matches(h, model);
+  std::mt19937_64 rng(11);
+  drain(h, model, rng);
+}
+
+TEST_CASE("btree: a one-entry internal node (an older image's shape) is rebalanced through its parent") {
+  // Older versions split internal nodes at the right edge into a full node and a one-entry node.
+  // Build that shape by hand: drop all but the first leaf of the last level-1 node, then empty
+  // that leaf. Every removal must leave a valid tree.
+  Harness h(4096);
+  Model model;
+  uint64_t i = 0;
+  for (; node_level(h.meta, h.tree->root()) < 2; ++i) {
+    EXPECT_OK(h.tree->insert(key_at(i), pattern(8, i)));
+    model.emplace(key_at(i), pattern(8, i));
+  }
+  const RightEdge edge = right_edge(h);
+  {
+    BufferRef buf = *h.meta.read(edge.level1, BlockType::kBtreeNode);
+    Result<NodeView> node = NodeView::open(buf);
+    REQUIRE(node.ok());
+    h.meta.modify(buf);
+    while (node->count() > 1) {
+      const size_t last = node->count() - 1;
+      const uint64_t leaf = node->child(last);
+      const uint8_t* d = (*h.meta.read(leaf, BlockType::kBtreeNode))->data();
+      const Key first = decode_key(d + 56);
+      for (auto it = model.lower_bound(first); it != model.end();) it = model.erase(it);
+      node->internal_remove(last);
+      REQUIRE(h.meta.free(leaf).ok());
+    }
+  }
+  expect_matches(h, model);
+  REQUIRE(node_count(h.meta, edge.level1) == 1);
+  const size_t in_leaf = node_count(h.meta, right_edge(h).leaf);
+  for (size_t removed = 0; removed < in_leaf + 5; ++removed) {
+    const Key last = std::prev(model.end())->first;
+    EXPECT_OK(h.tree->remove(last));
+    model.erase(last);
+    CheckReport rep = check_tree(*h.tree, &model);
+    if (!rep.problems.empty()) FAIL("after removing " << removed + 1 << ": " << rep.problems[0]);
+  }
+  expect_matches(h, model);
+  std::mt19937_64 rng(12);
   drain(h, model, rng);
 }
 
