@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/mount_table.h"
 #include "bounce/file_device.h"
 #include "fs/fuse_adapter.h"
 #include "fs/superblock_io.h"
@@ -149,6 +150,10 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
     (void)(*volume)->close();
     return report_error(server.status().message());
   }
+  // A utab entry with helper=stablefs makes a plain umount(8) run /sbin/umount.stablefs,
+  // which waits for this daemon (see mount_table.h). Written while this process has one thread.
+  const bool registered = register_umount_helper(
+      a.device, a.mountpoint, cfg.fuse.subtype.empty() ? "fuse" : "fuse." + cfg.fuse.subtype);
   const std::string runtime = runtime_file(a.mountpoint);
   {
     std::ofstream f(runtime, std::ios::trunc);
@@ -177,6 +182,7 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
   server->reset();  // the session is gone: no request can reach the volume any more
   Status closed = (*volume)->close();
   volume->reset();  // releases the device
+  if (registered) unregister_umount_helper(a.mountpoint);  // umount(8) may have removed it already
   ::unlink(runtime.c_str());
   int rc = 0;
   if (!run.ok()) {
@@ -351,11 +357,15 @@ struct UmountArgs {
 
 int run_umount(const UmountArgs& a) {
   char resolved[PATH_MAX];
-  if (!::realpath(a.mountpoint.c_str(), resolved)) {
+  std::string mnt;
+  if (::realpath(a.mountpoint.c_str(), resolved)) {
+    mnt = resolved;
+  } else if (errno == ENOTCONN && !a.mountpoint.empty() && a.mountpoint[0] == '/') {
+    mnt = a.mountpoint;  // a dead FUSE mount (its daemon was killed): umount(8) passes its absolute path
+  } else {
     print_error("umount", a.mountpoint + ": " + std::strerror(errno));
     return 1;
   }
-  const std::string mnt = resolved;
   const std::string runtime = runtime_file(mnt);
   pid_t pid = 0;
   std::string device;
@@ -385,15 +395,24 @@ int run_umount(const UmountArgs& a) {
     }
   }
   if (pid <= 0) return 0;  // no daemon recorded: nothing to wait for
+  // A daemon that died without cleaning up (SIGKILL) leaves its runtime file and utab entry.
+  auto clean_up_after_dead_daemon = [&] {
+    ::unlink(runtime.c_str());
+    if (::geteuid() == 0) unregister_umount_helper(mnt);
+  };
   if (::kill(pid, 0) != 0 && errno == ESRCH) {
-    ::unlink(runtime.c_str());  // the daemon died without cleaning up (SIGKILL)
+    clean_up_after_dead_daemon();
     return 0;
   }
+  // A lazy unmount only detaches: the daemon finishes when the last user lets go, which may
+  // be much later; waiting for it here would be waiting for the busy user.
+  if (a.lazy) return 0;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(a.timeout);
   for (;;) {
     struct stat st {};
     bool file_gone = ::stat(runtime.c_str(), &st) != 0;
     bool process_gone = ::kill(pid, 0) != 0 && errno == ESRCH;
+    if (process_gone && !file_gone) clean_up_after_dead_daemon();
     if (file_gone || process_gone) return 0;
     if (std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -441,7 +460,7 @@ RunFn add_umount_command(CLI::App& root) {
   CLI::App* sub = root.add_subcommand("umount", "Unmount a stablefs mount and wait until the device is released");
   sub->add_option("mountpoint", args->mountpoint, "The mountpoint")->required();
   sub->add_option("-t,--timeout", args->timeout, "Seconds to wait for the daemon to finish (default 30)");
-  sub->add_flag("-l,--lazy", args->lazy, "Lazy unmount (detach now, finish when no longer busy)");
+  sub->add_flag("-l,--lazy", args->lazy, "Lazy unmount: detach now and return; the daemon finishes when the filesystem is no longer busy");
   return [args] { return run_umount(*args); };
 }
 

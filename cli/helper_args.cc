@@ -1,7 +1,8 @@
 // The argument conventions of mount(8) and umount(8) helpers, translated into stablefs
 // subcommands. mount(8) runs "/sbin/mount.stablefs SPEC DIR [-sfnvrw] [-N NS] [-o OPTS]
-// [-t TYPE]"; umount(8) runs "/sbin/umount.<type> DIR [-nlfvr] [-t TYPE]" (for a mount whose
-// utab entry names uhelper=stablefs).
+// [-t TYPE]"; umount(8) runs "/sbin/umount.stablefs DIR [-nlfvr] [-t TYPE]" (for a mount whose
+// utab entry names helper=stablefs, see mount_table.h) or /sbin/umount.fuse.stablefs (found by
+// the type fuse.stablefs).
 #include <string>
 #include <vector>
 

@@ -1,6 +1,6 @@
 // The stablefs command: dispatches to subcommands (mkfs, fsck, info, mount, umount, stats).
 // Invoked as mkfs.stablefs or fsck.stablefs it behaves as that subcommand; as mount.stablefs
-// (mount(8)'s helper) or umount.stablefs (umount(8)'s helper convention) it takes
+// (mount(8)'s helper) or umount.stablefs / umount.fuse.stablefs (umount(8)'s helpers) it takes
 // their argument conventions and runs mount / umount. "stablefs SOURCE MNT -o OPTS" (how
 // mount.fuse3 runs the fuse.stablefs type) is "stablefs mount SOURCE MNT -o OPTS".
 #include <CLI/CLI.hpp>
@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
     if (self == std::string(alias) + ".stablefs") args.insert(args.begin() + 1, alias);
   }
   if (self == "mount.stablefs") args = stablefs::cli::mount_helper_args(args);
-  if (self == "umount.stablefs") args = stablefs::cli::umount_helper_args(args);
+  if (self == "umount.stablefs" || self == "umount.fuse.stablefs") args = stablefs::cli::umount_helper_args(args);
   if (args.empty()) return 0;
   // mount.fuse3 runs a "fuse.stablefs" mount as "stablefs SOURCE MOUNTPOINT -o OPTIONS".
   static const char* const kSubcommands[] = {"mkfs", "info", "fsck", "mount", "umount", "stats"};
