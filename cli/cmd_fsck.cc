@@ -47,6 +47,11 @@ int run_fsck_command(const FsckArgs& a) {
       std::printf("%s: journal: %llu committed transaction%s %s\n", a.target.c_str(), (unsigned long long)r.replayed_transactions,
                   r.replayed_transactions == 1 ? "" : "s", repair ? "replayed" : "would be replayed at mount");
   }
+  if (r.orphans) {
+    const unsigned long long n = repair ? r.orphans_freed : r.orphans;
+    std::printf("%s: %llu orphaned inode%s (unlinked while open) %s\n", a.target.c_str(), n, n == 1 ? "" : "s",
+                repair ? "freed" : "to be freed at the next mount");
+  }
   if (r.total_blocks)
     std::printf("%s: %llu inodes (%llu directories, %llu files, %llu symlinks, %llu special), %llu/%llu blocks used\n",
               a.target.c_str(), (unsigned long long)r.inodes, (unsigned long long)r.directories,

@@ -4,7 +4,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "fs/data_release.h"
+#include "fs/inode_release.h"
+#include "fs/orphan_list.h"
 
 namespace stablefs {
 namespace {
@@ -51,7 +52,15 @@ Filesystem::~Filesystem() = default;
 
 Result<std::unique_ptr<Filesystem>> Filesystem::open(BlockDevice& dev, StoreOptions opts) {
   SFS_ASSIGN(auto store, MetadataStore::open(dev, opts));
-  return std::unique_ptr<Filesystem>(new Filesystem(std::move(store)));
+  std::unique_ptr<Filesystem> fs(new Filesystem(std::move(store)));
+  if (!opts.read_only) {
+    // After a crash nothing can still use an orphan: free them all before the first operation.
+    std::lock_guard lock(fs->mu_);
+    auto freed = fs->reclaim_all_orphans();
+    if (!freed.ok()) return freed.status().with_context(dev.name() + ": freeing orphaned inodes");
+    fs->orphans_freed_at_open_ = *freed;
+  }
+  return fs;
 }
 
 Status Filesystem::format(BlockDevice& dev, const Superblock& sb) {
@@ -72,7 +81,52 @@ Status Filesystem::format(BlockDevice& dev, const Superblock& sb) {
 
 Status Filesystem::close() {
   std::lock_guard lock(mu_);
-  return store_->close();
+  if (closed_) return {};
+  closed_ = true;
+  Status reclaimed;
+  if (!store_->read_only() && !store_->shut_down()) reclaimed = reclaim_all_orphans().status();
+  Status closed = store_->close();
+  return reclaimed.ok() ? closed : reclaimed;
+}
+
+Result<uint64_t> Filesystem::reclaim_all_orphans() {
+  SFS_ASSIGN(std::vector<Orphan> list, list_orphans(*store_));
+  uint64_t freed = 0;
+  for (const Orphan& o : list) {
+    SFS_ASSIGN(Reclaimed r, reclaim_orphan(*store_, o.ino));
+    if (r == Reclaimed::kFreed) ++freed;
+    orphans_.erase(o.ino);
+  }
+  // The bit follows the list in every transaction; should an older state have left it set
+  // over an empty list, clearing it here reaches the disk with the next commit.
+  if (list.empty()) store_->superblock().ro_compat &= ~kRoCompatOrphans;
+  return freed;
+}
+
+void Filesystem::acquire_inode(uint64_t ino, uint64_t n) {
+  std::lock_guard lock(mu_);
+  holds_[ino] += n;
+}
+
+Status Filesystem::release_inode(uint64_t ino, uint64_t n) {
+  std::lock_guard lock(mu_);
+  auto it = holds_.find(ino);
+  if (it == holds_.end()) return {};
+  if (it->second > n) {
+    it->second -= n;
+    return {};
+  }
+  holds_.erase(it);
+  if (closed_ || !orphans_.count(ino)) return {};
+  auto r = reclaim_orphan(*store_, ino);
+  if (!r.ok()) return r.status().with_context("freeing orphaned inode " + std::to_string(ino));
+  orphans_.erase(ino);
+  return {};
+}
+
+size_t Filesystem::orphan_count() {
+  std::lock_guard lock(mu_);
+  return orphans_.size();
 }
 
 Status Filesystem::sync() {
@@ -258,6 +312,7 @@ Result<Inode> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_vi
   if (inode.rec.nlink >= 0xFFFFFFF0u) return Status::error(EMLINK, "too many links");
   if (inode.rec.nlink == 0) return Status::error(ENOENT, "file has been removed");
   SFS_ASSIGN(Inode parent, load_dir(new_parent));
+  if (parent.rec.nlink == 0) return Status::error(ENOENT, "directory has been removed");
   SFS_ASSIGN(auto existing, find_dirent(new_parent, new_name));
   if (existing) return Status::error(EEXIST, "entry exists: " + std::string(new_name));
   auto done = [&]() -> Result<Inode> {
@@ -273,32 +328,21 @@ Result<Inode> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_vi
   return done;
 }
 
-Status Filesystem::free_inode(const Inode& inode) {
-  // Everything keyed by the inode: its record, extents, xattrs, symlink chunks.
-  std::vector<Key> keys;
-  std::vector<ExtentRecord> extents;
-  Status decode_error;
-  SFS_TRY(store_->fs_tree().scan({inode.ino, 0, 0}, {inode.ino, 0xff, ~0ull}, [&](const Key& k, std::span<const uint8_t> v) {
-    keys.push_back(k);
-    if (k.type == kItemExtent) {
-      auto e = ExtentRecord::decode(v, k);
-      if (!e.ok()) {
-        decode_error = e.status();
-        return false;
-      }
-      extents.push_back(*e);
-    }
-    return true;
-  }));
-  SFS_TRY(decode_error);
-  for (const ExtentRecord& e : extents) SFS_TRY(release_data_blocks(*store_, e.dev_block, e.nblocks));
-  for (const Key& k : keys) SFS_TRY(store_->fs_tree().remove(k));
-  store_->superblock().inode_count--;
+Status Filesystem::free_inode(const Inode& inode) { return remove_inode_items(*store_, inode.ino); }
+
+Status Filesystem::remove_last_link(Inode& inode) {
+  auto held = holds_.find(inode.ino);
+  if (held == holds_.end()) return free_inode(inode);
+  inode.rec.nlink = 0;
+  touch_times(inode, false, true);
+  SFS_TRY(save_inode(inode));
+  SFS_TRY(add_orphan(*store_, inode.ino, inode.rec.generation));
+  orphans_.insert(inode.ino);
   return {};
 }
 
 Status Filesystem::drop_link(Inode& inode) {
-  if (S_ISDIR(inode.rec.mode) || inode.rec.nlink <= 1) return free_inode(inode);
+  if (S_ISDIR(inode.rec.mode) || inode.rec.nlink <= 1) return remove_last_link(inode);
   inode.rec.nlink--;
   touch_times(inode, false, true);
   return save_inode(inode);
@@ -346,7 +390,7 @@ Status Filesystem::rmdir(uint64_t parent_ino, std::string_view name) {
   if (!empty) return Status::error(ENOTEMPTY, "directory not empty: " + std::string(name));
   Status st = [&]() -> Status {
     SFS_TRY(remove_dirent(parent_ino, entry->slot));
-    SFS_TRY(free_inode(dir));
+    SFS_TRY(remove_last_link(dir));
     parent.rec.nlink--;
     touch_times(parent, true, true);
     return save_inode(parent);
@@ -380,6 +424,7 @@ Status Filesystem::rename(uint64_t parent_ino, std::string_view name, uint64_t n
   if (!src_entry) return no_entry(name);
   SFS_ASSIGN(Inode src, load_inode(src_entry->rec.ino));
   SFS_ASSIGN(Inode dst_parent, load_dir(new_parent_ino));
+  if (dst_parent.rec.nlink == 0) return Status::error(ENOENT, "directory has been removed");
   SFS_ASSIGN(auto dst_entry, find_dirent(new_parent_ino, new_name));
   const bool same_parent = parent_ino == new_parent_ino;
 

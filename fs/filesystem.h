@@ -7,6 +7,12 @@
 // code() is the errno to return to a caller. Permission checks belong to the caller (the
 // kernel with default_permissions); this layer enforces structure (ENOTEMPTY, EXDEV-free
 // renames, loops, name rules). Thread-safe: every public method takes the metadata lock.
+//
+// Inodes in use: a caller that keeps using an inode after its last link may go (an open file,
+// a FUSE lookup reference) holds it (acquire_inode/release_inode). Removing the last link of a
+// held inode (unlink, rmdir, rename over it) leaves it with nlink 0, its data intact, on the
+// on-disk orphan list (fs/orphan_list.h) in the same transaction; dropping its last hold
+// frees it. Mount frees the orphans a crash left behind, close() those still listed.
 #pragma once
 
 #include <sys/types.h>
@@ -17,6 +23,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "fs/fs_items.h"
@@ -70,7 +78,8 @@ class Filesystem {
   static Status format(BlockDevice& dev, const Superblock& sb);
   ~Filesystem();
 
-  // Commits, writes everything home and marks the filesystem clean.
+  // Frees every orphan (whatever holds remain: nobody may use the filesystem any more), then
+  // commits, writes everything home and marks the filesystem clean. Only the first call acts.
   Status close();
   // Makes every completed operation durable (journal commit + device flush).
   Status sync();
@@ -95,6 +104,18 @@ class Filesystem {
   Result<std::vector<uint8_t>> getxattr(uint64_t ino, std::string_view name);
   Result<std::vector<std::string>> listxattr(uint64_t ino);
   Status removexattr(uint64_t ino, std::string_view name);
+
+  // Holds: acquire_inode adds n holds on ino (no I/O; ino need not exist, the caller got it
+  // from a successful lookup/create and takes the hold before handing it out). release_inode
+  // drops n; when the last goes and ino is an orphan, it is freed with its data (may do I/O;
+  // blocks other operations meanwhile). An error leaves the orphan listed, to be freed by
+  // close() or the next mount.
+  void acquire_inode(uint64_t ino, uint64_t n = 1);
+  Status release_inode(uint64_t ino, uint64_t n = 1);
+  // Inodes on the orphan list (unlinked, still held) right now, and how many orphans left by
+  // an unclean shutdown open() freed.
+  size_t orphan_count();
+  uint64_t orphans_freed_at_open() const { return orphans_freed_at_open_; }
 
   FsStats statfs();
   // Largest xattr value and symlink target this filesystem stores.
@@ -122,9 +143,15 @@ class Filesystem {
   Result<Inode> new_inode(const Inode& parent, uint32_t mode, uint64_t rdev, Credentials cred);
   Result<Inode> create_entry(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev, Credentials cred,
                              std::string_view symlink_target);
-  // Drops one link; frees the inode and everything it owns when the last goes.
+  // Drops one link; the last goes through remove_last_link().
   Status drop_link(Inode& inode);
+  // The inode's last link is gone (directories: their only entry): frees it and everything it
+  // owns, or, while it is held, saves it with nlink 0 and lists it as an orphan.
+  Status remove_last_link(Inode& inode);
   Status free_inode(const Inode& inode);
+  // Frees every orphan on the on-disk list; returns how many inodes it freed (stale entries
+  // are dropped, not counted). REQUIRES: mu_ held, not inside an operation.
+  Result<uint64_t> reclaim_all_orphans();
   Result<bool> dir_is_empty(uint64_t dir);
   Result<bool> is_ancestor(uint64_t maybe_ancestor, uint64_t ino);
   Result<std::optional<std::pair<uint64_t, XattrRecord>>> find_xattr(uint64_t ino, std::string_view name);
@@ -132,6 +159,10 @@ class Filesystem {
 
   mutable std::mutex mu_;
   std::unique_ptr<MetadataStore> store_;
+  std::unordered_map<uint64_t, uint64_t> holds_;  // ino -> holds. GUARDED_BY(mu_)
+  std::unordered_set<uint64_t> orphans_;          // inodes this mount listed as orphans. GUARDED_BY(mu_)
+  uint64_t orphans_freed_at_open_ = 0;
+  bool closed_ = false;  // GUARDED_BY(mu_)
 };
 
 // DT_* for a mode.

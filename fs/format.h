@@ -65,9 +65,13 @@ uint64_t header_seq(std::span<const uint8_t> block);
 // Feature bits. An unknown incompat bit refuses any use; an unknown ro_compat bit refuses
 // writing; compat bits are informational.
 inline constexpr uint64_t kRoCompatDataChecksums = 1ull << 0;
+// Set exactly while the orphan list (fs/orphan_list.h) is not empty: a binary that does not
+// know the list may read the filesystem but must not write it (it would leak the orphans,
+// and its fsck would free their blocks while their extents still name them).
+inline constexpr uint64_t kRoCompatOrphans = 1ull << 1;
 inline constexpr uint64_t kKnownCompat = 0;
 inline constexpr uint64_t kKnownIncompat = 0;
-inline constexpr uint64_t kKnownRoCompat = kRoCompatDataChecksums;
+inline constexpr uint64_t kKnownRoCompat = kRoCompatDataChecksums | kRoCompatOrphans;
 
 inline constexpr uint32_t kStateClean = 1;
 inline constexpr uint32_t kStateDirty = 2;

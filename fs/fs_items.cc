@@ -134,6 +134,19 @@ Result<XattrRecord> XattrRecord::decode(std::span<const uint8_t> v, const Key& k
   return r;
 }
 
+// Orphan: 0 generation u64.
+std::vector<uint8_t> OrphanRecord::encode() const {
+  std::vector<uint8_t> v(kSize);
+  put64(v.data(), generation);
+  return v;
+}
+
+Result<OrphanRecord> OrphanRecord::decode(std::span<const uint8_t> v, const Key& key) {
+  if (v.size() != kSize) return bad_item(key, "orphan record has the wrong size");
+  if (key.objectid != kOrphanListObjectid || key.offset == 0) return bad_item(key, "orphan item outside the orphan list");
+  return OrphanRecord{get64(v.data())};
+}
+
 // Checksum group: 0 present u64, 8 sums u64[64].
 std::vector<uint8_t> CsumGroup::encode() const {
   std::vector<uint8_t> v(kSize);

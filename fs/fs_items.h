@@ -22,7 +22,12 @@ enum ItemType : uint8_t {
   kItemExtent = 3,   // (ino, 3, first file block)     -> ExtentRecord
   kItemXattr = 4,    // (ino, 4, name slot)            -> XattrRecord
   kItemSymlink = 5,  // (ino, 5, chunk index)          -> raw bytes of the target
+  kItemOrphan = 6,   // (kOrphanListObjectid, 6, ino)  -> OrphanRecord
 };
+// The orphan list (inodes whose last link is gone but which were still in use) is filed
+// under the root directory's objectid: the filesystem tree keeps starting with the root
+// inode, and no inode that can be freed owns these items.
+inline constexpr uint64_t kOrphanListObjectid = 1;  // kRootIno
 // Key type in the checksum tree: (0, 16, dev_block / kCsumGroupBlocks) -> CsumGroup.
 inline constexpr uint8_t kItemCsumGroup = 16;
 inline constexpr uint64_t kCsumGroupBlocks = 64;
@@ -80,6 +85,15 @@ struct XattrRecord {
   std::vector<uint8_t> value;
   std::vector<uint8_t> encode() const;
   static Result<XattrRecord> decode(std::span<const uint8_t> v, const Key& key);
+};
+
+// An entry of the orphan list: the inode (the key's offset) and its generation, so that an
+// item outliving its inode can never name a different incarnation.
+struct OrphanRecord {
+  uint64_t generation = 0;
+  static constexpr size_t kSize = 8;
+  std::vector<uint8_t> encode() const;
+  static Result<OrphanRecord> decode(std::span<const uint8_t> v, const Key& key);
 };
 
 // Checksums of kCsumGroupBlocks consecutive device blocks; present has bit i set when

@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 #include "fs/filesystem.h"
 #include "fs/fs_items.h"
 #include "fs/metadata_store.h"
+#include "fs/orphan_list.h"
 #include "fs/superblock_io.h"
 
 namespace stablefs {
@@ -55,6 +57,7 @@ class FsckRun {
     check_checksums();
     check_bitmaps();
     check_counters();
+    free_orphans();
   }
 
  private:
@@ -141,6 +144,12 @@ class FsckRun {
         xattr_owners_.push_back(k.objectid);
         return;
       }
+      case kItemOrphan: {
+        auto rec = OrphanRecord::decode(v, k);
+        if (!rec.ok()) return problem("orphan list: " + rec.status().message());
+        orphan_entries_[k.offset] = *rec;
+        return;
+      }
       case kItemSymlink: {
         auto& s = symlinks_[k.objectid];
         if (k.offset != s.chunks) problem(ino_name(k.objectid) + ": symlink chunk " + std::to_string(k.offset) + " is out of sequence");
@@ -184,6 +193,7 @@ class FsckRun {
         continue;
       }
       refs[d.rec.ino]++;
+      entries_in_[d.dir]++;
       if (S_ISDIR(target->second.mode)) {
         subdirs[d.dir]++;
         if (dir_parent.count(d.rec.ino)) problem(ino_name(d.rec.ino) + ": directory has more than one entry pointing at it");
@@ -210,6 +220,8 @@ class FsckRun {
     for (const auto& [ino, list] : extents_)
       if (!inodes_.count(ino)) problem(ino_name(ino) + ": extents of a missing inode");
 
+    check_orphan_entries(refs);
+
     uint64_t max_ino = 0;
     for (auto& [ino, rec] : inodes_) {
       max_ino = std::max(max_ino, ino);
@@ -223,6 +235,14 @@ class FsckRun {
       else if (S_ISLNK(rec.mode)) report_.symlinks++;
       else report_.specials++;
 
+      if (live_orphans_.count(ino)) {
+        // Unlinked while in use: nlink 0, no entries, storage intact until it is freed.
+        report_.orphans++;
+        if (S_ISDIR(rec.mode) && entries_in_[ino] != 0)
+          problem(ino_name(ino) + ": orphaned directory still holds " + std::to_string(entries_in_[ino]) + " entries");
+        check_extents(ino, rec);
+        continue;
+      }
       uint64_t expected = S_ISDIR(rec.mode) ? 2 + subdirs[ino] : refs[ino];
       if (ino != kRootIno && refs[ino] == 0) {
         problem(ino_name(ino) + ": not referenced by any directory entry");
@@ -265,6 +285,62 @@ class FsckRun {
         return Status();
       });
     }
+  }
+
+  // Each orphan entry must name an existing inode of its generation with nlink 0 and no
+  // directory entry; the superblock bit must say whether the list is empty.
+  void check_orphan_entries(std::unordered_map<uint64_t, uint64_t>& refs) {
+    const bool bit = sb_.ro_compat & kRoCompatOrphans;  // as found: repairs below may change it
+    for (const auto& [ino, entry] : orphan_entries_) {
+      std::string where = "orphan list: " + ino_name(ino);
+      auto it = inodes_.find(ino);
+      std::string why;
+      if (it == inodes_.end()) why = " does not exist";
+      else if (ino == kRootIno) why = " is the root directory";
+      else if (it->second.generation != entry.generation)
+        why = " has generation " + std::to_string(it->second.generation) + ", the entry " + std::to_string(entry.generation);
+      else if (it->second.nlink != 0 || refs[ino] != 0)
+        why = " has " + std::to_string(it->second.nlink) + " links and " + std::to_string(refs[ino]) + " directory entries";
+      if (why.empty()) {
+        live_orphans_.insert(ino);
+        continue;
+      }
+      std::string line = where + why + " (stale entry)";
+      problem(line);
+      repair(line + " (entry removed)", [&, ino = ino] { return remove_orphan(store_, ino); });
+    }
+    // Clear over a non-empty list, an older binary could have written (and leaked) the
+    // orphans. Set over an empty list is harmless (a crash between the list emptying and the
+    // bit reaching the disk cannot happen, but mount would clear it): repair mode clears it
+    // quietly, as mount does.
+    if (!bit && !orphan_entries_.empty()) {
+      std::string line = "superblock orphan feature bit is clear but the orphan list is not empty";
+      problem(line);
+      repair(line, [&] {
+        if (live_orphans_.empty()) store_.superblock().ro_compat &= ~kRoCompatOrphans;
+        else store_.superblock().ro_compat |= kRoCompatOrphans;
+        return Status();
+      });
+    } else if (bit && orphan_entries_.empty() && opts_.repair) {
+      store_.superblock().ro_compat &= ~kRoCompatOrphans;
+    }
+  }
+
+  // Repair mode frees the orphans, as mount would, once everything else is checked (their
+  // blocks were counted as owned above). Never on damaged trees: freeing could release blocks
+  // that something unseen still owns.
+  void free_orphans() {
+    if (!opts_.repair || live_orphans_.empty()) return;
+    if (trees_damaged_ || double_owned_) {
+      problem("orphaned inodes left in place: the trees are damaged");
+      return;
+    }
+    for (uint64_t ino : live_orphans_) {
+      auto r = reclaim_orphan(store_, ino);
+      if (!r.ok()) problem("could not free orphaned " + ino_name(ino) + ": " + r.status().message());
+      else if (*r == Reclaimed::kFreed) report_.orphans_freed++;
+    }
+    report_.free_blocks = store_.allocator().free_blocks();
   }
 
   void check_extents(uint64_t ino, InodeRecord& rec) {
@@ -405,6 +481,9 @@ class FsckRun {
   std::map<uint64_t, SymlinkParts> symlinks_;
   std::map<uint64_t, CsumGroup> csum_groups_;
   std::vector<uint64_t> written_;
+  std::map<uint64_t, OrphanRecord> orphan_entries_;      // the orphan list, as found
+  std::set<uint64_t> live_orphans_;                      // entries that name a proper orphan
+  std::unordered_map<uint64_t, uint64_t> entries_in_;    // directory -> entries it holds
 };
 
 }  // namespace

@@ -7,8 +7,12 @@
 // consistency (entries point at live inodes of the recorded type, directory parent pointers);
 // extents non-overlapping and inside the device; sizes and block counts; data checksums only
 // for blocks that hold written file data; summary counters in the superblock.
+// Orphans (inodes unlinked while in use, nlink 0, on the orphan list) are legal, not leaks;
+// repair mode frees them as mount would. An orphan entry naming a missing inode, another
+// generation or an inode with links is a problem.
 // Repairs (repair mode): superblock copies, bitmaps, counters, link counts, parent pointers,
-// entries that point at missing inodes, entry types, block counts. Damaged tree nodes,
+// entries that point at missing inodes, entry types, block counts, stale orphan entries and
+// the orphan feature bit. Damaged tree nodes,
 // doubly-owned blocks and unreachable inodes are reported and left alone.
 #pragma once
 
@@ -38,6 +42,8 @@ struct FsckReport {
   uint64_t inodes = 0, directories = 0, regular_files = 0, symlinks = 0, specials = 0;
   uint64_t tree_blocks = 0, data_blocks = 0, free_blocks = 0, total_blocks = 0;
   uint64_t replayed_transactions = 0;
+  uint64_t orphans = 0;        // inodes on the orphan list (legal; mount frees them)
+  uint64_t orphans_freed = 0;  // of those, freed by repair mode
   std::string fatal;  // operational error (device unreadable, no superblock): exit 8
   int exit_code() const;
 };

@@ -9,6 +9,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -24,19 +25,25 @@ struct FuseServer::State {
   Volume* volume = nullptr;
   FuseMountOptions opts;
   uint32_t block_size = 4096;
-  std::mutex mu;
-  std::unordered_map<uint64_t, uint64_t> lookups;  // ino -> kernel lookup count. GUARDED_BY(mu)
 
-  void add_lookup(uint64_t ino) {
-    std::lock_guard lock(mu);
-    ++lookups[ino];
-  }
-  void forget(uint64_t ino, uint64_t n) {
-    std::lock_guard lock(mu);
-    auto it = lookups.find(ino);
-    if (it == lookups.end()) return;
-    if (it->second <= n) lookups.erase(it);
-    else it->second -= n;
+  // Each kernel lookup reference and each open handle is a hold on the inode
+  // (Filesystem::acquire_inode): a file unlinked while the kernel knows it stays, orphaned,
+  // until the forget or release that drops its last hold frees it.
+  void add_lookup(uint64_t ino) { volume->fs().acquire_inode(ino); }
+  void forget(uint64_t ino, uint64_t n) { drop(ino, n); }
+  void add_handle(uint64_t ino) { volume->fs().acquire_inode(ino); }
+  void drop_handle(uint64_t ino) { drop(ino, 1); }
+
+ private:
+  // No reply carries an error of forget or release: a failed free is logged, and the orphan
+  // stays listed for unmount or the next mount to free.
+  void drop(uint64_t ino, uint64_t n) noexcept {
+    try {
+      Status st = volume->fs().release_inode(ino, n);
+      if (!st.ok()) std::fprintf(stderr, "stablefs: %s\n", st.message().c_str());
+    } catch (...) {
+      std::fprintf(stderr, "stablefs: out of memory releasing inode %llu\n", static_cast<unsigned long long>(ino));
+    }
   }
 };
 
@@ -272,7 +279,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       if (!st.ok()) return reply_status(req, st);
     }
     set_open_flags(fi);
-    fuse_reply_open(req, fi);
+    state(req).add_handle(ino);  // dropped by op_release
+    if (fuse_reply_open(req, fi) != 0) state(req).drop_handle(ino);
   });
 }
 
@@ -283,7 +291,11 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     set_open_flags(fi);
     fuse_entry_param e = to_entry(req, *r);
     state(req).add_lookup(r->ino);
-    if (fuse_reply_create(req, &e, fi) != 0) state(req).forget(r->ino, 1);
+    state(req).add_handle(r->ino);  // dropped by op_release
+    if (fuse_reply_create(req, &e, fi) != 0) {
+      state(req).drop_handle(r->ino);
+      state(req).forget(r->ino, 1);
+    }
   });
 }
 
@@ -305,7 +317,10 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
 }
 
 void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
-void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  state(req).drop_handle(ino);  // the hold op_open/op_create took; may free an unlinked file
+  fuse_reply_err(req, 0);
+}
 
 void op_fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
   guard(req, [&] { reply_status(req, vol(req).sync()); });

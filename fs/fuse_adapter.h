@@ -7,12 +7,12 @@
 // exception EIO, at the edge of each operation).
 //
 // Inode numbers are stablefs inode numbers (FUSE ino 1 is the root, kRootIno); generations
-// come from the inode record. A table counts the kernel's lookups of each inode (lookup,
-// create, mknod, mkdir, symlink, link, readdirplus add one; forget and forget_multi drop them).
-// LIMITATION: unlink and rename-over free an inode at its last link, even while the kernel
-// still holds lookups or open handles: I/O on an open-unlinked file then fails (ENOENT/ESTALE).
-// Deferring the free to the last forget (an orphan list in the journal) is future work; the
-// lookup table is what that will need.
+// come from the inode record. Every kernel lookup reference (lookup, create, mknod, mkdir,
+// symlink, link, readdirplus add one; forget and forget_multi drop them) and every open file
+// handle (open, create; release drops it) is a hold on the inode (Filesystem::acquire_inode):
+// a file unlinked while open or known to the kernel stays readable and writable, on the
+// on-disk orphan list, until its last hold goes, and a crash meanwhile frees it at the next
+// mount.
 //
 // All data goes through the Volume's direct-I/O engine: opens with O_DIRECT get direct_io on
 // their handle (the kernel sends the application's I/O as is); other opens go through the
