@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fs/copy_range.h"
 #include "fs/format.h"
 
 namespace stablefs {
@@ -517,6 +518,17 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_i
   });
 }
 
+void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*, fuse_ino_t ino_out,
+                        off_t off_out, fuse_file_info*, size_t len, int flags) {
+  guard(req, [&] {
+    if (off_in < 0 || off_out < 0 || flags < 0) return reply_status(req, Status::error(EINVAL, "copy_file_range"));
+    auto r = copy_file_range(vol(req), ino_in, static_cast<uint64_t>(off_in), ino_out, static_cast<uint64_t>(off_out),
+                             len, static_cast<unsigned>(flags));
+    if (!r.ok()) return reply_status(req, r.status());
+    fuse_reply_write(req, static_cast<size_t>(*r));
+  });
+}
+
 const fuse_lowlevel_ops kOps = [] {
   fuse_lowlevel_ops o{};
   o.init = op_init;
@@ -553,6 +565,7 @@ const fuse_lowlevel_ops kOps = [] {
   o.access = op_access;
   o.fallocate = op_fallocate;
   o.lseek = op_lseek;
+  o.copy_file_range = op_copy_file_range;
   return o;
 }();
 
