@@ -4,6 +4,8 @@
 # Then the daemon is killed with SIGKILL while an unlinked file is open: fsck -n accepts the
 # orphan, the next mount frees it (space back), and fsck is clean.
 . "$(dirname "$0")/lib.sh"
+# A failure with fd 3 open would keep the mount busy: close it before lib.sh's cleanup.
+trap 'exec 3>&- 2>/dev/null; cleanup' EXIT
 command -v python3 >/dev/null || skip "python3 is not installed"
 img=$SCRATCH/orphan.img
 mnt=$SCRATCH/mnt
