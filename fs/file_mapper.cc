@@ -13,6 +13,20 @@ namespace {
 // blocks of one extent and a few checksum groups.
 constexpr size_t kMapOpBlocks = 64;
 
+// Speculative preallocation for an appending write (at or past EOF) of `want` blocks into a
+// hole of `hole` blocks: once the file holds (has allocated) kMinSpeculativeFileBlocks, as many
+// blocks again as it holds (not its size: a sparse file holds little), so an appending stream's extents grow with it (XFS's eofblocks policy), within the
+// hole and one mapping. None while free space is below 1/16 of the filesystem, and never more
+// than 1/32 of what is free, so a nearly full filesystem is not handed out speculatively.
+constexpr uint64_t kMinSpeculativeFileBlocks = 16;
+
+uint64_t speculative_blocks(const Allocator& alloc, uint64_t file_blocks, uint64_t want, uint64_t hole) {
+  if (file_blocks < kMinSpeculativeFileBlocks || want >= hole || want >= FileMapper::kMaxMappingBlocks) return 0;
+  const uint64_t free = alloc.allocatable_blocks();
+  if (free < alloc.total_blocks() / 16 + kMetadataReserveBlocks) return 0;
+  return std::min({file_blocks, (free - kMetadataReserveBlocks) / 32, hole - want, FileMapper::kMaxMappingBlocks - want});
+}
+
 }  // namespace
 
 Result<uint64_t> data_blocks_available(MetadataStore& store, uint64_t want) {
@@ -71,8 +85,8 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
     map.length = n * bs;
     return map;
   }
-  SFS_ASSIGN(const uint64_t count, data_blocks_available(store, std::min(n, kMaxMappingBlocks)));
   if (piece.extent) {
+    SFS_ASSIGN(const uint64_t count, data_blocks_available(store, std::min(n, kMaxMappingBlocks)));
     // Out of place: reserve new space now, claim it at ioend.
     SFS_ASSIGN(Extent e, store.allocator().reserve(piece.extent->dev_block + piece.extent->nblocks, count, 1));
     reserved_[e.start] = e.length;
@@ -82,14 +96,22 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
     map.length = e.length * bs;
     return map;
   }
-  // A hole: allocate and record an unwritten extent.
+  // A hole: allocate and record an unwritten extent; at or past EOF, speculatively more (the
+  // whole extent is marked speculative until written: what the stream does not use is freed
+  // when the file is closed).
+  const uint64_t eof_block = (inode.rec.size + bs - 1) / bs;
+  const uint64_t extra =
+      fb >= eof_block ? speculative_blocks(store.allocator(), inode.rec.blocks, n, piece.nblocks) : 0;
+  const uint32_t flags = extra > 0 ? kExtentUnwritten | kExtentSpeculative : kExtentUnwritten;
+  SFS_ASSIGN(const uint64_t count, data_blocks_available(store, std::min(n + extra, kMaxMappingBlocks)));
   SFS_TRY(store.begin_operation(kMapOpBlocks));
   SFS_ASSIGN(uint64_t goal, extents.goal_before(fb));
   auto allocated = [&]() -> Result<Iomap> {
     SFS_ASSIGN(Extent e, store.allocator().allocate(goal, count, 1));
-    SFS_TRY(extents.replace(fb, e.length, ExtentRecord{e.start, e.length, kExtentUnwritten}));
+    SFS_TRY(extents.replace(fb, e.length, ExtentRecord{e.start, e.length, flags}));
     inode.rec.blocks += e.length;
     SFS_TRY(fs_.save_inode(inode));
+    if (extra > 0) speculative_inodes_.insert(ino);
     map.type = IomapType::kUnwritten;
     map.flags = kIomapNew;
     map.dev_addr = e.start * bs;
@@ -125,6 +147,13 @@ void FileMapper::take_reserved(uint64_t start, uint64_t n) {
   reserved_.erase(it);
   if (start > r_start) reserved_[r_start] = start - r_start;
   if (r_start + r_len > start + n) reserved_[start + n] = r_start + r_len - start - n;
+}
+
+std::vector<uint64_t> FileMapper::take_speculative_inodes() {
+  std::lock_guard lock(fs_.mu_);
+  std::vector<uint64_t> out(speculative_inodes_.begin(), speculative_inodes_.end());
+  speculative_inodes_.clear();
+  return out;
 }
 
 uint64_t FileMapper::reserved_blocks() const {

@@ -4,7 +4,10 @@
 // Space policy:
 //   holes      written: blocks are allocated and recorded as an unwritten extent before the
 //              data is sent (kUnwritten | kIomapNew); ioend marks them written, so a crash in
-//              between exposes zeros, never stale data.
+//              between exposes zeros, never stale data. A write at or past EOF allocates
+//              speculatively beyond its end (as many blocks again as the file holds, within
+//              limits; see speculative_blocks in the .cc), marked kExtentSpeculative until
+//              written; FileSpace::trim_speculative frees the rest when the file is closed.
 //   unwritten  written in place; ioend marks them written.
 //   mapped     with data checksums on, never overwritten in place: new space is reserved
 //              (kIomapShared) and only at ioend is it claimed, the file remapped, the old
@@ -16,19 +19,14 @@
 #pragma once
 
 #include <map>
+#include <set>
+#include <vector>
 
 #include "fs/filesystem.h"
 #include "iomap/iomap.h"
 
 namespace stablefs {
 
-// Space the data path leaves to metadata: writes into holes, out-of-place reservations and
-// preallocation never take the last kMetadataReserveBlocks allocatable blocks, so the ioend
-// that records a write (and truncate, punch, unlink: the updates that free space) can always
-// run, even on a full filesystem. Without it a write could take the blocks its own ioend (or
-// the extent insert of its allocation) needs, fail after the data reached the device, and
-// shut the store down.
-inline constexpr uint64_t kMetadataReserveBlocks = 256;
 // How many of `want` blocks (at least 1) the data path may allocate now, after making space
 // that only awaits reuse allocatable; ENOSPC when none. REQUIRES: the metadata lock.
 Result<uint64_t> data_blocks_available(MetadataStore& store, uint64_t want);
@@ -50,6 +48,8 @@ class FileMapper : public IomapOps, public IomapWriteCompletion {
 
   // Blocks reserved for out-of-place writes in flight (tests: 0 when idle).
   uint64_t reserved_blocks() const;
+  // The inodes given speculative preallocation since the last call (Volume::close trims them).
+  std::vector<uint64_t> take_speculative_inodes();
 
  private:
   uint32_t block_size_cached() const;
@@ -60,6 +60,7 @@ class FileMapper : public IomapOps, public IomapWriteCompletion {
 
   Filesystem& fs_;
   std::map<uint64_t, uint64_t> reserved_;  // device block -> blocks, reserved for in-flight writes
+  std::set<uint64_t> speculative_inodes_;  // given speculative preallocation (see begin)
 };
 
 }  // namespace stablefs

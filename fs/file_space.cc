@@ -33,6 +33,34 @@ Status FileSpace::set_size(uint64_t ino, uint64_t size) {
 }
 
 Status FileSpace::punch(uint64_t ino, uint64_t first_block, uint64_t nblocks) {
+  return free_blocks(ino, first_block, nblocks, true);
+}
+
+Status FileSpace::trim_speculative(uint64_t ino) {
+  // Find the speculative extents past EOF first, then free them step by step.
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  {
+    std::lock_guard lock(fs_.mu_);
+    MetadataStore& store = *fs_.store_;
+    if (store.read_only()) return {};  // left for a read-write mount to trim
+    Result<Inode> inode = fs_.load_inode(ino);
+    if (!inode.ok()) return inode.status().code() == ENOENT ? Status{} : inode.status();
+    if (!S_ISREG(inode->rec.mode)) return {};
+    const uint64_t bs = store.superblock().block_size;
+    ExtentMap extents(store, ino);
+    uint64_t fb = (inode->rec.size + bs - 1) / bs;
+    while (true) {
+      SFS_ASSIGN(MappedPiece piece, extents.find(fb));
+      if (piece.extent && (piece.extent->flags & kExtentSpeculative)) ranges.emplace_back(fb, piece.nblocks);
+      if (piece.nblocks >= ~0ull - fb) break;  // the hole that ends the file
+      fb += piece.nblocks;
+    }
+  }
+  for (const auto& [first, n] : ranges) SFS_TRY(free_blocks(ino, first, n, false));
+  return {};
+}
+
+Status FileSpace::free_blocks(uint64_t ino, uint64_t first_block, uint64_t nblocks, bool touch_times) {
   const uint64_t end = nblocks > ~0ull - first_block ? ~0ull : first_block + nblocks;
   uint64_t pos = first_block;
   while (pos < end) {
@@ -54,7 +82,7 @@ Status FileSpace::punch(uint64_t ino, uint64_t first_block, uint64_t nblocks) {
         SFS_TRY(release_data_blocks(store, d.extent.dev_block, d.extent.nblocks));
         inode.rec.blocks -= d.extent.nblocks;
       }
-      inode.rec.ctime = inode.rec.mtime = now_timespec();
+      if (touch_times) inode.rec.ctime = inode.rec.mtime = now_timespec();
       return fs_.save_inode(inode);
     }();
     SFS_TRY(store.end_operation(st));
@@ -73,6 +101,14 @@ Status FileSpace::preallocate(uint64_t ino, uint64_t first_block, uint64_t nbloc
     SFS_ASSIGN(MappedPiece piece, extents.find(pos));
     const uint64_t n = std::min({piece.nblocks, end - pos, kStepBlocks});
     if (piece.extent) {
+      // Speculative space the caller asks for explicitly is the caller's now: not trimmed.
+      if (piece.extent->flags & kExtentSpeculative) {
+        SFS_TRY(store.begin_operation(kStepOpBlocks));
+        ExtentRecord kept = *piece.extent;
+        kept.nblocks = n;
+        kept.flags &= ~kExtentSpeculative;
+        SFS_TRY(store.end_operation(extents.replace(pos, n, kept).status()));
+      }
       pos += n;
       continue;
     }

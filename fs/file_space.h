@@ -27,12 +27,19 @@ class FileSpace {
   // above the size, the size grows to it (fallocate without KEEP_SIZE). ENOSPC: what was
   // allocated stays (as fallocate(2) allows).
   Status preallocate(uint64_t ino, uint64_t first_block, uint64_t nblocks, uint64_t extend_to);
+  // Frees the speculative preallocation past EOF (kExtentSpeculative extents the data path
+  // allocated for an appending stream). Timestamps do not change. A missing inode is not an
+  // error (it was freed). REQUIRES: no I/O of ino in flight (the caller holds its whole-file
+  // range lock).
+  Status trim_speculative(uint64_t ino);
   // lseek SEEK_DATA / SEEK_HOLE semantics; unwritten extents count as holes. ENXIO past data.
   Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return seek(ino, offset, true); }
   Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset) { return seek(ino, offset, false); }
 
  private:
   static constexpr uint64_t kStepBlocks = 2048;
+  // Frees [first_block, +nblocks) in bounded steps (punch, set_size, trim_speculative).
+  Status free_blocks(uint64_t ino, uint64_t first_block, uint64_t nblocks, bool touch_times);
   // The first offset >= offset that is data (want_data) or a hole.
   Result<uint64_t> seek(uint64_t ino, uint64_t offset, bool want_data);
   Filesystem& fs_;

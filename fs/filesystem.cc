@@ -563,7 +563,11 @@ FsStats Filesystem::statfs() {
   FsStats s;
   s.block_size = sb.block_size;
   s.total_blocks = sb.total_blocks;
-  s.free_blocks = store_->allocator().allocatable_blocks();
+  // What file data can still take: free space (including blocks that become reusable at the
+  // next commit, which an allocation forces) less the reserve kept for metadata.
+  const Allocator& alloc = store_->allocator();
+  const uint64_t free = alloc.allocatable_blocks() + alloc.awaiting_reuse_blocks();
+  s.free_blocks = free > kMetadataReserveBlocks ? free - kMetadataReserveBlocks : 0;
   s.inodes = sb.inode_count;
   return s;
 }

@@ -109,7 +109,9 @@ Result<ExtentRecord> ExtentRecord::decode(std::span<const uint8_t> v, const Key&
   if (v.size() != kSize) return bad_item(key, "extent record has the wrong size");
   ExtentRecord r{get64(v.data()), get64(v.data() + 8), get32(v.data() + 16)};
   if (r.nblocks == 0) return bad_item(key, "extent of zero blocks");
-  if (r.flags & ~kExtentUnwritten) return bad_item(key, "extent has unknown flags");
+  if (r.flags & ~(kExtentUnwritten | kExtentSpeculative)) return bad_item(key, "extent has unknown flags");
+  if ((r.flags & kExtentSpeculative) && !(r.flags & kExtentUnwritten))
+    return bad_item(key, "speculative extent is not unwritten");
   return r;
 }
 

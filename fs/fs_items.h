@@ -71,6 +71,10 @@ struct DirentRecord {
 };
 
 inline constexpr uint32_t kExtentUnwritten = 1u << 0;
+// Speculative preallocation past EOF for an appending stream (always with kExtentUnwritten):
+// freed when the file is next closed, unless written first (then the flag goes with
+// kExtentUnwritten). Persisted so that space preallocated before a crash is still trimmed.
+inline constexpr uint32_t kExtentSpeculative = 1u << 1;
 struct ExtentRecord {
   uint64_t dev_block = 0;
   uint64_t nblocks = 0;

@@ -27,6 +27,14 @@
 
 namespace stablefs {
 
+// Space the data path leaves to metadata: writes into holes, out-of-place reservations and
+// preallocation never take the last kMetadataReserveBlocks allocatable blocks, so the ioend
+// that records a write (and truncate, punch, unlink: the updates that free space) can always
+// run, even on a full filesystem. Without it a write could take the blocks its own ioend (or
+// the extent insert of its allocation) needs, fail after the data reached the device, and
+// shut the store down.
+inline constexpr uint64_t kMetadataReserveBlocks = 256;
+
 struct StoreOptions {
   bool read_only = false;
   size_t cache_blocks = 16384;  // clean metadata blocks kept in memory

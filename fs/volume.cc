@@ -117,6 +117,11 @@ Status Volume::fallocate_locked(uint64_t ino, unsigned mode, uint64_t offset, ui
   return space_->preallocate(ino, first, last - first, (mode & kFallocKeepSize) ? 0 : end);
 }
 
+Status Volume::release(uint64_t ino) {
+  WholeFileLock lock(locks_, ino);
+  return space_->trim_speculative(ino);
+}
+
 Status Volume::sync() {
   SFS_TRY(fs_->sync());
   return {};
@@ -127,7 +132,14 @@ Status Volume::close() {
   closed_ = true;
   queue_.reset();  // waits for in-flight I/O
   if (!fs_) return {};  // open() failed before the filesystem was opened
-  return fs_->close();
+  Status trimmed;
+  if (mapper_)
+    for (uint64_t ino : mapper_->take_speculative_inodes()) {
+      Status s = space_->trim_speculative(ino);
+      if (!s.ok() && trimmed.ok()) trimmed = s;
+    }
+  Status closed = fs_->close();
+  return closed.ok() ? trimmed : closed;
 }
 
 }  // namespace stablefs

@@ -6,8 +6,8 @@
 // Requests that come from the kernel's page cache (buffered opens) use the same engine with
 // the same mapping walk: there is no daemon-side data cache.
 // Thread-safe, except close(): it must not overlap any other call, and nothing may be called
-// after it but the destructor. close() (or the destructor) waits for in-flight I/O, then
-// unmounts cleanly.
+// after it but the destructor. close() (or the destructor) waits for in-flight I/O, trims
+// speculative preallocation, then unmounts cleanly.
 #pragma once
 
 #include <memory>
@@ -64,6 +64,9 @@ class Volume {
   Status fallocate(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length);
   Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return space_->seek_data(ino, offset); }
   Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset) { return space_->seek_hole(ino, offset); }
+  // A handle of ino was closed: frees the speculative preallocation past its EOF (waits for
+  // the file's I/O in flight). A file that no longer exists is not an error.
+  Status release(uint64_t ino);
   // Everything written so far durable: journal commit and device cache flush.
   Status sync();
   Status close();
