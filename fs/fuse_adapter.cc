@@ -318,9 +318,14 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
 }
 
 void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+// The last close of a handle trims the speculative preallocation past EOF (the kernel ignores
+// release's reply; an error is still reported for debug logs).
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  state(req).drop_handle(ino);  // the hold op_open/op_create took; may free an unlinked file
-  fuse_reply_err(req, 0);
+  guard(req, [&] {
+    Status st = vol(req).release(ino);
+    state(req).drop_handle(ino);  // the hold op_open/op_create took; may free an unlinked file
+    reply_status(req, st);
+  });
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
