@@ -192,6 +192,7 @@ Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> r
     release_unclaimed();
     return began;
   }
+  store.note_data_written();
   Status st = [&]() -> Status {
     SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
     ExtentMap extents(store, ino);

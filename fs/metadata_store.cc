@@ -173,6 +173,11 @@ Status MetadataStore::commit() {
   sb_.write_time_ns = now_ns();
   modify(sb_buf_);
   sb_.encode(sb_buf_->span());
+  if (data_in_transaction_) {
+    if (Status flushed = dev_.flush(); !flushed.ok()) return shut_down_with(flushed.with_context("flush before commit"));
+    data_in_transaction_ = false;
+    stats_.ordered_data_flushes++;
+  }
   Status st = journal_->commit(running_);
   if (!st.ok()) return shut_down_with(st);
   running_.clear();

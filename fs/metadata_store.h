@@ -47,6 +47,7 @@ struct StoreStats {
   uint64_t checkpoints = 0;
   uint64_t replayed_transactions = 0;  // at open
   uint64_t block_reads = 0;            // read() calls, cache hits included
+  uint64_t ordered_data_flushes = 0;   // device flushes a commit made before its journal write
 };
 
 class MetadataStore : public MetadataSpace {
@@ -66,7 +67,13 @@ class MetadataStore : public MetadataSpace {
   // out of space between timed commits.
   Status make_allocatable(uint64_t blocks);
   Status end_operation(Status result);
-  // Commits the running transaction (journal write + flush).
+  // The running operation records data writes that completed on the device (an ioend): the
+  // commit that makes it durable first flushes the device, so the data is on stable media
+  // before the journal record that names it can be (ordered data, like jbd2's pre-flush).
+  // REQUIRES: inside an operation.
+  void note_data_written() { data_in_transaction_ = true; }
+  // Commits the running transaction: a device flush first if it records data writes
+  // (note_data_written), then the journal write + flush.
   Status commit();
   // Commits and writes everything home; the log is empty afterwards.
   Status checkpoint();
@@ -117,6 +124,7 @@ class MetadataStore : public MetadataSpace {
   uint64_t op_start_modifications_ = 0;
   bool shut_down_ = false;
   bool closed_ = false;
+  bool data_in_transaction_ = false;  // see note_data_written
   StoreStats stats_;
 };
 
