@@ -230,6 +230,8 @@ Result<Inode> Filesystem::create_entry(uint64_t parent_ino, std::string_view nam
   if (S_ISDIR(mode) && parent.rec.nlink >= 0xFFFFFFF0u) return Status::error(EMLINK, "too many subdirectories");
   auto made = [&]() -> Result<Inode> {
     SFS_ASSIGN(Inode inode, new_inode(parent, mode, rdev, cred));
+    SFS_ASSIGN(InheritedAcl acl, inherited_acl(parent, inode.rec.mode, cred.umask));
+    inode.rec.mode = acl.mode;
     if (S_ISLNK(mode)) {
       size_t chunk = store_->fs_tree().max_value_size();
       for (size_t off = 0, i = 0; off < symlink_target.size(); off += chunk, ++i) {
@@ -244,6 +246,7 @@ Result<Inode> Filesystem::create_entry(uint64_t parent_ino, std::string_view nam
     if (created.code() == EEXIST)
       return Status::error(EUCLEAN, "inode " + std::to_string(inode.ino) + " is already in use (superblock next_ino is corrupt)");
     SFS_TRY(created);
+    SFS_TRY(store_inherited_acl(inode.ino, acl));
     SFS_TRY(add_dirent(parent_ino, name, inode.ino, mode));
     if (S_ISDIR(mode)) parent.rec.nlink++;
     touch_times(parent, true, true);
@@ -523,6 +526,7 @@ Result<Inode> Filesystem::setattr(uint64_t ino, const SetAttrRequest& req) {
   SFS_ASSIGN(Inode inode, load_inode(ino));
   Timespec now = now_timespec();
   if (req.mode) inode.rec.mode = (inode.rec.mode & S_IFMT) | (*req.mode & 07777);
+  if (req.mode) SFS_TRY(chmod_acl(inode));
   if (req.uid) inode.rec.uid = *req.uid;
   if (req.gid) inode.rec.gid = *req.gid;
   // chown clears set-id bits of non-directories (sgid without group-exec is a lock marker).

@@ -29,6 +29,7 @@
 
 #include "fs/fs_items.h"
 #include "fs/metadata_store.h"
+#include "fs/posix_acl.h"
 
 namespace stablefs {
 
@@ -40,6 +41,7 @@ struct Inode {
 struct Credentials {
   uint32_t uid = 0;
   uint32_t gid = 0;
+  uint32_t umask = 0;  // masks a new inode's mode, unless its directory has a default ACL
 };
 
 struct SetAttrRequest {
@@ -155,6 +157,19 @@ class Filesystem {
   Result<bool> dir_is_empty(uint64_t dir);
   Result<bool> is_ancestor(uint64_t maybe_ancestor, uint64_t ino);
   Result<std::optional<std::pair<uint64_t, XattrRecord>>> find_xattr(uint64_t ino, std::string_view name);
+  // A free item slot for a new xattr name of ino (filesystem_xattr.cc). REQUIRES: mu_ held.
+  Result<uint64_t> free_xattr_slot(uint64_t ino, std::string_view name);
+  // POSIX ACLs (filesystem_acl.cc). REQUIRES: mu_ held, inside an operation.
+  // The mode a new inode gets in parent (the requested mode, cred's umask unless parent has a
+  // default ACL, the ACL's limits if it has), and the ACL xattrs to store with it.
+  Result<InheritedAcl> inherited_acl(const Inode& parent, uint32_t mode, uint32_t umask);
+  Status store_inherited_acl(uint64_t ino, const InheritedAcl& acl);
+  // chmod: a stored access ACL follows the inode's new mode bits.
+  Status chmod_acl(const Inode& inode);
+  // setxattr of an ACL: validates value (EINVAL), a default ACL only on a directory (EACCES);
+  // an access ACL sets the inode's mode bits. Returns whether to store the value (false: the
+  // mode says it all; any stored one is to be removed).
+  Result<bool> set_acl_xattr(Inode& inode, std::string_view name, std::span<const uint8_t> value);
   void touch_times(Inode& inode, bool mtime, bool ctime);
 
   mutable std::mutex mu_;

@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include "fs/filesystem.h"
+#include "fs/posix_acl.h"
 
 namespace stablefs {
 namespace {
@@ -45,6 +46,19 @@ Result<std::optional<std::pair<uint64_t, XattrRecord>>> Filesystem::find_xattr(u
   return found;
 }
 
+Result<uint64_t> Filesystem::free_xattr_slot(uint64_t ino, std::string_view name) {
+  const uint64_t base = name_slot_base(name);
+  uint64_t slot = base;
+  SFS_TRY(store_->fs_tree().scan({ino, kItemXattr, base}, {ino, kItemXattr, base + kSlotsPerHash - 1},
+                                 [&](const Key& k, std::span<const uint8_t>) {
+                                   if (k.offset != slot) return false;
+                                   ++slot;
+                                   return true;
+                                 }));
+  if (slot >= base + kSlotsPerHash) return Status::error(ENOSPC, "too many xattr names with one hash");
+  return slot;
+}
+
 Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const uint8_t> value, int flags) {
   std::lock_guard lock(mu_);
   SFS_TRY(check_xattr_name(name));
@@ -55,19 +69,23 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const
   SFS_ASSIGN(auto existing, find_xattr(ino, name));
   if (existing && (flags & kXattrCreate)) return Status::error(EEXIST, "xattr exists: " + std::string(name));
   if (!existing && (flags & kXattrReplace)) return Status::error(ENODATA, "no such xattr: " + std::string(name));
+  if (is_acl_xattr(name)) {
+    // An ACL is validated and the access ACL sets the mode; one the mode expresses is not kept.
+    SFS_ASSIGN(bool keep, set_acl_xattr(inode, name, value));
+    if (!keep) {
+      Status st = [&]() -> Status {
+        if (existing) SFS_TRY(store_->fs_tree().remove({ino, kItemXattr, existing->first}));
+        touch_times(inode, false, true);
+        return save_inode(inode);
+      }();
+      return store_->end_operation(st);
+    }
+  }
   uint64_t slot = 0;
   if (existing) {
     slot = existing->first;
   } else {
-    uint64_t base = name_slot_base(name);
-    slot = base;
-    SFS_TRY(store_->fs_tree().scan({ino, kItemXattr, base}, {ino, kItemXattr, base + kSlotsPerHash - 1},
-                                   [&](const Key& k, std::span<const uint8_t>) {
-                                     if (k.offset != slot) return false;
-                                     ++slot;
-                                     return true;
-                                   }));
-    if (slot >= base + kSlotsPerHash) return Status::error(ENOSPC, "too many xattr names with one hash");
+    SFS_ASSIGN(slot, free_xattr_slot(ino, name));
   }
   XattrRecord rec{std::string(name), std::vector<uint8_t>(value.begin(), value.end())};
   Status st = [&]() -> Status {

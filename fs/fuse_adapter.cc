@@ -130,7 +130,7 @@ void reply_status(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok(
 
 Credentials creds(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Credentials{static_cast<uint32_t>(ctx->uid), static_cast<uint32_t>(ctx->gid)};
+  return Credentials{static_cast<uint32_t>(ctx->uid), static_cast<uint32_t>(ctx->gid), static_cast<uint32_t>(ctx->umask)};
 }
 
 // A per-thread buffer for read replies, aligned so the engine can use it for O_DIRECT.
@@ -166,7 +166,15 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_ASYNC_READ);
   want(FUSE_CAP_ASYNC_DIO);
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  conn->want &= ~FUSE_CAP_DONT_MASK;  // the kernel applies the umask to modes it sends
+  // POSIX ACLs: the kernel enforces them from the system.posix_acl_* xattrs (and caches them);
+  // the filesystem validates them, keeps the mode in sync and applies a directory's default
+  // ACL to new inodes. That needs the creator's mode unmasked (DONT_MASK): the filesystem
+  // applies the umask (sent with each create) itself when there is no default ACL.
+  if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
+    conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+  } else {
+    conn->want &= ~(FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK);  // the kernel applies the umask
+  }
   conn->time_gran = 1;
 }
 
