@@ -19,6 +19,7 @@
 
 #include "fs/copy_range.h"
 #include "fs/format.h"
+#include "fs/reply_buffers.h"
 
 namespace stablefs {
 
@@ -26,6 +27,7 @@ struct FuseServer::State {
   Volume* volume = nullptr;
   FuseMountOptions opts;
   uint32_t block_size = 4096;
+  ReplyBuffers read_buffers;  // READ replies, answered from the I/O completion
 
   // Each kernel lookup reference and each open handle is a hold on the inode
   // (Filesystem::acquire_inode): a file unlinked while the kernel knows it stays, orphaned,
@@ -131,25 +133,6 @@ void reply_status(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok(
 Credentials creds(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   return Credentials{static_cast<uint32_t>(ctx->uid), static_cast<uint32_t>(ctx->gid), static_cast<uint32_t>(ctx->umask)};
-}
-
-// A per-thread buffer for read replies, aligned so the engine can use it for O_DIRECT.
-std::span<uint8_t> read_buffer(size_t size) {
-  struct Buf {
-    uint8_t* p = nullptr;
-    size_t cap = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf buf;
-  if (buf.cap < size) {
-    size_t cap = (size + 4095) & ~size_t(4095);
-    void* p = nullptr;
-    if (posix_memalign(&p, 4096, cap) != 0) throw std::bad_alloc();
-    std::free(buf.p);
-    buf.p = static_cast<uint8_t*>(p);
-    buf.cap = cap;
-  }
-  return {buf.p, size};
 }
 
 // ---- operations -------------------------------------------------------------------------
@@ -308,20 +291,28 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   });
 }
 
+// Reads and writes are answered from the I/O completion: the worker starts the request and
+// returns. A read goes into a leased reply buffer that lives until the reply is sent. A write
+// returns at once when the engine copies the data (bounce, or libfuse's unaligned payload);
+// on the zero-copy path Volume::write_async waits, as the payload must stay stable.
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   guard(req, [&] {
-    std::span<uint8_t> buf = read_buffer(size);
-    auto r = vol(req).read(ino, static_cast<uint64_t>(off), buf);
-    if (!r.ok()) return reply_status(req, r.status());
-    fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *r);
+    std::shared_ptr<ReplyBuffers::Lease> buf = state(req).read_buffers.get(size);
+    std::span<uint8_t> dst = buf->span();
+    vol(req).read_async(ino, static_cast<uint64_t>(off), dst, [req, buf](Result<size_t> r) {
+      if (!r.ok()) return reply_status(req, r.status());
+      fuse_reply_buf(req, reinterpret_cast<const char*>(buf->span().data()), *r);
+    });
   });
 }
 
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info*) {
   guard(req, [&] {
-    auto r = vol(req).write(ino, static_cast<uint64_t>(off), {reinterpret_cast<const uint8_t*>(data), size});
-    if (!r.ok()) return reply_status(req, r.status());
-    fuse_reply_write(req, *r);
+    vol(req).write_async(ino, static_cast<uint64_t>(off), {reinterpret_cast<const uint8_t*>(data), size},
+                         [req](Result<size_t> r) {
+                           if (!r.ok()) return reply_status(req, r.status());
+                           fuse_reply_write(req, *r);
+                         });
   });
 }
 

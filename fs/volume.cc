@@ -117,6 +117,15 @@ Status Volume::fallocate_locked(uint64_t ino, unsigned mode, uint64_t offset, ui
   return space_->preallocate(ino, first, last - first, (mode & kFallocKeepSize) ? 0 : end);
 }
 
+void Volume::read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, DirectIo::Done done) {
+  engine_->read(ino, pos, dst, std::move(done));
+}
+
+void Volume::write_async(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, DirectIo::Done done) {
+  if (engine_->write_copies_source(pos, src)) return engine_->write(ino, pos, src, std::move(done));
+  done(engine_->write_sync(ino, pos, src));
+}
+
 Status Volume::release(uint64_t ino) {
   WholeFileLock lock(locks_, ino);
   return space_->trim_speculative(ino);

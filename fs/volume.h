@@ -50,6 +50,15 @@ class Volume {
 
   Result<size_t> read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst) { return engine_->read_sync(ino, pos, dst); }
   Result<size_t> write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) { return engine_->write_sync(ino, pos, src); }
+  // Forms for a server that answers from the I/O completion (DirectIo::Done). done runs on
+  // the I/O completion thread, or on the calling thread before the call returns; it must not
+  // start I/O on this Volume.
+  //   read_async: dst (the caller's, e.g. a reply buffer) is borrowed until done has run.
+  //   write_async: when the engine copies the data (bounce, or an unaligned request) src is
+  //   free once the call returns and done may come later; on the zero-copy path the call
+  //   waits for the device (src must stay stable until then) and done has run when it returns.
+  void read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, DirectIo::Done done);
+  void write_async(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, DirectIo::Done done);
   // Truncate or extend; the bytes past a shrunken end are zeroed so a later extension reads
   // zeros. Blocks wholly past the new end are freed before that partial block is zeroed (an
   // out-of-place write), so shrinking a file on a full filesystem finds the space it needs;

@@ -158,6 +158,13 @@ void DirectIo::write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, D
   write_request(ino, pos, src, std::move(done), true);
 }
 
+bool DirectIo::write_copies_source(uint64_t pos, std::span<const uint8_t> src) const {
+  if (config_.bounce) return true;
+  const bool aligned = pos % block_size_ == 0 && src.size() % block_size_ == 0 &&
+                       (reinterpret_cast<uintptr_t>(src.data()) & config_.memory_alignment) == 0;
+  return !aligned;
+}
+
 void DirectIo::write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done, bool take_lock) {
   auto* req = new Request;
   req->write = true;

@@ -65,6 +65,12 @@ class DirectIo {
   // were committed (a short count when space runs out part way), or an error if none did.
   void write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done);
 
+  // Whether write(pos, src) is done with src once it returns: the data is copied (bounce
+  // units, or the request-private buffer of an unaligned request), so the caller may reuse
+  // src and answer from done() instead of waiting. False: zero-copy, src is borrowed until
+  // done() has run.
+  bool write_copies_source(uint64_t pos, std::span<const uint8_t> src) const;
+
   Result<size_t> read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t> dst);
   Result<size_t> write_sync(uint64_t ino, uint64_t pos, std::span<const uint8_t> src);
   // write_sync for a caller that already holds ino's range lock exclusively over the block-

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <future>
 #include <random>
 #include <string>
 
@@ -108,6 +110,53 @@ TEST_CASE("volume: a failed open returns its error and cleans up") {
   REQUIRE_FALSE(vol.ok());
   CHECK(vol.status().message().find("no stablefs filesystem") != std::string::npos);
   CHECK(Volume::open("/var/tmp/does-not-exist-stablefs", {}).status().code() == ENOENT);
+}
+
+}  // namespace stablefs
+
+namespace stablefs {
+
+TEST_CASE("volume: asynchronous forms answer from the completion; a copied write frees its source at once") {
+  for (BouncePolicy policy : {BouncePolicy::kAlways, BouncePolicy::kNever}) {
+    CAPTURE(bounce_policy_name(policy));
+    TempImage img(64ull << 20);
+    auto vol = Volume::open(img.path, {.bounce = policy});
+    REQUIRE_MESSAGE(vol.ok(), vol.status().message());
+    Volume& v = **vol;
+    const uint64_t ino = v.fs().mknod(kRootIno, "f", S_IFREG | 0644, 0, {})->ino;
+    const std::vector<uint8_t> want = pattern(256u << 10, 9);
+    for (bool aligned : {true, false}) {
+      CAPTURE(aligned);
+      // The source: aligned memory, or libfuse's layout (payload 80 bytes into its buffer).
+      AlignedBuffer mem(want.size() + 80);
+      std::span<uint8_t> src = mem.span().subspan(aligned ? 0 : 80, want.size());
+      std::copy(want.begin(), want.end(), src.begin());
+      const bool copies = v.engine().write_copies_source(0, src);
+      CHECK(copies == (policy == BouncePolicy::kAlways || !aligned));
+      std::promise<Result<size_t>> got;
+      v.write_async(ino, 0, src, [&got](Result<size_t> r) { got.set_value(std::move(r)); });
+      auto fut = got.get_future();
+      if (copies) {
+        std::fill(src.begin(), src.end(), 0xee);  // the caller's memory is its own again
+      } else {
+        CHECK(fut.wait_for(std::chrono::seconds(0)) == std::future_status::ready);  // waited
+      }
+      REQUIRE(fut.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+      Result<size_t> w = fut.get();
+      REQUIRE_MESSAGE(w.ok(), w.status().message());
+      CHECK(*w == want.size());
+
+      AlignedBuffer back(want.size());
+      std::promise<Result<size_t>> read;
+      v.read_async(ino, 0, back.span(), [&read](Result<size_t> r) { read.set_value(std::move(r)); });
+      auto rf = read.get_future();
+      REQUIRE(rf.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+      Result<size_t> r = rf.get();
+      REQUIRE_MESSAGE(r.ok(), r.status().message());
+      CHECK(*r == want.size());
+      CHECK(std::equal(want.begin(), want.end(), back.data()));
+    }
+  }
 }
 
 }  // namespace stablefs

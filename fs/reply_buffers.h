@@ -1,0 +1,54 @@
+// ReplyBuffers: aligned memory for READ replies that are answered from the I/O completion.
+//
+// A read reply's buffer must live until the engine's done() has sent it, which is after the
+// FUSE worker has returned, so each request leases its own buffer instead of using the
+// worker's. Leased buffers are aligned for O_DIRECT (the engine reads straight into them) and
+// come back to a bounded free list when the last reference to the lease goes.
+// Thread-safe; a Lease may be released on any thread (the completion thread, typically).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "bounce/aligned_buffer.h"
+
+namespace stablefs {
+
+class ReplyBuffers {
+ public:
+  // A buffer of at least the asked size; returned to the pool when destroyed.
+  class Lease {
+   public:
+    Lease(ReplyBuffers& pool, AlignedBuffer buf, size_t size) : pool_(pool), buf_(std::move(buf)), size_(size) {}
+    ~Lease() { pool_.give_back(std::move(buf_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    std::span<uint8_t> span() { return {buf_.data(), size_}; }
+
+   private:
+    ReplyBuffers& pool_;
+    AlignedBuffer buf_;
+    size_t size_;
+  };
+
+  // Buffers are kept in two classes (up to kSmall, up to kLarge bytes); a request above
+  // kLarge gets memory of its own size that is not kept. Keeps at most kKeepPerClass free.
+  static constexpr size_t kSmall = 128u << 10;
+  static constexpr size_t kLarge = 1u << 20;
+  static constexpr size_t kKeepPerClass = 32;
+
+  // May throw std::bad_alloc (the FUSE adapter turns that into ENOMEM).
+  std::shared_ptr<Lease> get(size_t size);
+
+ private:
+  void give_back(AlignedBuffer buf);
+
+  std::mutex mu_;
+  std::vector<AlignedBuffer> small_;  // REQUIRES: mu_
+  std::vector<AlignedBuffer> large_;  // REQUIRES: mu_
+};
+
+}  // namespace stablefs
