@@ -34,11 +34,13 @@ std::string report(Volume& v, const std::string& mountpoint, const std::string& 
                 "reason           %s\n"
                 "bounced          %llu I/Os, %llu bytes\n"
                 "zero-copy        %llu I/Os, %llu bytes\n"
+                "unaligned copies %llu bytes (requests copied to aligned memory first)\n"
                 "checksum errors  %llu\n"
                 "device errors    %llu\n",
                 mountpoint.c_str(), device.c_str(), d.bounce ? "yes" : "no (zero-copy)", d.reason.c_str(),
                 (unsigned long long)s.bounced_ios, (unsigned long long)s.bounced_bytes,
                 (unsigned long long)s.zero_copy_ios, (unsigned long long)s.zero_copy_bytes,
+                (unsigned long long)s.unaligned_copy_bytes,
                 (unsigned long long)s.checksum_failures, (unsigned long long)s.device_errors);
   return buf;
 }

@@ -221,6 +221,7 @@ void DirectIo::write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t
       }
     }
     std::memcpy(req->io_buf.data() + (pos - req->apos), src.data(), src.size());
+    stats_.unaligned_copy_bytes.fetch_add(src.size(), std::memory_order_relaxed);
   }
   start_write(req);
 }
@@ -269,7 +270,10 @@ void DirectIo::finish(Request* req) {
     if (!st.ok()) {
       result = st;
     } else {
-      if (req->temp.data() && req->len) std::memcpy(req->user_dst.data(), req->temp.data() + (req->pos - req->apos), req->len);
+      if (req->temp.data() && req->len) {
+        std::memcpy(req->user_dst.data(), req->temp.data() + (req->pos - req->apos), req->len);
+        stats_.unaligned_copy_bytes.fetch_add(req->len, std::memory_order_relaxed);
+      }
       result = req->len;
     }
   } else if (req->len > 0) {
