@@ -19,6 +19,7 @@
 
 #include "fs/copy_range.h"
 #include "fs/format.h"
+#include "fs/fuse_receive_loop.h"
 #include "fs/reply_buffers.h"
 
 namespace stablefs {
@@ -622,12 +623,9 @@ FuseServer::~FuseServer() {
 }
 
 Status FuseServer::run() {
-  fuse_loop_config* cfg = fuse_loop_cfg_create();
-  if (!cfg) return Status::error(ENOMEM, "fuse loop config");
-  fuse_loop_cfg_set_max_threads(cfg, state_->opts.max_threads);
-  fuse_loop_cfg_set_clone_fd(cfg, 0);
-  int rc = fuse_session_loop_mt(se_, cfg);
-  fuse_loop_cfg_destroy(cfg);
+  // Our own loop (not fuse_session_loop_mt): its receive buffers put WRITE payloads on an
+  // aligned address, so zero-copy writes need no copy (fs/fuse_receive_loop.h).
+  const int rc = run_aligned_receive_loop(se_, state_->opts.max_threads);
   if (mounted_) {
     fuse_session_unmount(se_);
     mounted_ = false;

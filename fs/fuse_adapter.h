@@ -19,7 +19,8 @@
 // kernel's page cache, whose reads and writes reach the same engine. There is no writeback
 // cache, so the kernel sends every write at once and sizes and times stay the daemon's.
 //
-// Threads: run() drives a multi-threaded libfuse loop; operations run concurrently on its
+// Threads: run() drives a multi-threaded receive loop (fs/fuse_receive_loop.h: WRITE payloads
+// land block-aligned, so zero-copy writes need no copy); operations run concurrently on its
 // workers (Volume and Filesystem are thread-safe). mount(), run() and the destructor are
 // called from one thread; exit() from any thread or a signal handler's caller.
 #pragma once
@@ -41,7 +42,7 @@ struct FuseMountOptions {
   bool allow_other = false;
   bool read_only = false;
   bool debug = false;                 // libfuse prints every request to stderr
-  unsigned max_threads = 32;
+  unsigned max_threads = 32;          // receive-loop workers
   double attr_timeout = 1.0;          // seconds the kernel may cache attributes and entries
 };
 
