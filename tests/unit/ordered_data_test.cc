@@ -9,8 +9,7 @@
 #include "fs/filesystem.h"
 #include "fs/mkfs.h"
 #include "fs/volume.h"
-
-#include <unistd.h>
+#include "support/formatted_image.h"
 
 namespace stablefs {
 namespace {
@@ -69,17 +68,8 @@ TEST_CASE("ordered data: a commit that records data writes flushes the device be
 }
 
 TEST_CASE("ordered data: a write's ioend marks its transaction for the pre-flush") {
-  char tmpl[] = "/var/tmp/stablefs-ordered-XXXXXX";
-  const int fd = mkstemp(tmpl);
-  REQUIRE(fd >= 0);
-  ::close(fd);
-  const std::string path = tmpl;
-  REQUIRE(FileDevice::create_image(path, 64ull << 20).ok());
-  {
-    auto dev = FileDevice::open(path, {});
-    REQUIRE(dev.ok());
-    REQUIRE(make_filesystem(**dev, {}).ok());
-  }
+  test::FormattedImage img(64ull << 20);
+  const std::string& path = img.path;
   {
     auto vol = Volume::open(path, {.bounce = BouncePolicy::kNever});
     REQUIRE_MESSAGE(vol.ok(), vol.status().message());
@@ -96,7 +86,6 @@ TEST_CASE("ordered data: a write's ioend marks its transaction for the pre-flush
     REQUIRE(v.sync().ok());
     CHECK(store.stats().ordered_data_flushes == before + 1);
   }
-  ::unlink(path.c_str());
 }
 
 }  // namespace stablefs

@@ -17,6 +17,7 @@
 #include "fs/mkfs.h"
 #include "fs/orphan_list.h"
 #include "fs/volume.h"
+#include "support/formatted_image.h"
 
 namespace stablefs {
 namespace {
@@ -64,21 +65,7 @@ Inode make_fragmented_file(Filesystem& fs, const std::string& name, uint64_t ext
   return *again;
 }
 
-struct TempImage {
-  explicit TempImage(uint64_t bytes) {
-    char tmpl[] = "/var/tmp/stablefs-orphan-XXXXXX";
-    int fd = mkstemp(tmpl);
-    REQUIRE(fd >= 0);
-    ::close(fd);
-    path = tmpl;
-    REQUIRE(FileDevice::create_image(path, bytes).ok());
-    auto dev = FileDevice::open(path, {});
-    REQUIRE(dev.ok());
-    REQUIRE(make_filesystem(**dev, MkfsOptions{}).ok());
-  }
-  ~TempImage() { ::unlink(path.c_str()); }
-  std::string path;
-};
+using TempImage = test::FormattedImage;
 
 std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
   std::vector<uint8_t> v(n);

@@ -11,54 +11,19 @@
 
 #include "bounce/aligned_buffer.h"
 #include "fs/extent_map.h"
-#include "fs/fsck.h"
-#include "fs/mkfs.h"
 #include "fs/volume.h"
+#include "support/formatted_image.h"
 
 namespace stablefs {
 namespace {
 
-struct Image {
-  explicit Image(uint64_t bytes) {
-    char tmpl[] = "/var/tmp/stablefs-prealloc-XXXXXX";
-    int fd = mkstemp(tmpl);
-    REQUIRE(fd >= 0);
-    ::close(fd);
-    path = tmpl;
-    REQUIRE(FileDevice::create_image(path, bytes).ok());
-    auto dev = FileDevice::open(path, {});
-    REQUIRE(dev.ok());
-    REQUIRE(make_filesystem(**dev, {}).ok());
-  }
-  ~Image() {
-    ::unlink(path.c_str());
-    for (const std::string& c : copies) ::unlink(c.c_str());
-  }
-  // A byte copy of the image as it is now on the device: what a crash at this point leaves.
-  std::string crash_copy() {
-    std::string c = path + ".crash" + std::to_string(copies.size());
-    std::string cmd = "cp --sparse=always '" + path + "' '" + c + "'";
-    REQUIRE(std::system(cmd.c_str()) == 0);
-    copies.push_back(c);
-    return c;
-  }
-  std::string path;
-  std::vector<std::string> copies;
-};
+using test::expect_fsck_clean;
+using test::FormattedImage;
 
 std::unique_ptr<Volume> open_volume(const std::string& path) {
   auto v = Volume::open(path, {.bounce = BouncePolicy::kNever});
   REQUIRE_MESSAGE(v.ok(), v.status().message());
   return std::move(v).value();
-}
-
-void expect_fsck_clean(const std::string& path) {
-  auto dev = FileDevice::open(path, {.read_only = true});
-  REQUIRE(dev.ok());
-  FsckReport rep = run_fsck(**dev, {});
-  std::string all;
-  for (const auto& p : rep.problems) all += p + "\n";
-  CHECK_MESSAGE(rep.exit_code() == kFsckClean, "fsck exit ", rep.exit_code(), " ", rep.fatal, "\n", all);
 }
 
 struct ExtentCounts {
@@ -107,7 +72,7 @@ void expect_reads_back(Volume& v, uint64_t ino, const std::vector<uint8_t>& data
 }  // namespace
 
 TEST_CASE("preallocation: an appending stream gets few extents; close frees what it did not use") {
-  Image img(256ull << 20);
+  FormattedImage img(256ull << 20);
   auto vol = open_volume(img.path);
   Volume& v = *vol;
   const uint64_t bs = v.fs().statfs().block_size;
@@ -165,7 +130,7 @@ TEST_CASE("preallocation: an appending stream gets few extents; close frees what
 }
 
 TEST_CASE("preallocation: unmount trims every open stream; a crash leaves it for the next close") {
-  Image img(128ull << 20);
+  FormattedImage img(128ull << 20);
   const size_t total = 2u << 20;
   std::vector<uint8_t> data;
   uint64_t ino = 0;
@@ -206,7 +171,7 @@ TEST_CASE("preallocation: unmount trims every open stream; a crash leaves it for
 }
 
 TEST_CASE("preallocation: fallocate KEEP_SIZE over preallocated space keeps it past close") {
-  Image img(128ull << 20);
+  FormattedImage img(128ull << 20);
   auto vol = open_volume(img.path);
   Volume& v = *vol;
   const uint64_t bs = v.fs().statfs().block_size;
@@ -227,7 +192,7 @@ TEST_CASE("preallocation: fallocate KEEP_SIZE over preallocated space keeps it p
 }
 
 TEST_CASE("preallocation: none for small files, sparse writes, or a nearly full filesystem") {
-  Image img(64ull << 20);
+  FormattedImage img(64ull << 20);
   auto vol = open_volume(img.path);
   Volume& v = *vol;
   const uint64_t bs = v.fs().statfs().block_size;

@@ -11,27 +11,12 @@
 
 #include "fs/mkfs.h"
 #include "fs/volume.h"
+#include "support/formatted_image.h"
 
 namespace stablefs {
 namespace {
 
-struct TempImage {
-  explicit TempImage(uint64_t bytes, bool checksums = true) {
-    char tmpl[] = "/var/tmp/stablefs-vol-XXXXXX";
-    int fd = mkstemp(tmpl);
-    REQUIRE(fd >= 0);
-    ::close(fd);
-    path = tmpl;
-    REQUIRE(FileDevice::create_image(path, bytes).ok());
-    auto dev = FileDevice::open(path, {});
-    REQUIRE(dev.ok());
-    MkfsOptions mo;
-    mo.data_checksums = checksums;
-    REQUIRE(make_filesystem(**dev, mo).ok());
-  }
-  ~TempImage() { ::unlink(path.c_str()); }
-  std::string path;
-};
+using TempImage = test::FormattedImage;
 
 std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
   std::vector<uint8_t> v(n);
