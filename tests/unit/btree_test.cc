@@ -417,17 +417,24 @@ RightEdge right_edge(Harness& h) {
   return e;
 }
 
+// Sequential inserts (key_at(0), key_at(1), ...) until the root reaches `level`; returns how
+// many were inserted.
+uint64_t load_until_root_level(Harness& h, Model& model, uint16_t level) {
+  uint64_t i = 0;
+  for (; node_level(h.meta, h.tree->root()) < level; ++i) {
+    EXPECT_OK(h.tree->insert(key_at(i), pattern(8, i)));
+    model.emplace(key_at(i), pattern(8, i));
+  }
+  return i;
+}
+
 TEST_CASE("btree: emptying the newest leaf after a sequential internal split") {
   // Regression: a sequential load that splits an internal node at the right edge must leave
   // the new internal node with a sibling for its leaves, so that emptying the last leaf merges
   // it away instead of leaving an empty non-root leaf ("non-root node is empty").
   Harness h(4096);
   Model model;
-  uint64_t i = 0;
-  for (; node_level(h.meta, h.tree->root()) < 2; ++i) {
-    EXPECT_OK(h.tree->insert(key_at(i), pattern(8, i)));
-    model.emplace(key_at(i), pattern(8, i));
-  }
+  uint64_t i = load_until_root_level(h, model, 2);
   const RightEdge edge = right_edge(h);
   CHECK(node_count(h.meta, edge.level1) >= 2);
   // Remove from the right end, checking the whole tree after each removal.
@@ -451,11 +458,7 @@ TEST_CASE("btree: a one-entry internal node (an older image's shape) is rebalanc
   // that leaf. Every removal must leave a valid tree.
   Harness h(4096);
   Model model;
-  uint64_t i = 0;
-  for (; node_level(h.meta, h.tree->root()) < 2; ++i) {
-    EXPECT_OK(h.tree->insert(key_at(i), pattern(8, i)));
-    model.emplace(key_at(i), pattern(8, i));
-  }
+  load_until_root_level(h, model, 2);
   const RightEdge edge = right_edge(h);
   {
     BufferRef buf = *h.meta.read(edge.level1, BlockType::kBtreeNode);

@@ -41,6 +41,7 @@
 #include "bounce/checksum.h"
 #include "fs/extent_map.h"
 #include "fs/fsck.h"
+#include "support/formatted_image.h"
 #include "fs/mkfs.h"
 #include "fs/volume.h"
 
@@ -161,16 +162,7 @@ std::unique_ptr<Volume> open_volume(const std::string& path, VolumeOptions opts)
   return std::move(v).value();
 }
 
-// fsck -n must find nothing at all.
-void expect_fsck_clean(const std::string& path) {
-  auto dev = FileDevice::open(path, {.read_only = true});
-  REQUIRE_MESSAGE(dev.ok(), dev.status().message());
-  FsckReport rep = run_fsck(**dev, {});
-  std::string all;
-  for (const auto& p : rep.problems) all += p + "\n";
-  CHECK_MESSAGE(rep.exit_code() == kFsckClean, path, ": fsck exit ", rep.exit_code(), " ", rep.fatal, "\n", all);
-  CHECK_MESSAGE(rep.problems.empty(), all);
-}
+using test::expect_fsck_clean;  // fsck -n must find nothing at all
 
 uint64_t create_file(Volume& v, const char* name) {
   auto f = v.fs().mknod(kRootIno, name, S_IFREG | 0644, 0, {});
