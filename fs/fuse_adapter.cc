@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <condition_variable>
 #include <mutex>
 #include <new>
 #include <unordered_map>
@@ -30,17 +31,55 @@ struct FuseServer::State {
   uint32_t block_size = 4096;
   ReplyBuffers read_buffers;  // READ replies, answered from the I/O completion
 
+  // Requests to be answered from the I/O completion and not answered yet: run() waits for
+  // them before it returns, so that no reply is sent on a session already destroyed.
+  void reply_pending() {
+    std::lock_guard lock(pending_mu_);
+    ++pending_;
+  }
+  void reply_sent() {
+    std::lock_guard lock(pending_mu_);
+    if (--pending_ == 0) pending_cv_.notify_all();
+  }
+  void wait_for_replies() {
+    std::unique_lock lock(pending_mu_);
+    pending_cv_.wait(lock, [this] { return pending_ == 0; });
+  }
+
   // Each kernel lookup reference and each open handle is a hold on the inode
   // (Filesystem::acquire_inode): a file unlinked while the kernel knows it stays, orphaned,
   // until the forget or release that drops its last hold frees it.
   void add_lookup(uint64_t ino) { volume->fs().acquire_inode(ino); }
   void forget(uint64_t ino, uint64_t n) { drop(ino, n); }
-  void add_handle(uint64_t ino) { volume->fs().acquire_inode(ino); }
+  // An open handle: a hold, and a count of the inode's open handles (the last close trims
+  // speculative preallocation). close_handle ends the count and says whether it was the last;
+  // drop_handle then drops the hold.
+  void add_handle(uint64_t ino) {
+    volume->fs().acquire_inode(ino);
+    std::lock_guard lock(handles_mu_);
+    ++open_handles_[ino];
+  }
+  bool close_handle(uint64_t ino) {
+    std::lock_guard lock(handles_mu_);
+    auto it = open_handles_.find(ino);
+    if (it == open_handles_.end() || --it->second == 0) {
+      if (it != open_handles_.end()) open_handles_.erase(it);
+      return true;
+    }
+    return false;
+  }
   void drop_handle(uint64_t ino) { drop(ino, 1); }
 
  private:
+  std::mutex pending_mu_;
+  std::condition_variable pending_cv_;
+  uint64_t pending_ = 0;  // REQUIRES: pending_mu_
+  std::mutex handles_mu_;
+  std::unordered_map<uint64_t, uint64_t> open_handles_;  // ino -> open handles; REQUIRES: handles_mu_
+
   // No reply carries an error of forget or release: a failed free is logged, and the orphan
   // stays listed for unmount or the next mount to free.
+
   void drop(uint64_t ino, uint64_t n) noexcept {
     try {
       Status st = volume->fs().release_inode(ino, n);
@@ -273,7 +312,10 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     }
     set_open_flags(fi);
     state(req).add_handle(ino);  // dropped by op_release
-    if (fuse_reply_open(req, fi) != 0) state(req).drop_handle(ino);
+    if (fuse_reply_open(req, fi) != 0) {
+      state(req).close_handle(ino);
+      state(req).drop_handle(ino);
+    }
   });
 }
 
@@ -286,6 +328,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     state(req).add_lookup(r->ino);
     state(req).add_handle(r->ino);  // dropped by op_release
     if (fuse_reply_create(req, &e, fi) != 0) {
+      state(req).close_handle(r->ino);
       state(req).drop_handle(r->ino);
       state(req).forget(r->ino, 1);
     }
@@ -298,31 +341,43 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 // on the zero-copy path Volume::write_async waits, as the payload must stay stable.
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   guard(req, [&] {
-    std::shared_ptr<ReplyBuffers::Lease> buf = state(req).read_buffers.get(size);
+    FuseServer::State& st = state(req);
+    std::shared_ptr<ReplyBuffers::Lease> buf = st.read_buffers.get(size);
     std::span<uint8_t> dst = buf->span();
-    vol(req).read_async(ino, static_cast<uint64_t>(off), dst, [req, buf](Result<size_t> r) {
-      if (!r.ok()) return reply_status(req, r.status());
-      fuse_reply_buf(req, reinterpret_cast<const char*>(buf->span().data()), *r);
+    st.reply_pending();
+    vol(req).read_async(ino, static_cast<uint64_t>(off), dst, [req, buf, &st](Result<size_t> r) {
+      if (!r.ok()) reply_status(req, r.status());
+      else fuse_reply_buf(req, reinterpret_cast<const char*>(buf->span().data()), *r);
+      st.reply_sent();
     });
   });
 }
 
+// A zero-copy write keeps the receive buffer holding its payload (fs/fuse_receive_loop.h)
+// until the device has the data, so the worker need not wait for it either.
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info*) {
   guard(req, [&] {
-    vol(req).write_async(ino, static_cast<uint64_t>(off), {reinterpret_cast<const uint8_t*>(data), size},
-                         [req](Result<size_t> r) {
-                           if (!r.ok()) return reply_status(req, r.status());
-                           fuse_reply_write(req, *r);
-                         });
+    FuseServer::State& st = state(req);
+    std::shared_ptr<const void> payload = keep_receive_buffer();
+    st.reply_pending();
+    vol(req).write_async(
+        ino, static_cast<uint64_t>(off), {reinterpret_cast<const uint8_t*>(data), size},
+        [req, payload, &st](Result<size_t> r) {
+          if (!r.ok()) reply_status(req, r.status());
+          else fuse_reply_write(req, *r);
+          st.reply_sent();
+        },
+        payload != nullptr);
   });
 }
 
 void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
-// The last close of a handle trims the speculative preallocation past EOF (the kernel ignores
-// release's reply; an error is still reported for debug logs).
+// The last close of an inode's handles trims its speculative preallocation past EOF (the
+// kernel ignores release's reply; an error is still reported for debug logs).
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   guard(req, [&] {
-    Status st = vol(req).release(ino);
+    Status st;
+    if (state(req).close_handle(ino)) st = vol(req).release(ino);
     state(req).drop_handle(ino);  // the hold op_open/op_create took; may free an unlinked file
     reply_status(req, st);
   });
@@ -351,6 +406,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
   if (!dir.ok()) return reply_status(req, dir.status());
   std::vector<char> buf(size);
   size_t used = 0;
+  std::vector<uint64_t> held;  // readdirplus: the lookup references the reply hands out
   // Adds one entry; false when it does not fit.
   auto add = [&](const char* name, const Inode* inode, uint64_t dot_ino, uint32_t mode, off_t next) -> bool {
     size_t n;
@@ -369,7 +425,10 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
       n = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
     }
     if (n > size - used) return false;
-    if (plus && inode) state(req).add_lookup(inode->ino);
+    if (plus && inode) {
+      state(req).add_lookup(inode->ino);
+      held.push_back(inode->ino);
+    }
     used += n;
     return true;
   };
@@ -405,7 +464,9 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
       if (!add(e.name.c_str(), &i, 0, 0, static_cast<off_t>(e.next_cookie))) break;
     }
   }
-  fuse_reply_buf(req, buf.data(), used);
+  // A reply the kernel never got (the request was interrupted) hands out no references.
+  if (fuse_reply_buf(req, buf.data(), used) != 0)
+    for (uint64_t h : held) state(req).forget(h, 1);
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
@@ -626,6 +687,7 @@ Status FuseServer::run() {
   // Our own loop (not fuse_session_loop_mt): its receive buffers put WRITE payloads on an
   // aligned address, so zero-copy writes need no copy (fs/fuse_receive_loop.h).
   const int rc = run_aligned_receive_loop(se_, state_->opts.max_threads);
+  state_->wait_for_replies();  // answered from I/O completions: before the session goes
   if (mounted_) {
     fuse_session_unmount(se_);
     mounted_ = false;

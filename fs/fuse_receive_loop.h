@@ -4,8 +4,10 @@
 // libfuse's own loops read into malloc'd memory, where a WRITE's data lands 80 bytes in
 // (fuse_in_header + fuse_write_in), so the engine must copy it before an O_DIRECT submission.
 // Here each buffer starts kWritePayloadOffset bytes before a 4096-byte boundary: the payload
-// is aligned and the engine's zero-copy path can submit it as it is (the worker then waits
-// for the device before it reads the next request, so the buffer stays stable).
+// is aligned and the engine's zero-copy path can submit it as it is. The buffer must then stay
+// unchanged until the device has the data: the operation takes it over with
+// keep_receive_buffer() and the worker reads its next request into another buffer, so neither
+// the worker nor the data waits.
 //
 // Threads: run() starts `threads` workers and returns when the session has ended (the kernel
 // reports the unmount with ENODEV, or fuse_session_exit() was called, e.g. by libfuse's
@@ -13,9 +15,17 @@
 // no-op SIGUSR2 (installed without SA_RESTART) once the session has exited.
 #pragma once
 
+#include <memory>
+
 struct fuse_session;
 
 namespace stablefs {
+
+// For an operation running on a receive-loop worker: the buffer holding the current request
+// (and a WRITE's payload) stays allocated and unchanged for as long as the returned handle
+// lives; the worker takes another buffer for its next request. Null on any other thread (the
+// caller must then finish with the request's memory before it returns).
+std::shared_ptr<const void> keep_receive_buffer();
 
 // Returns 0, or a negative errno if reading the device failed for another reason.
 int run_aligned_receive_loop(fuse_session* se, unsigned threads);

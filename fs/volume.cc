@@ -121,8 +121,10 @@ void Volume::read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Dire
   engine_->read(ino, pos, dst, std::move(done));
 }
 
-void Volume::write_async(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, DirectIo::Done done) {
-  if (engine_->write_copies_source(pos, src)) return engine_->write(ino, pos, src, std::move(done));
+void Volume::write_async(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, DirectIo::Done done,
+                         bool src_stable_until_done) {
+  if (src_stable_until_done || engine_->write_copies_source(pos, src))
+    return engine_->write(ino, pos, src, std::move(done));
   done(engine_->write_sync(ino, pos, src));
 }
 

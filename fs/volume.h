@@ -55,10 +55,13 @@ class Volume {
   // start I/O on this Volume.
   //   read_async: dst (the caller's, e.g. a reply buffer) is borrowed until done has run.
   //   write_async: when the engine copies the data (bounce, or an unaligned request) src is
-  //   free once the call returns and done may come later; on the zero-copy path the call
-  //   waits for the device (src must stay stable until then) and done has run when it returns.
+  //   free once the call returns and done may come later. On the zero-copy path src must stay
+  //   unchanged until the device has it: with src_stable_until_done the caller promises that
+  //   (it keeps src untouched until done has run) and the call returns at once; without, the
+  //   call waits for the device and done has run when it returns.
   void read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, DirectIo::Done done);
-  void write_async(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, DirectIo::Done done);
+  void write_async(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, DirectIo::Done done,
+                   bool src_stable_until_done = false);
   // Truncate or extend; the bytes past a shrunken end are zeroed so a later extension reads
   // zeros. Blocks wholly past the new end are freed before that partial block is zeroed (an
   // out-of-place write), so shrinking a file on a full filesystem finds the space it needs;
@@ -73,8 +76,8 @@ class Volume {
   Status fallocate(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length);
   Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return space_->seek_data(ino, offset); }
   Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset) { return space_->seek_hole(ino, offset); }
-  // A handle of ino was closed: frees the speculative preallocation past its EOF (waits for
-  // the file's I/O in flight). A file that no longer exists is not an error.
+  // The last open handle of ino was closed: frees the speculative preallocation past its
+  // EOF (waits for the file's I/O in flight). A file that no longer exists is not an error.
   Status release(uint64_t ino);
   // Everything written so far durable: journal commit and device cache flush.
   Status sync();
