@@ -425,6 +425,8 @@ Result<bool> BTree::join_sibling(Path* path, size_t d, Status* free_error) {
   const uint32_t bs = meta_.block_size();
   PathEntry& parent = p[d - 1];
   PathEntry& self = p[d];
+  if (parent.node.count() < 2)
+    return node_corrupt(parent.node.blocknr(), "internal node with one entry gives its child no sibling");
   const size_t slot = parent.slot;
   const bool self_is_right = slot > 0;
   const size_t left_slot = self_is_right ? slot - 1 : slot;
@@ -508,19 +510,25 @@ Result<bool> BTree::join_sibling(Path* path, size_t d, Status* free_error) {
   return merge;
 }
 
+Result<bool> BTree::ensure_sibling(Path* path, size_t d, Status* free_error) {
+  Path& p = *path;
+  if (p[d - 1].node.count() >= 2) return true;
+  if (d - 1 == 0) return false;  // a one-entry root: it collapses instead
+  // A one-entry parent (older versions' right-edge internal splits made these, even in
+  // chains): it joins a sibling of its own first, after making sure it has one.
+  SFS_ASSIGN(const bool parent_has_sibling, ensure_sibling(path, d - 1, free_error));
+  if (!parent_has_sibling) return false;
+  SFS_TRY(join_sibling(path, d - 1, free_error).status());
+  return p[d - 1].node.count() >= 2;
+}
+
 Status BTree::rebalance(Path* path) {
   Path& p = *path;
   Status free_error;
   for (size_t d = p.size() - 1; d >= 1; --d) {
     if (!underfull(p[d].node)) break;
-    if (p[d - 1].node.count() < 2) {
-      // A one-entry parent (older versions' right-edge internal splits made these): the root
-      // collapses below; any other such node first joins a sibling of its own, so that this
-      // node gets one.
-      if (d < 2) break;
-      SFS_TRY(join_sibling(path, d - 1, &free_error).status());
-      if (p[d - 1].node.count() < 2) break;  // cannot happen: a join leaves >= 2 entries
-    }
+    SFS_ASSIGN(const bool has_sibling, ensure_sibling(path, d, &free_error));
+    if (!has_sibling) break;  // the root has this node alone: the root collapses below
     SFS_ASSIGN(const bool merged, join_sibling(path, d, &free_error));
     if (!merged) break;  // the parent keeps its entry count
   }

@@ -119,6 +119,10 @@ class BTree {
   // merged (the parent lost an entry). A failure to free the merged block is kept in
   // *free_error and does not stop the work.
   Result<bool> join_sibling(Path* path, size_t d, Status* free_error);
+  // Makes (*path)[d-1] hold at least two entries, so (*path)[d] has a sibling to join: a
+  // one-entry parent joins a sibling of its own first (recursively upwards). false when the
+  // chain of one-entry nodes reaches the root (which then collapses instead).
+  Result<bool> ensure_sibling(Path* path, size_t d, Status* free_error);
   bool underfull(const NodeView& node) const;
 
   MetadataSpace& meta_;

@@ -490,6 +490,52 @@ TEST_CASE("btree: a one-entry internal node (an older image's shape) is rebalanc
   drain(h, model, rng);
 }
 
+TEST_CASE("btree: a chain of one-entry internal nodes (an older image's shape) is rebalanced from the top") {
+  // Older versions could leave a one-entry node under a one-entry node (two levels split at the
+  // right edge at once). Build that by hand above a loaded tree: a new root over the old one
+  // and a chain level 2 -> level 1 -> leaf, each node with a single entry, holding keys above
+  // every other. Removing those keys must keep the tree valid at every step.
+  Harness h(4096);
+  Model model;
+  const uint64_t loaded = load_until_root_level(h, model, 2);
+  const uint64_t old_root = h.tree->root();
+  auto node = [&](uint16_t level) {
+    Result<BufferRef> b = h.meta.allocate(BlockType::kBtreeNode, 0);
+    REQUIRE(b.ok());
+    return NodeView::format(*b, level);
+  };
+  NodeView leaf = node(0);
+  const Key first_new = key_at(loaded + 1000);
+  for (uint64_t k = 0; k < 20; ++k) {
+    const uint64_t i = loaded + 1000 + k;
+    leaf.leaf_append(key_at(i), pattern(8, i));
+    model.emplace(key_at(i), pattern(8, i));
+  }
+  NodeView l1 = node(1);
+  l1.internal_insert(0, first_new, leaf.blocknr());
+  NodeView l2 = node(2);
+  l2.internal_insert(0, first_new, l1.blocknr());
+  NodeView root = node(3);
+  root.internal_insert(0, kMinKey, old_root);
+  root.internal_insert(1, first_new, l2.blocknr());
+  h.recorded_root = root.blocknr();
+  h.tree = std::make_unique<BTree>(h.meta, h.recorded_root, [&h](uint64_t b) {
+    h.recorded_root = b;
+    ++h.root_changes;
+  });
+  expect_matches(h, model);
+  for (int removed = 0; removed < 25; ++removed) {
+    const Key last = std::prev(model.end())->first;
+    EXPECT_OK(h.tree->remove(last));
+    model.erase(last);
+    CheckReport rep = check_tree(*h.tree, &model);
+    if (!rep.problems.empty()) FAIL("after removing " << removed + 1 << ": " << rep.problems[0]);
+  }
+  expect_matches(h, model);
+  std::mt19937_64 rng(13);
+  drain(h, model, rng);
+}
+
 TEST_CASE("btree: put grows and shrinks values in place and across splits") {
   Harness h(4096);
   Model model;
