@@ -5,6 +5,7 @@
 #include "fs/checksum_store.h"
 #include "fs/data_release.h"
 #include "fs/extent_map.h"
+#include "fs/speculative_list.h"
 
 namespace stablefs {
 namespace {
@@ -109,9 +110,9 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
   auto allocated = [&]() -> Result<Iomap> {
     SFS_ASSIGN(Extent e, store.allocator().allocate(goal, count, 1));
     SFS_TRY(extents.replace(fb, e.length, ExtentRecord{e.start, e.length, flags}));
+    if (extra > 0) SFS_TRY(add_speculative(store, ino));  // listed in the same operation
     inode.rec.blocks += e.length;
     SFS_TRY(fs_.save_inode(inode));
-    if (extra > 0) speculative_inodes_.insert(ino);
     map.type = IomapType::kUnwritten;
     map.flags = kIomapNew;
     map.dev_addr = e.start * bs;
@@ -147,13 +148,6 @@ void FileMapper::take_reserved(uint64_t start, uint64_t n) {
   reserved_.erase(it);
   if (start > r_start) reserved_[r_start] = start - r_start;
   if (r_start + r_len > start + n) reserved_[start + n] = r_start + r_len - start - n;
-}
-
-std::vector<uint64_t> FileMapper::take_speculative_inodes() {
-  std::lock_guard lock(fs_.mu_);
-  std::vector<uint64_t> out(speculative_inodes_.begin(), speculative_inodes_.end());
-  speculative_inodes_.clear();
-  return out;
 }
 
 uint64_t FileMapper::reserved_blocks() const {

@@ -7,7 +7,9 @@
 //              between exposes zeros, never stale data. A write at or past EOF allocates
 //              speculatively beyond its end (as many blocks again as the file holds, within
 //              limits; see speculative_blocks in the .cc), marked kExtentSpeculative until
-//              written; FileSpace::trim_speculative frees the rest when the file is closed.
+//              written, and the inode put on the on-disk speculative list (so a crash
+//              cannot strand it); FileSpace::trim_speculative frees the rest when the file
+//              is closed, at unmount, or at the next mount after a crash.
 //   unwritten  written in place; ioend marks them written.
 //   mapped     with data checksums on, never overwritten in place: new space is reserved
 //              (kIomapShared) and only at ioend is it claimed, the file remapped, the old
@@ -19,8 +21,6 @@
 #pragma once
 
 #include <map>
-#include <set>
-#include <vector>
 
 #include "fs/filesystem.h"
 #include "iomap/iomap.h"
@@ -48,8 +48,6 @@ class FileMapper : public IomapOps, public IomapWriteCompletion {
 
   // Blocks reserved for out-of-place writes in flight (tests: 0 when idle).
   uint64_t reserved_blocks() const;
-  // The inodes given speculative preallocation since the last call (Volume::close trims them).
-  std::vector<uint64_t> take_speculative_inodes();
 
  private:
   uint32_t block_size_cached() const;
@@ -60,7 +58,6 @@ class FileMapper : public IomapOps, public IomapWriteCompletion {
 
   Filesystem& fs_;
   std::map<uint64_t, uint64_t> reserved_;  // device block -> blocks, reserved for in-flight writes
-  std::set<uint64_t> speculative_inodes_;  // given speculative preallocation (see begin)
 };
 
 }  // namespace stablefs

@@ -5,6 +5,7 @@
 #include "fs/data_release.h"
 #include "fs/extent_map.h"
 #include "fs/file_mapper.h"
+#include "fs/speculative_list.h"
 
 namespace stablefs {
 namespace {
@@ -37,26 +38,44 @@ Status FileSpace::punch(uint64_t ino, uint64_t first_block, uint64_t nblocks) {
 }
 
 Status FileSpace::trim_speculative(uint64_t ino) {
-  // Find the speculative extents past EOF first, then free them step by step.
+  // Find the speculative extents past EOF first, then free them step by step; the inode
+  // leaves the speculative list last (a crash before that leaves it listed for the next mount).
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   {
     std::lock_guard lock(fs_.mu_);
     MetadataStore& store = *fs_.store_;
     if (store.read_only()) return {};  // left for a read-write mount to trim
     Result<Inode> inode = fs_.load_inode(ino);
-    if (!inode.ok()) return inode.status().code() == ENOENT ? Status{} : inode.status();
-    if (!S_ISREG(inode->rec.mode)) return {};
-    const uint64_t bs = store.superblock().block_size;
-    ExtentMap extents(store, ino);
-    uint64_t fb = (inode->rec.size + bs - 1) / bs;
-    while (true) {
-      SFS_ASSIGN(MappedPiece piece, extents.find(fb));
-      if (piece.extent && (piece.extent->flags & kExtentSpeculative)) ranges.emplace_back(fb, piece.nblocks);
-      if (piece.nblocks >= ~0ull - fb) break;  // the hole that ends the file
-      fb += piece.nblocks;
+    if (!inode.ok() && inode.status().code() != ENOENT) return inode.status();
+    if (inode.ok() && S_ISREG(inode->rec.mode)) {
+      const uint64_t bs = store.superblock().block_size;
+      ExtentMap extents(store, ino);
+      uint64_t fb = (inode->rec.size + bs - 1) / bs;
+      while (true) {
+        SFS_ASSIGN(MappedPiece piece, extents.find(fb));
+        if (piece.extent && (piece.extent->flags & kExtentSpeculative)) ranges.emplace_back(fb, piece.nblocks);
+        if (piece.nblocks >= ~0ull - fb) break;  // the hole that ends the file
+        fb += piece.nblocks;
+      }
     }
   }
   for (const auto& [first, n] : ranges) SFS_TRY(free_blocks(ino, first, n, false));
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  SFS_ASSIGN(const bool listed, store.fs_tree().lookup(speculative_key(ino), nullptr));
+  if (!listed) return {};
+  SFS_TRY(store.begin_operation(kStepOpBlocks));
+  return store.end_operation(remove_speculative(store, ino));
+}
+
+Status FileSpace::trim_listed_speculative() {
+  std::vector<uint64_t> listed;
+  {
+    std::lock_guard lock(fs_.mu_);
+    if (fs_.store_->read_only()) return {};
+    SFS_ASSIGN(listed, list_speculative(*fs_.store_));
+  }
+  for (uint64_t ino : listed) SFS_TRY(trim_speculative(ino));
   return {};
 }
 

@@ -32,6 +32,9 @@ class FileSpace {
   // error (it was freed). REQUIRES: no I/O of ino in flight (the caller holds its whole-file
   // range lock).
   Status trim_speculative(uint64_t ino);
+  // trim_speculative for every inode on the speculative list (fs/speculative_list.h): at
+  // mount, what a crash left; at unmount, every stream still open. REQUIRES: no I/O in flight.
+  Status trim_listed_speculative();
   // lseek SEEK_DATA / SEEK_HOLE semantics; unwritten extents count as holes. ENXIO past data.
   Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return seek(ino, offset, true); }
   Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset) { return seek(ino, offset, false); }

@@ -70,7 +70,10 @@ inline constexpr uint64_t kRoCompatDataChecksums = 1ull << 0;
 // and its fsck would free their blocks while their extents still name them).
 inline constexpr uint64_t kRoCompatOrphans = 1ull << 1;
 inline constexpr uint64_t kKnownCompat = 0;
-inline constexpr uint64_t kKnownIncompat = 0;
+// Set exactly while the speculative-preallocation list (fs/speculative_list.h) is not empty:
+// extents may then carry kExtentSpeculative, which a binary that does not know it rejects.
+inline constexpr uint64_t kIncompatSpeculative = 1ull << 0;
+inline constexpr uint64_t kKnownIncompat = kIncompatSpeculative;
 inline constexpr uint64_t kKnownRoCompat = kRoCompatDataChecksums | kRoCompatOrphans;
 
 inline constexpr uint32_t kStateClean = 1;

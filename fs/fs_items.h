@@ -23,6 +23,7 @@ enum ItemType : uint8_t {
   kItemXattr = 4,    // (ino, 4, name slot)            -> XattrRecord
   kItemSymlink = 5,  // (ino, 5, chunk index)          -> raw bytes of the target
   kItemOrphan = 6,   // (kOrphanListObjectid, 6, ino)  -> OrphanRecord
+  kItemSpeculative = 7,  // (kOrphanListObjectid, 7, ino) -> empty: ino may hold speculative extents
 };
 // The orphan list (inodes whose last link is gone but which were still in use) is filed
 // under the root directory's objectid: the filesystem tree keeps starting with the root
@@ -72,8 +73,9 @@ struct DirentRecord {
 
 inline constexpr uint32_t kExtentUnwritten = 1u << 0;
 // Speculative preallocation past EOF for an appending stream (always with kExtentUnwritten):
-// freed when the file is next closed, unless written first (then the flag goes with
-// kExtentUnwritten). Persisted so that space preallocated before a crash is still trimmed.
+// what lies past EOF is freed when the file is next closed (or at mount after a crash; see
+// fs/speculative_list.h); written blocks lose both flags. Where the file has grown over it
+// (truncate up, a write further out) it is an ordinary unwritten extent.
 inline constexpr uint32_t kExtentSpeculative = 1u << 1;
 struct ExtentRecord {
   uint64_t dev_block = 0;

@@ -12,6 +12,7 @@
 #include "fs/fs_items.h"
 #include "fs/metadata_store.h"
 #include "fs/orphan_list.h"
+#include "fs/speculative_list.h"
 #include "fs/superblock_io.h"
 
 namespace stablefs {
@@ -150,6 +151,11 @@ class FsckRun {
         orphan_entries_[k.offset] = *rec;
         return;
       }
+      case kItemSpeculative:
+        if (k.objectid != kOrphanListObjectid || !v.empty())
+          return problem("speculative list: malformed entry " + k.to_string());
+        speculative_entries_.insert(k.offset);
+        return;
       case kItemSymlink: {
         auto& s = symlinks_[k.objectid];
         if (k.offset != s.chunks) problem(ino_name(k.objectid) + ": symlink chunk " + std::to_string(k.offset) + " is out of sequence");
@@ -221,6 +227,7 @@ class FsckRun {
       if (!inodes_.count(ino)) problem(ino_name(ino) + ": extents of a missing inode");
 
     check_orphan_entries(refs);
+    check_speculative_entries();
 
     uint64_t max_ino = 0;
     for (auto& [ino, rec] : inodes_) {
@@ -323,6 +330,43 @@ class FsckRun {
       });
     } else if (bit && orphan_entries_.empty() && opts_.repair) {
       store_.superblock().ro_compat &= ~kRoCompatOrphans;
+    }
+  }
+
+  // Each entry of the speculative list names an existing inode; every inode with speculative
+  // extents past EOF is listed (else a crash would strand them); the incompat bit says whether the
+  // list is empty (set over an empty list is harmless: repair clears it, as trimming does).
+  void check_speculative_entries() {
+    const bool bit = sb_.incompat & kIncompatSpeculative;
+    for (uint64_t ino : speculative_entries_) {
+      if (inodes_.count(ino)) continue;
+      std::string line = "speculative list: " + ino_name(ino) + " does not exist (stale entry)";
+      problem(line);
+      repair(line + " (entry removed)", [&, ino] { return remove_speculative(store_, ino); });
+    }
+    // A speculative extent the file has grown over is an ordinary unwritten one: only what
+    // lies past EOF is trimmed, so only that must be listed.
+    for (const auto& [ino, list] : extents_) {
+      auto inode = inodes_.find(ino);
+      if (inode == inodes_.end() || speculative_entries_.count(ino)) continue;
+      const uint64_t eof_block = (inode->second.size + sb_.block_size - 1) / sb_.block_size;
+      bool speculative = false;
+      for (const ExtentFound& e : list)
+        speculative |= (e.rec.flags & kExtentSpeculative) && e.file_block + e.rec.nblocks > eof_block;
+      if (!speculative) continue;
+      std::string line = ino_name(ino) + ": speculative extents, but not on the speculative list";
+      problem(line);
+      repair(line + " (listed)", [&, ino = ino] { return add_speculative(store_, ino); });
+    }
+    if (!bit && !speculative_entries_.empty()) {
+      std::string line = "superblock speculative feature bit is clear but the speculative list is not empty";
+      problem(line);
+      repair(line, [&] {
+        store_.superblock().incompat |= kIncompatSpeculative;
+        return Status();
+      });
+    } else if (bit && speculative_entries_.empty() && opts_.repair) {
+      store_.superblock().incompat &= ~kIncompatSpeculative;
     }
   }
 
@@ -482,6 +526,7 @@ class FsckRun {
   std::map<uint64_t, CsumGroup> csum_groups_;
   std::vector<uint64_t> written_;
   std::map<uint64_t, OrphanRecord> orphan_entries_;      // the orphan list, as found
+  std::set<uint64_t> speculative_entries_;               // the speculative list, as found
   std::set<uint64_t> live_orphans_;                      // entries that name a proper orphan
   std::unordered_map<uint64_t, uint64_t> entries_in_;    // directory -> entries it holds
 };

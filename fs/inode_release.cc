@@ -4,6 +4,7 @@
 
 #include "fs/data_release.h"
 #include "fs/fs_items.h"
+#include "fs/speculative_list.h"
 
 namespace stablefs {
 
@@ -60,6 +61,7 @@ Status remove_inode_items(MetadataStore& store, uint64_t ino) {
   SFS_TRY(decode_error);
   for (const ExtentRecord& e : extents) SFS_TRY(release_data_blocks(store, e.dev_block, e.nblocks));
   for (const Key& k : keys) SFS_TRY(store.fs_tree().remove(k));
+  SFS_TRY(remove_speculative(store, ino));  // its speculative space went with its extents
   store.superblock().inode_count--;
   return {};
 }

@@ -24,6 +24,10 @@ Result<std::unique_ptr<Volume>> Volume::open(const std::string& path, VolumeOpti
   cfg.bounce = v->decision_.bounce;
   cfg.memory_alignment = v->device_->memory_alignment();
   v->engine_ = std::make_unique<DirectIo>(*v->mapper_, *v->mapper_, *v->queue_, *v->pool_, v->stats_, v->locks_, cfg);
+  if (!opts.read_only) {
+    // Speculative preallocation listed on disk was left by a crash (a clean unmount trims it).
+    if (Status s = v->space_->trim_listed_speculative(); !s.ok()) return s.with_context(path + ": trimming preallocation");
+  }
   return v;
 }
 
@@ -143,12 +147,7 @@ Status Volume::close() {
   closed_ = true;
   queue_.reset();  // waits for in-flight I/O
   if (!fs_) return {};  // open() failed before the filesystem was opened
-  Status trimmed;
-  if (mapper_)
-    for (uint64_t ino : mapper_->take_speculative_inodes()) {
-      Status s = space_->trim_speculative(ino);
-      if (!s.ok() && trimmed.ok()) trimmed = s;
-    }
+  Status trimmed = space_ ? space_->trim_listed_speculative() : Status{};
   Status closed = fs_->close();
   return closed.ok() ? trimmed : closed;
 }

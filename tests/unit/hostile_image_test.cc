@@ -437,6 +437,9 @@ bool harmless(const std::string& field, const std::vector<uint8_t>& v, const Pop
   if (field == "state") return x == kStateClean || x == kStateDirty;
   if (field == "next_ino") return x > p.max_ino && x < (1ull << 62);
   if (field == "ro_compat") return (x & ~kKnownRoCompat) == 0;  // no data blocks exist to lose checksums
+  // The only known incompat bit says the speculative list may be non-empty; over an empty
+  // list it is harmless (fsck repair clears it), like the orphan bit.
+  if (field == "incompat") return (x & ~kKnownIncompat) == 0;
   return false;
 }
 

@@ -11,6 +11,8 @@
 
 #include "bounce/aligned_buffer.h"
 #include "fs/extent_map.h"
+#include "fs/fsck.h"
+#include "fs/speculative_list.h"
 #include "fs/volume.h"
 #include "support/formatted_image.h"
 
@@ -129,7 +131,7 @@ TEST_CASE("preallocation: an appending stream gets few extents; close frees what
   expect_fsck_clean(img.path);
 }
 
-TEST_CASE("preallocation: unmount trims every open stream; a crash leaves it for the next close") {
+TEST_CASE("preallocation: unmount trims every open stream; after a crash the next mount does") {
   FormattedImage img(128ull << 20);
   const size_t total = 2u << 20;
   std::vector<uint8_t> data;
@@ -140,6 +142,7 @@ TEST_CASE("preallocation: unmount trims every open stream; a crash leaves it for
     ino = vol->fs().mknod(kRootIno, "f", S_IFREG | 0644, 0, {})->ino;
     data = append_stream(*vol, ino, total, 64u << 10);
     REQUIRE(count_extents(*vol, ino).speculative >= 1);
+    CHECK((vol->fs().store().superblock().incompat & kIncompatSpeculative) != 0);
     REQUIRE(vol->sync().ok());
     crashed = img.crash_copy();  // the device as a crash now would leave it
     REQUIRE(vol->close().ok());  // clean unmount without a release: close trims
@@ -148,23 +151,70 @@ TEST_CASE("preallocation: unmount trims every open stream; a crash leaves it for
     auto vol = open_volume(img.path);
     CHECK(count_extents(*vol, ino).speculative == 0);
     CHECK(vol->fs().getattr(ino)->rec.blocks == total / vol->fs().statfs().block_size);
+    CHECK(vol->fs().store().superblock().incompat == 0);  // the list is empty: older binaries mount it
     REQUIRE(vol->close().ok());
   }
   expect_fsck_clean(img.path);
 
-  // After the crash the preallocation is still there (legal past EOF, fsck clean) and the
-  // file's next close frees it.
+  // After the crash the preallocation is still there, listed (fsck clean); a read-only mount
+  // leaves it, a read-write mount trims it at once.
   expect_fsck_clean(crashed);
+  uint64_t speculative_blocks = 0, free_before = 0;
+  {
+    auto ro = Volume::open(crashed, {.read_only = true});
+    REQUIRE_MESSAGE(ro.ok(), ro.status().message());
+    const ExtentCounts before = count_extents(**ro, ino);
+    CHECK(before.speculative >= 1);
+    speculative_blocks = before.speculative_blocks;
+    free_before = (*ro)->fs().statfs().free_blocks;
+    expect_reads_back(**ro, ino, data);
+  }
   auto vol = open_volume(crashed);
   const uint64_t bs = vol->fs().statfs().block_size;
-  const ExtentCounts before = count_extents(*vol, ino);
-  CHECK(before.speculative >= 1);
-  const uint64_t free_before = vol->fs().statfs().free_blocks;
-  expect_reads_back(*vol, ino, data);
-  REQUIRE(vol->release(ino).ok());
   CHECK(count_extents(*vol, ino).speculative == 0);
   CHECK(vol->fs().getattr(ino)->rec.blocks == total / bs);
-  CHECK(vol->fs().statfs().free_blocks == free_before + before.speculative_blocks);
+  CHECK(vol->fs().statfs().free_blocks == free_before + speculative_blocks);
+  CHECK(vol->fs().store().superblock().incompat == 0);
+  expect_reads_back(*vol, ino, data);
+  REQUIRE(vol->close().ok());
+  vol.reset();
+  expect_fsck_clean(crashed);
+}
+
+TEST_CASE("preallocation: fsck reports speculative extents missing from the list, and repairs it") {
+  FormattedImage img(128ull << 20);
+  uint64_t ino = 0;
+  std::string crashed;
+  {
+    auto vol = open_volume(img.path);
+    ino = vol->fs().mknod(kRootIno, "f", S_IFREG | 0644, 0, {})->ino;
+    append_stream(*vol, ino, 1u << 20, 64u << 10);
+    REQUIRE(count_extents(*vol, ino).speculative >= 1);
+    // Drop the entry behind the data path's back (what an older or buggy writer could leave).
+    MetadataStore& store = vol->fs().store();
+    REQUIRE(store.begin_operation(8).ok());
+    REQUIRE(store.end_operation(remove_speculative(store, ino)).ok());
+    REQUIRE(vol->sync().ok());
+    crashed = img.crash_copy();
+  }
+  {
+    auto dev = FileDevice::open(crashed, {.read_only = true});
+    REQUIRE(dev.ok());
+    FsckReport rep = run_fsck(**dev, {});
+    REQUIRE(rep.problems.size() == 1);
+    CHECK(rep.problems[0].find("not on the speculative list") != std::string::npos);
+  }
+  {
+    auto dev = FileDevice::open(crashed, {});
+    REQUIRE(dev.ok());
+    FsckOptions repair;
+    repair.repair = true;
+    FsckReport rep = run_fsck(**dev, repair);
+    CHECK(rep.exit_code() == kFsckCorrected);
+  }
+  expect_fsck_clean(crashed);
+  auto vol = open_volume(crashed);  // the repaired list lets the mount trim it
+  CHECK(count_extents(*vol, ino).speculative == 0);
   REQUIRE(vol->close().ok());
   vol.reset();
   expect_fsck_clean(crashed);
