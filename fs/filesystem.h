@@ -70,7 +70,9 @@ struct FsStats {
 };
 
 enum RenameFlags : unsigned { kRenameNoReplace = 1u << 0, kRenameExchange = 1u << 1 };
-enum XattrFlags : int { kXattrCreate = 1, kXattrReplace = 2 };
+// kXattrAclKillSgid: setting an access ACL also clears the set-group-ID bit (the caller is
+// neither in the file's group nor privileged, as the kernel decides for local filesystems).
+enum XattrFlags : int { kXattrCreate = 1, kXattrReplace = 2, kXattrAclKillSgid = 4 };
 
 class Filesystem {
  public:
@@ -168,8 +170,9 @@ class Filesystem {
   Status chmod_acl(const Inode& inode);
   // setxattr of an ACL: validates value (EINVAL), a default ACL only on a directory (EACCES);
   // an access ACL sets the inode's mode bits. Returns whether to store the value (false: the
-  // mode says it all; any stored one is to be removed).
-  Result<bool> set_acl_xattr(Inode& inode, std::string_view name, std::span<const uint8_t> value);
+  // mode says it all; any stored one is to be removed). kill_sgid: an access ACL also clears
+  // S_ISGID (XattrFlags::kXattrAclKillSgid).
+  Result<bool> set_acl_xattr(Inode& inode, std::string_view name, std::span<const uint8_t> value, bool kill_sgid);
   void touch_times(Inode& inode, bool mtime, bool ctime);
 
   mutable std::mutex mu_;

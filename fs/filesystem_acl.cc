@@ -47,13 +47,15 @@ Status Filesystem::chmod_acl(const Inode& inode) {
   return store_->fs_tree().put({inode.ino, kItemXattr, stored->first}, rec.encode());
 }
 
-Result<bool> Filesystem::set_acl_xattr(Inode& inode, std::string_view name, std::span<const uint8_t> value) {
+Result<bool> Filesystem::set_acl_xattr(Inode& inode, std::string_view name, std::span<const uint8_t> value,
+                                       bool kill_sgid) {
   SFS_ASSIGN(PosixAcl acl, parse_acl_xattr(value));
   if (name == kAclDefaultXattr) {
     if (!S_ISDIR(inode.rec.mode)) return Status::error(EACCES, "a default ACL is only for directories");
     return true;
   }
   inode.rec.mode = (inode.rec.mode & ~0777u) | acl_mode_bits(acl);
+  if (kill_sgid) inode.rec.mode &= ~static_cast<uint32_t>(S_ISGID);
   return !acl_is_minimal(acl);
 }
 

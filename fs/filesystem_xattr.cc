@@ -71,7 +71,7 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const
   if (!existing && (flags & kXattrReplace)) return Status::error(ENODATA, "no such xattr: " + std::string(name));
   if (is_acl_xattr(name)) {
     // An ACL is validated and the access ACL sets the mode; one the mode expresses is not kept.
-    SFS_ASSIGN(bool keep, set_acl_xattr(inode, name, value));
+    SFS_ASSIGN(bool keep, set_acl_xattr(inode, name, value, (flags & kXattrAclKillSgid) != 0));
     if (!keep) {
       Status st = [&]() -> Status {
         if (existing) SFS_TRY(store_->fs_tree().remove({ino, kItemXattr, existing->first}));

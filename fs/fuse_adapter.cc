@@ -500,11 +500,33 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
   });
 }
 
+// Whether the caller is root or a member of ino's group (its own gid or a supplementary one).
+bool caller_in_group_or_root(fuse_req_t req, fuse_ino_t ino) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  if (ctx->uid == 0) return true;
+  auto inode = fsys(req).getattr(ino);
+  if (!inode.ok()) return true;  // the setxattr itself will fail
+  const gid_t gid = inode->rec.gid;
+  if (ctx->gid == gid) return true;
+  std::vector<gid_t> groups(64);
+  int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+  if (n > static_cast<int>(groups.size())) {
+    groups.resize(static_cast<size_t>(n));
+    n = fuse_req_getgroups(req, n, groups.data());
+  }
+  for (int i = 0; i < n && i < static_cast<int>(groups.size()); ++i)
+    if (groups[static_cast<size_t>(i)] == gid) return true;
+  return false;
+}
+
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
   guard(req, [&] {
     int f = 0;
     if (flags & XATTR_CREATE) f |= kXattrCreate;
     if (flags & XATTR_REPLACE) f |= kXattrReplace;
+    // The kernel's FUSE_SETXATTR_ACL_KILL_SGID does not reach this op in libfuse 3.14: decide
+    // here, as the kernel does for local filesystems.
+    if (std::string_view(name) == kAclAccessXattr && !caller_in_group_or_root(req, ino)) f |= kXattrAclKillSgid;
     reply_status(req, fsys(req).setxattr(ino, name, {reinterpret_cast<const uint8_t*>(value), size}, f));
   });
 }

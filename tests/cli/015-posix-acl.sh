@@ -105,6 +105,19 @@ if os.stat(sys.argv[1]).st_mode != before:
     raise SystemExit("FAIL: a refused ACL changed the mode")
 PY
 
+# Setting an access ACL clears the set-group-ID bit when its owner is not in the file's group
+# (as on local filesystems); root, or an owner in the group, keeps it.
+mkdir -p "$mnt/sg" && chmod 777 "$mnt/sg"
+as $A touch "$mnt/sg/out" "$mnt/sg/in"
+chown 1001:0 "$mnt/sg/out" && chmod 2770 "$mnt/sg/out"      # group root: user 1001 is not in it
+chown 1001:1001 "$mnt/sg/in" && chmod 2770 "$mnt/sg/in"     # its own group
+as $A setfacl -m u:1002:r "$mnt/sg/out" || fail "owner's setfacl on sg/out"
+as $A setfacl -m u:1002:r "$mnt/sg/in" || fail "owner's setfacl on sg/in"
+[ $(( 0$(stat -c %a "$mnt/sg/out") & 02000 )) -eq 0 ] || fail "setgid kept by a non-member's ACL: $(stat -c %a "$mnt/sg/out")"
+[ $(( 0$(stat -c %a "$mnt/sg/in") & 02000 )) -ne 0 ] || fail "setgid lost by a member's ACL: $(stat -c %a "$mnt/sg/in")"
+chown 1001:0 "$mnt/sg/in" && chmod 2770 "$mnt/sg/in" && setfacl -m u:1002:rw "$mnt/sg/in" || fail "root's setfacl"
+[ $(( 0$(stat -c %a "$mnt/sg/in") & 02000 )) -ne 0 ] || fail "setgid lost by root's ACL: $(stat -c %a "$mnt/sg/in")"
+
 # Everything survives remount; fsck is clean.
 before=$(cd "$mnt" && getfacl -R -p . 2>/dev/null)
 umount_fs "$mnt"
