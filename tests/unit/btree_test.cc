@@ -428,6 +428,19 @@ uint64_t load_until_root_level(Harness& h, Model& model, uint16_t level) {
   return i;
 }
 
+// Removes the largest key n times, checking the whole tree after every removal; then the tree
+// must hold exactly the model.
+void remove_from_right_end(Harness& h, Model& model, size_t n) {
+  for (size_t removed = 0; removed < n; ++removed) {
+    const Key last = std::prev(model.end())->first;
+    EXPECT_OK(h.tree->remove(last));
+    model.erase(last);
+    CheckReport rep = check_tree(*h.tree, &model);
+    if (!rep.problems.empty()) FAIL("after removing " << removed + 1 << ": " << rep.problems[0]);
+  }
+  expect_matches(h, model);
+}
+
 TEST_CASE("btree: emptying the newest leaf after a sequential internal split") {
   // Regression: a sequential load that splits an internal node at the right edge must leave
   // the new internal node with a sibling for its leaves, so that emptying the last leaf merges
@@ -478,14 +491,7 @@ TEST_CASE("btree: a one-entry internal node (an older image's shape) is rebalanc
   expect_matches(h, model);
   REQUIRE(node_count(h.meta, edge.level1) == 1);
   const size_t in_leaf = node_count(h.meta, right_edge(h).leaf);
-  for (size_t removed = 0; removed < in_leaf + 5; ++removed) {
-    const Key last = std::prev(model.end())->first;
-    EXPECT_OK(h.tree->remove(last));
-    model.erase(last);
-    CheckReport rep = check_tree(*h.tree, &model);
-    if (!rep.problems.empty()) FAIL("after removing " << removed + 1 << ": " << rep.problems[0]);
-  }
-  expect_matches(h, model);
+  remove_from_right_end(h, model, in_leaf + 5);
   std::mt19937_64 rng(12);
   drain(h, model, rng);
 }
@@ -524,14 +530,7 @@ TEST_CASE("btree: a chain of one-entry internal nodes (an older image's shape) i
     ++h.root_changes;
   });
   expect_matches(h, model);
-  for (int removed = 0; removed < 25; ++removed) {
-    const Key last = std::prev(model.end())->first;
-    EXPECT_OK(h.tree->remove(last));
-    model.erase(last);
-    CheckReport rep = check_tree(*h.tree, &model);
-    if (!rep.problems.empty()) FAIL("after removing " << removed + 1 << ": " << rep.problems[0]);
-  }
-  expect_matches(h, model);
+  remove_from_right_end(h, model, 25);
   std::mt19937_64 rng(13);
   drain(h, model, rng);
 }

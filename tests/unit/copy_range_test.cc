@@ -9,6 +9,7 @@
 
 #include "fs/copy_range.h"
 #include "fs/mkfs.h"
+#include "support/random_bytes.h"
 
 namespace stablefs {
 namespace {
@@ -57,12 +58,7 @@ struct CopyImage {
   std::unique_ptr<Volume> vol;
 };
 
-std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
-  std::vector<uint8_t> v(n);
-  std::mt19937 rng(seed);
-  for (auto& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
+std::vector<uint8_t> pattern(size_t n, uint32_t seed) { return test::random_bytes(n, seed); }
 
 bool all_zero(const std::vector<uint8_t>& v) {
   return std::all_of(v.begin(), v.end(), [](uint8_t b) { return b == 0; });

@@ -18,6 +18,7 @@
 #include "fs/orphan_list.h"
 #include "fs/volume.h"
 #include "support/formatted_image.h"
+#include "support/random_bytes.h"
 
 namespace stablefs {
 namespace {
@@ -67,12 +68,7 @@ Inode make_fragmented_file(Filesystem& fs, const std::string& name, uint64_t ext
 
 using TempImage = test::FormattedImage;
 
-std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
-  std::vector<uint8_t> v(n);
-  std::mt19937 rng(seed);
-  for (auto& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
+std::vector<uint8_t> pattern(size_t n, uint32_t seed) { return test::random_bytes(n, seed); }
 
 }  // namespace
 

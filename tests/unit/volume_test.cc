@@ -12,18 +12,14 @@
 #include "fs/mkfs.h"
 #include "fs/volume.h"
 #include "support/formatted_image.h"
+#include "support/random_bytes.h"
 
 namespace stablefs {
 namespace {
 
 using TempImage = test::FormattedImage;
 
-std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
-  std::vector<uint8_t> v(n);
-  std::mt19937 rng(seed);
-  for (auto& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
+std::vector<uint8_t> pattern(size_t n, uint32_t seed) { return test::random_bytes(n, seed); }
 
 }  // namespace
 
