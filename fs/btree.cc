@@ -292,6 +292,15 @@ Status BTree::scan(const Key& from, const Key& to,
   }
 }
 
+Result<bool> BTree::contains_any(const Key& from, const Key& to) {
+  bool any = false;
+  SFS_TRY(scan(from, to, [&](const Key&, std::span<const uint8_t>) {
+    any = true;
+    return false;
+  }));
+  return any;
+}
+
 Status BTree::insert(const Key& key, std::span<const uint8_t> value) { return store(key, value, false); }
 
 Status BTree::put(const Key& key, std::span<const uint8_t> value) { return store(key, value, true); }

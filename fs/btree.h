@@ -66,6 +66,8 @@ class BTree {
   // false. fn must not modify the tree; the value span is valid only during the call.
   Status scan(const Key& from, const Key& to,
               const std::function<bool(const Key&, std::span<const uint8_t>)>& fn);
+  // Whether any item has from <= key <= to.
+  Result<bool> contains_any(const Key& from, const Key& to);
   // Frees every block of the tree (the tree is unusable afterwards). The whole tree is walked
   // first; if any node cannot be read or is corrupt nothing is freed and the error returned.
   Status destroy();

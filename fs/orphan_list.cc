@@ -13,15 +13,6 @@ static_assert(kOrphanListObjectid == kRootIno, "the orphan list hangs off the ro
 constexpr size_t kExtentsPerStep = 32;
 constexpr size_t kStepBlocks = 96;
 
-Result<bool> list_empty(MetadataStore& store) {
-  bool empty = true;
-  SFS_TRY(store.fs_tree().scan(orphan_key(0), orphan_key(~0ull), [&](const Key&, std::span<const uint8_t>) {
-    empty = false;
-    return false;
-  }));
-  return empty;
-}
-
 // One operation around fn; a failure after changes shuts the store down (end_operation).
 template <typename Fn>
 auto in_operation(MetadataStore& store, size_t blocks, Fn&& fn) -> decltype(fn()) {
@@ -42,8 +33,8 @@ Status add_orphan(MetadataStore& store, uint64_t ino, uint64_t generation) {
 
 Status remove_orphan(MetadataStore& store, uint64_t ino) {
   SFS_TRY(store.fs_tree().remove(orphan_key(ino)));
-  SFS_ASSIGN(bool empty, list_empty(store));
-  if (empty) store.superblock().ro_compat &= ~kRoCompatOrphans;
+  SFS_ASSIGN(const bool any, store.fs_tree().contains_any(orphan_key(0), orphan_key(~0ull)));
+  if (!any) store.superblock().ro_compat &= ~kRoCompatOrphans;
   return {};
 }
 

@@ -14,12 +14,8 @@ Status add_speculative(MetadataStore& store, uint64_t ino) {
 Status remove_speculative(MetadataStore& store, uint64_t ino) {
   SFS_ASSIGN(const bool listed, store.fs_tree().lookup(speculative_key(ino), nullptr));
   if (listed) SFS_TRY(store.fs_tree().remove(speculative_key(ino)));
-  bool empty = true;
-  SFS_TRY(store.fs_tree().scan(speculative_key(0), speculative_key(~0ull), [&](const Key&, std::span<const uint8_t>) {
-    empty = false;
-    return false;
-  }));
-  if (empty) store.superblock().incompat &= ~kIncompatSpeculative;
+  SFS_ASSIGN(const bool any, store.fs_tree().contains_any(speculative_key(0), speculative_key(~0ull)));
+  if (!any) store.superblock().incompat &= ~kIncompatSpeculative;
   return {};
 }
 
