@@ -335,6 +335,24 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   });
 }
 
+// Counts a reply as pending (FuseServer::State::reply_pending) for the span of starting the
+// request: if starting throws before the completion callback was handed over, the count is
+// taken back (guard() then replies with the error).
+class PendingReply {
+ public:
+  explicit PendingReply(FuseServer::State& st) : st_(st) { st_.reply_pending(); }
+  ~PendingReply() {
+    if (!handed_over_) st_.reply_sent();
+  }
+  PendingReply(const PendingReply&) = delete;
+  PendingReply& operator=(const PendingReply&) = delete;
+  void handed_over() { handed_over_ = true; }
+
+ private:
+  FuseServer::State& st_;
+  bool handed_over_ = false;
+};
+
 // Reads and writes are answered from the I/O completion: the worker starts the request and
 // returns. A read goes into a leased reply buffer that lives until the reply is sent. A write
 // returns at once when the engine copies the data (bounce, or libfuse's unaligned payload);
@@ -344,12 +362,13 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     FuseServer::State& st = state(req);
     std::shared_ptr<ReplyBuffers::Lease> buf = st.read_buffers.get(size);
     std::span<uint8_t> dst = buf->span();
-    st.reply_pending();
+    PendingReply pending(st);
     vol(req).read_async(ino, static_cast<uint64_t>(off), dst, [req, buf, &st](Result<size_t> r) {
       if (!r.ok()) reply_status(req, r.status());
       else fuse_reply_buf(req, reinterpret_cast<const char*>(buf->span().data()), *r);
       st.reply_sent();
     });
+    pending.handed_over();
   });
 }
 
@@ -359,7 +378,7 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
   guard(req, [&] {
     FuseServer::State& st = state(req);
     std::shared_ptr<const void> payload = keep_receive_buffer();
-    st.reply_pending();
+    PendingReply pending(st);
     vol(req).write_async(
         ino, static_cast<uint64_t>(off), {reinterpret_cast<const uint8_t*>(data), size},
         [req, payload, &st](Result<size_t> r) {
@@ -368,6 +387,7 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
           st.reply_sent();
         },
         payload != nullptr);
+    pending.handed_over();
   });
 }
 
