@@ -23,10 +23,17 @@ Status FileSpace::set_size(uint64_t ino, uint64_t size) {
     SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
     if (!S_ISREG(inode.rec.mode)) return Status::error(S_ISDIR(inode.rec.mode) ? EISDIR : EINVAL, "not a regular file");
     const uint64_t bs = store.superblock().block_size;
+    const bool shrinks = size < inode.rec.size;
     inode.rec.size = size;
     Timespec now = now_timespec();
     inode.rec.mtime = inode.rec.ctime = now;
-    SFS_TRY(store.end_operation(fs_.save_inode(inode)));
+    Status st = [&]() -> Status {
+      // Shrinking leaves extents past EOF until the steps below free them; speculative ones
+      // the file had grown over would be stranded by a crash in between unless listed.
+      if (shrinks) SFS_TRY(add_speculative(store, ino));
+      return fs_.save_inode(inode);
+    }();
+    SFS_TRY(store.end_operation(st));
     first_free_block = (size + bs - 1) / bs;
   }
   // Blocks past the new end, in steps (each leaves a consistent file: extents past EOF are legal).
@@ -75,8 +82,14 @@ Status FileSpace::trim_listed_speculative() {
     if (fs_.store_->read_only()) return {};
     SFS_ASSIGN(listed, list_speculative(*fs_.store_));
   }
-  for (uint64_t ino : listed) SFS_TRY(trim_speculative(ino));
-  return {};
+  // One inode that cannot be trimmed does not keep the others from it; it stays listed.
+  Status first_error;
+  for (uint64_t ino : listed) {
+    Status s = trim_speculative(ino);
+    if (!s.ok() && first_error.ok())
+      first_error = s.with_context("inode " + std::to_string(ino) + ": trimming speculative preallocation");
+  }
+  return first_error;
 }
 
 Status FileSpace::free_blocks(uint64_t ino, uint64_t first_block, uint64_t nblocks, bool touch_times) {

@@ -33,7 +33,8 @@ class FileSpace {
   // range lock).
   Status trim_speculative(uint64_t ino);
   // trim_speculative for every inode on the speculative list (fs/speculative_list.h): at
-  // mount, what a crash left; at unmount, every stream still open. REQUIRES: no I/O in flight.
+  // mount, what a crash left; at unmount, every stream still open. An inode that fails stays
+  // listed and the rest are still trimmed; returns the first failure. REQUIRES: no I/O in flight.
   Status trim_listed_speculative();
   // lseek SEEK_DATA / SEEK_HOLE semantics; unwritten extents count as holes. ENXIO past data.
   Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return seek(ino, offset, true); }

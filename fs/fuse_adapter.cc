@@ -51,24 +51,32 @@ struct FuseServer::State {
   // until the forget or release that drops its last hold frees it.
   void add_lookup(uint64_t ino) { volume->fs().acquire_inode(ino); }
   void forget(uint64_t ino, uint64_t n) { drop(ino, n); }
-  // An open handle: a hold, and a count of the inode's open handles (the last close trims
-  // speculative preallocation). close_handle ends the count and says whether it was the last;
-  // drop_handle then drops the hold.
+  // An open handle: a hold, and a count of the inode's open handles. end_handle (release, or
+  // an open whose reply failed) ends both: the last handle of ino trims its speculative
+  // preallocation (Volume::release), then the hold goes. end_handle never throws and returns
+  // the trim's status.
   void add_handle(uint64_t ino) {
-    volume->fs().acquire_inode(ino);
-    std::lock_guard lock(handles_mu_);
-    ++open_handles_[ino];
-  }
-  bool close_handle(uint64_t ino) {
-    std::lock_guard lock(handles_mu_);
-    auto it = open_handles_.find(ino);
-    if (it == open_handles_.end() || --it->second == 0) {
-      if (it != open_handles_.end()) open_handles_.erase(it);
-      return true;
+    {
+      std::lock_guard lock(handles_mu_);
+      ++open_handles_[ino];
     }
-    return false;
+    try {
+      volume->fs().acquire_inode(ino);
+    } catch (...) {
+      (void)close_handle(ino);
+      throw;
+    }
   }
-  void drop_handle(uint64_t ino) { drop(ino, 1); }
+  Status end_handle(uint64_t ino) noexcept {
+    Status st;
+    try {
+      if (close_handle(ino)) st = volume->release(ino);
+    } catch (...) {
+      st = Status::error(ENOMEM, "out of memory");  // short: no allocation here
+    }
+    drop(ino, 1);
+    return st;
+  }
 
  private:
   std::mutex pending_mu_;
@@ -76,6 +84,16 @@ struct FuseServer::State {
   uint64_t pending_ = 0;  // REQUIRES: pending_mu_
   std::mutex handles_mu_;
   std::unordered_map<uint64_t, uint64_t> open_handles_;  // ino -> open handles; REQUIRES: handles_mu_
+
+  // Ends one open handle's count; true when it was ino's last.
+  bool close_handle(uint64_t ino) noexcept {
+    std::lock_guard lock(handles_mu_);
+    auto it = open_handles_.find(ino);
+    if (it == open_handles_.end()) return true;
+    if (--it->second != 0) return false;
+    open_handles_.erase(it);
+    return true;
+  }
 
   // No reply carries an error of forget or release: a failed free is logged, and the orphan
   // stays listed for unmount or the next mount to free.
@@ -313,8 +331,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     set_open_flags(fi);
     state(req).add_handle(ino);  // dropped by op_release
     if (fuse_reply_open(req, fi) != 0) {
-      state(req).close_handle(ino);
-      state(req).drop_handle(ino);
+      (void)state(req).end_handle(ino);
     }
   });
 }
@@ -328,8 +345,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     state(req).add_lookup(r->ino);
     state(req).add_handle(r->ino);  // dropped by op_release
     if (fuse_reply_create(req, &e, fi) != 0) {
-      state(req).close_handle(r->ino);
-      state(req).drop_handle(r->ino);
+      (void)state(req).end_handle(r->ino);
       state(req).forget(r->ino, 1);
     }
   });
@@ -363,9 +379,10 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     std::shared_ptr<ReplyBuffers::Lease> buf = st.read_buffers.get(size);
     std::span<uint8_t> dst = buf->span();
     PendingReply pending(st);
-    vol(req).read_async(ino, static_cast<uint64_t>(off), dst, [req, buf, &st](Result<size_t> r) {
+    vol(req).read_async(ino, static_cast<uint64_t>(off), dst, [req, buf, &st](Result<size_t> r) mutable {
       if (!r.ok()) reply_status(req, r.status());
       else fuse_reply_buf(req, reinterpret_cast<const char*>(buf->span().data()), *r);
+      buf.reset();  // back to st's pool while st surely exists: reply_sent may let it go
       st.reply_sent();
     });
     pending.handed_over();
@@ -377,10 +394,13 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info*) {
   guard(req, [&] {
     FuseServer::State& st = state(req);
-    std::shared_ptr<const void> payload = keep_receive_buffer();
+    const std::span<const uint8_t> src{reinterpret_cast<const uint8_t*>(data), size};
+    // Only a zero-copy write needs the receive buffer after this returns.
+    std::shared_ptr<const void> payload =
+        vol(req).engine().write_copies_source(static_cast<uint64_t>(off), src) ? nullptr : keep_receive_buffer();
     PendingReply pending(st);
     vol(req).write_async(
-        ino, static_cast<uint64_t>(off), {reinterpret_cast<const uint8_t*>(data), size},
+        ino, static_cast<uint64_t>(off), src,
         [req, payload, &st](Result<size_t> r) {
           if (!r.ok()) reply_status(req, r.status());
           else fuse_reply_write(req, *r);
@@ -396,9 +416,7 @@ void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req,
 // kernel ignores release's reply; an error is still reported for debug logs).
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   guard(req, [&] {
-    Status st;
-    if (state(req).close_handle(ino)) st = vol(req).release(ino);
-    state(req).drop_handle(ino);  // the hold op_open/op_create took; may free an unlinked file
+    Status st = state(req).end_handle(ino);  // may free an unlinked file
     reply_status(req, st);
   });
 }

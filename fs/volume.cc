@@ -1,5 +1,6 @@
 #include "fs/volume.h"
 
+#include <cstdio>
 #include <vector>
 
 #include "bounce/aligned_buffer.h"
@@ -26,7 +27,9 @@ Result<std::unique_ptr<Volume>> Volume::open(const std::string& path, VolumeOpti
   v->engine_ = std::make_unique<DirectIo>(*v->mapper_, *v->mapper_, *v->queue_, *v->pool_, v->stats_, v->locks_, cfg);
   if (!opts.read_only) {
     // Speculative preallocation listed on disk was left by a crash (a clean unmount trims it).
-    if (Status s = v->space_->trim_listed_speculative(); !s.ok()) return s.with_context(path + ": trimming preallocation");
+    // A failure leaves that inode listed for a later mount: worth a line, not a refusal.
+    if (Status s = v->space_->trim_listed_speculative(); !s.ok())
+      std::fprintf(stderr, "stablefs: %s: %s\n", path.c_str(), s.message().c_str());
   }
   return v;
 }

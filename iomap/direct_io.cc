@@ -61,7 +61,27 @@ std::string where(uint64_t ino, uint64_t file_pos) {
   return s;
 }
 
+// Runs fn; std::bad_alloc becomes ENOMEM, so a request that cannot get memory part way still
+// ends its mapping, drops its range lock and answers its caller.
+template <typename Fn>
+Status out_of_memory_as_status(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM, "out of memory building I/O");
+  }
+}
+
 }  // namespace
+
+bool DirectIo::allocate_temp(Request* req) {
+  req->walk_status = out_of_memory_as_status([&]() -> Status {
+    req->temp = AlignedBuffer(req->alen, 4096);
+    req->io_buf = req->temp.span();
+    return {};
+  });
+  return req->walk_status.ok();
+}
 
 DirectIo::DirectIo(IomapOps& ops, IomapWriteCompletion& completion, IoQueue& queue, BouncePool& pool, IoStats& stats,
                    FileRangeLocks& locks, DirectIoConfig config)
@@ -98,8 +118,7 @@ void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done don
   if (aligned) {
     req->io_buf = dst.subspan(0, req->len);
   } else {
-    req->temp = AlignedBuffer(req->alen, 4096);
-    req->io_buf = req->temp.span();
+    if (!allocate_temp(req)) return finish(req);
   }
   start_read(req);
 }
@@ -113,20 +132,23 @@ void DirectIo::start_read(Request* req) {
     if (it.map().needs_zero_on_read()) {
       std::memset(buf.data(), 0, buf.size());
     } else {
-      for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
-        size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
-        std::vector<std::optional<uint64_t>> expected(piece / block_size_);
-        Status st = ops_.read_checksums(it.dev_addr() + off, expected);
-        if (!st.ok()) {
-          it.fail(st);
-          break;
+      Status built = out_of_memory_as_status([&]() -> Status {
+        for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
+          size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
+          std::vector<std::optional<uint64_t>> expected(piece / block_size_);
+          SFS_TRY(ops_.read_checksums(it.dev_addr() + off, expected));
+          // Each unit is submitted as soon as it is built: a bounced unit holds pool memory, and
+          // holding it while building the rest could starve other requests of the pool.
+          req->units.push_back({IoUnit::build_read(it.dev_addr() + off, buf.subspan(static_cast<size_t>(off), piece),
+                                                   config_.bounce, pool_, geometry, std::move(expected)),
+                                0, it.pos() + off, {}, false});
+          submit_unit(req, &req->units.back());
         }
-        // Each unit is submitted as soon as it is built: a bounced unit holds pool memory, and
-        // holding it while building the rest could starve other requests of the pool.
-        req->units.push_back({IoUnit::build_read(it.dev_addr() + off, buf.subspan(static_cast<size_t>(off), piece),
-                                                 config_.bounce, pool_, geometry, std::move(expected)),
-                              0, it.pos() + off, {}, false});
-        submit_unit(req, &req->units.back());
+        return {};
+      });
+      if (!built.ok()) {
+        it.fail(built);
+        continue;
       }
     }
     it.advance(n);
@@ -192,8 +214,7 @@ void DirectIo::write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t
     req->io_buf = {const_cast<uint8_t*>(src.data()), src.size()};
   } else {
     // Read-modify-write: fetch the partial edge blocks (verified), then merge the new bytes.
-    req->temp = AlignedBuffer(req->alen, 4096);
-    req->io_buf = req->temp.span();
+    if (!allocate_temp(req)) return finish(req);
     const uint64_t last_block = req->apos + req->alen - block_size_;
     std::vector<uint64_t> edges;
     if (pos != req->apos) edges.push_back(req->apos);
@@ -236,14 +257,21 @@ void DirectIo::start_write(Request* req) {
       it.fail(Status::error(EIO, where(req->ino, it.pos()) + ": filesystem gave no space to write to"));
       continue;
     }
-    size_t range = req->ranges.size();
-    req->ranges.push_back({it.map(), it.pos(), n, false, {}});
-    for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
-      size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
-      auto buf = req->io_buf.subspan(static_cast<size_t>(it.pos() - req->apos + off), piece);
-      req->units.push_back({IoUnit::build_write(it.dev_addr() + off, buf, config_.bounce, pool_, geometry), range,
-                            it.pos() + off, {}, false});
-      submit_unit(req, &req->units.back());
+    Status built = out_of_memory_as_status([&]() -> Status {
+      size_t range = req->ranges.size();
+      req->ranges.push_back({it.map(), it.pos(), n, false, {}});
+      for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
+        size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
+        auto buf = req->io_buf.subspan(static_cast<size_t>(it.pos() - req->apos + off), piece);
+        req->units.push_back({IoUnit::build_write(it.dev_addr() + off, buf, config_.bounce, pool_, geometry), range,
+                              it.pos() + off, {}, false});
+        submit_unit(req, &req->units.back());
+      }
+      return {};
+    });
+    if (!built.ok()) {
+      it.fail(built);  // what was submitted is still written and reported (a short write)
+      continue;
     }
     it.advance(n);
   }

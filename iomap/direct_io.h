@@ -89,6 +89,9 @@ class DirectIo {
   void start_write(Request* req);
   void write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done, bool take_lock);
   void unit_done(Request* req);
+  // The request-private aligned buffer of an unaligned request; false (walk_status ENOMEM)
+  // when it cannot be had.
+  bool allocate_temp(Request* req);
   void finish(Request* req);
   void log_data_error(const std::string& message);
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -218,6 +219,39 @@ TEST_CASE("preallocation: fsck reports speculative extents missing from the list
   REQUIRE(vol->close().ok());
   vol.reset();
   expect_fsck_clean(crashed);
+}
+
+TEST_CASE("preallocation: a file grown over its preallocation and shrunk again keeps it listed") {
+  // Truncating up makes speculative extents ordinary ones inside EOF, and the last close then
+  // unlists the file; truncating down puts them past EOF again until its steps free them: the
+  // shrink lists the file first, so a crash in between cannot strand them unlisted.
+  FormattedImage img(128ull << 20);
+  auto vol = open_volume(img.path);
+  Volume& v = *vol;
+  const uint64_t bs = v.fs().statfs().block_size;
+  const uint64_t ino = v.fs().mknod(kRootIno, "f", S_IFREG | 0644, 0, {})->ino;
+  const size_t total = 1u << 20;
+  append_stream(v, ino, total, 64u << 10);
+  const ExtentCounts c = count_extents(v, ino);
+  REQUIRE(c.speculative_blocks >= 2);
+  auto listed = [&] {
+    auto l = list_speculative(v.fs().store());
+    REQUIRE(l.ok());
+    return std::find(l->begin(), l->end(), ino) != l->end();
+  };
+  CHECK(listed());
+  REQUIRE(v.set_size(ino, total + c.speculative_blocks * bs).ok());  // grown over all of it
+  REQUIRE(v.release(ino).ok());
+  CHECK(!listed());  // nothing past EOF to trim
+  CHECK(v.fs().getattr(ino)->rec.blocks == total / bs + c.speculative_blocks);
+  REQUIRE(v.set_size(ino, total).ok());
+  CHECK(listed());
+  CHECK(v.fs().getattr(ino)->rec.blocks == total / bs);
+  REQUIRE(v.release(ino).ok());
+  CHECK(!listed());
+  REQUIRE(v.close().ok());
+  vol.reset();
+  expect_fsck_clean(img.path);
 }
 
 TEST_CASE("preallocation: fallocate KEEP_SIZE over preallocated space keeps it past close") {
