@@ -29,6 +29,15 @@ Result<MappedPiece> ExtentMap::find(uint64_t file_block) {
   return piece;
 }
 
+Status ExtentMap::walk(uint64_t file_block, const std::function<bool(const MappedPiece&)>& fn) {
+  for (uint64_t fb = file_block;;) {
+    SFS_ASSIGN(MappedPiece piece, find(fb));
+    if (!fn(piece)) return {};
+    if (piece.nblocks >= ~0ull - fb) return {};  // it ran to the end of the address space
+    fb += piece.nblocks;
+  }
+}
+
 Result<std::vector<DisplacedPiece>> ExtentMap::replace(uint64_t file_block, uint64_t nblocks,
                                                          std::optional<ExtentRecord> with) {
   BTree& tree = store_.fs_tree();

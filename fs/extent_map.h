@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -34,6 +35,9 @@ class ExtentMap {
   ExtentMap(MetadataStore& store, uint64_t ino) : store_(store), ino_(ino) {}
 
   Result<MappedPiece> find(uint64_t file_block);
+  // Calls fn with each piece (extent or hole, as find() gives them) from file_block on, in file
+  // order, until fn returns false or the hole that ends the file has been given.
+  Status walk(uint64_t file_block, const std::function<bool(const MappedPiece&)>& fn);
   Result<std::vector<DisplacedPiece>> replace(uint64_t file_block, uint64_t nblocks, std::optional<ExtentRecord> with);
   // Every extent, in file order (fsck, SEEK_DATA, tests).
   Result<std::vector<DisplacedPiece>> all();

@@ -2,6 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <optional>
+#include <utility>
+#include <vector>
+
 #include "fs/data_release.h"
 #include "fs/extent_map.h"
 #include "fs/file_mapper.h"
@@ -56,14 +60,11 @@ Status FileSpace::trim_speculative(uint64_t ino) {
     if (!inode.ok() && inode.status().code() != ENOENT) return inode.status();
     if (inode.ok() && S_ISREG(inode->rec.mode)) {
       const uint64_t bs = store.superblock().block_size;
-      ExtentMap extents(store, ino);
-      uint64_t fb = (inode->rec.size + bs - 1) / bs;
-      while (true) {
-        SFS_ASSIGN(MappedPiece piece, extents.find(fb));
-        if (piece.extent && (piece.extent->flags & kExtentSpeculative)) ranges.emplace_back(fb, piece.nblocks);
-        if (piece.nblocks >= ~0ull - fb) break;  // the hole that ends the file
-        fb += piece.nblocks;
-      }
+      SFS_TRY(ExtentMap(store, ino).walk((inode->rec.size + bs - 1) / bs, [&](const MappedPiece& piece) {
+        if (piece.extent && (piece.extent->flags & kExtentSpeculative))
+          ranges.emplace_back(piece.file_block, piece.nblocks);
+        return true;
+      }));
     }
   }
   for (const auto& [first, n] : ranges) SFS_TRY(free_blocks(ino, first, n, false));
@@ -177,16 +178,15 @@ Result<uint64_t> FileSpace::seek(uint64_t ino, uint64_t offset, bool want_data) 
   SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
   const uint64_t size = inode.rec.size, bs = store.superblock().block_size;
   if (offset >= size) return Status::error(ENXIO, "offset is past the end of the file");
-  ExtentMap extents(store, ino);
-  // Walk the pieces (extents and holes) from offset; unwritten extents count as holes.
-  uint64_t fb = offset / bs;
-  while (fb * bs < size) {
-    SFS_ASSIGN(MappedPiece piece, extents.find(fb));
+  // Walk the pieces (extents and holes) from offset up to EOF; unwritten extents count as holes.
+  std::optional<uint64_t> found;
+  SFS_TRY(ExtentMap(store, ino).walk(offset / bs, [&](const MappedPiece& piece) {
+    if (piece.file_block * bs >= size) return false;
     const bool is_data = piece.extent && !(piece.extent->flags & kExtentUnwritten);
-    if (is_data == want_data) return std::max(offset, fb * bs);
-    if (piece.nblocks > (~0ull - fb)) break;
-    fb += piece.nblocks;
-  }
+    if (is_data == want_data) found = std::max(offset, piece.file_block * bs);
+    return !found;
+  }));
+  if (found) return *found;
   if (want_data) return Status::error(ENXIO, "no data past the offset");
   return size;  // the implicit hole at end of file
 }
