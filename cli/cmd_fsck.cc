@@ -3,7 +3,7 @@
 
 #include "bounce/file_device.h"
 #include "cli/commands.h"
-#include "fs/fsck.h"
+#include "fs/tools/fsck.h"
 
 namespace stablefs::cli {
 namespace {

@@ -4,9 +4,9 @@
 
 #include "bounce/file_device.h"
 #include "cli/commands.h"
-#include "fs/journal.h"
-#include "fs/metadata_store.h"
-#include "fs/superblock_io.h"
+#include "fs/meta/journal.h"
+#include "fs/meta/metadata_store.h"
+#include "fs/format/superblock_io.h"
 
 namespace stablefs::cli {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "bounce/file_device.h"
 #include "cli/commands.h"
-#include "fs/mkfs.h"
+#include "fs/tools/mkfs.h"
 
 namespace stablefs::cli {
 namespace {

@@ -29,8 +29,8 @@
 #include "cli/commands.h"
 #include "cli/mount_table.h"
 #include "bounce/file_device.h"
-#include "fs/fuse_adapter.h"
-#include "fs/superblock_io.h"
+#include "fs/fuse/fuse_adapter.h"
+#include "fs/format/superblock_io.h"
 #include "fs/volume.h"
 
 namespace stablefs::cli {

@@ -18,9 +18,9 @@
 #include "bounce/io_queue.h"
 #include "bounce/io_stats.h"
 #include "bounce/stable_pages.h"
-#include "fs/file_mapper.h"
-#include "fs/file_space.h"
-#include "fs/filesystem.h"
+#include "fs/data/file_mapper.h"
+#include "fs/data/file_space.h"
+#include "fs/namespace/filesystem.h"
 #include "iomap/direct_io.h"
 
 namespace stablefs {

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "bounce/file_device.h"
-#include "fs/fsck.h"
-#include "fs/mkfs.h"
+#include "fs/tools/fsck.h"
+#include "fs/tools/mkfs.h"
 
 namespace stablefs::test {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "fs/filesystem.h"
+#include "fs/namespace/filesystem.h"
 
 namespace stablefs::test {
 

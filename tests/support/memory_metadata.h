@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
-#include "fs/metadata_space.h"
+#include "fs/meta/metadata_space.h"
 
 namespace stablefs::test {
 

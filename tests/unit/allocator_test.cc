@@ -1,5 +1,5 @@
-// Tests of the free-space allocator (fs/allocator.h) over an in-memory metadata space.
-#include "fs/allocator.h"
+// Tests of the free-space allocator (fs/meta/allocator.h) over an in-memory metadata space.
+#include "fs/meta/allocator.h"
 
 #include <doctest/doctest.h>
 
@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "fs/endian.h"
+#include "fs/format/endian.h"
 #include "support/memory_metadata.h"
 
 namespace stablefs {

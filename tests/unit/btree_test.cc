@@ -1,5 +1,5 @@
-// Unit tests of the B+tree (fs/btree.h) against a std::map model, on the in-memory metadata space.
-#include "fs/btree.h"
+// Unit tests of the B+tree (fs/meta/btree.h) against a std::map model, on the in-memory metadata space.
+#include "fs/meta/btree.h"
 
 #include <doctest/doctest.h>
 
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "fs/endian.h"
+#include "fs/format/endian.h"
 #include "support/memory_metadata.h"
 
 namespace stablefs {

@@ -4,7 +4,7 @@
 #include <map>
 #include <random>
 
-#include "fs/checksum_store.h"
+#include "fs/inode/checksum_store.h"
 #include "support/memory_metadata.h"
 
 namespace stablefs {

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "fs/copy_range.h"
-#include "fs/mkfs.h"
+#include "fs/tools/mkfs.h"
 #include "support/random_bytes.h"
 
 namespace stablefs {

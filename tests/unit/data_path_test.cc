@@ -39,10 +39,10 @@
 #include <vector>
 
 #include "bounce/checksum.h"
-#include "fs/extent_map.h"
-#include "fs/fsck.h"
+#include "fs/inode/extent_map.h"
+#include "fs/tools/fsck.h"
 #include "support/formatted_image.h"
-#include "fs/mkfs.h"
+#include "fs/tools/mkfs.h"
 #include "fs/volume.h"
 
 namespace stablefs {

@@ -34,14 +34,14 @@
 
 #include "bounce/checksum.h"
 #include "bounce/memory_device.h"
-#include "fs/btree_node.h"
-#include "fs/endian.h"
-#include "fs/filesystem.h"
-#include "fs/format.h"
-#include "fs/fs_items.h"
-#include "fs/fsck.h"
-#include "fs/mkfs.h"
-#include "fs/superblock_io.h"
+#include "fs/meta/btree_node.h"
+#include "fs/format/endian.h"
+#include "fs/namespace/filesystem.h"
+#include "fs/format/format.h"
+#include "fs/format/fs_items.h"
+#include "fs/tools/fsck.h"
+#include "fs/tools/mkfs.h"
+#include "fs/format/superblock_io.h"
 #include "support/fs_dump.h"
 
 namespace stablefs {
@@ -1445,7 +1445,7 @@ TEST_CASE("hostile: forged journal transactions are refused or ignored, never ha
 // =============================================================================================
 // Defects found by this file, pinned down. Each is skipped until fixed; remove the skip then.
 
-// fs/superblock_io.cc read_superblock(): the block_size field is validated (and the error
+// fs/format/superblock_io.cc read_superblock(): the block_size field is validated (and the error
 // returned) before the block's checksum is verified, so a bit flip in block_size is reported as
 // "primary superblock field block_size is invalid: N" — a field error, not the checksum mismatch
 // it is, and without naming block 0. Fixed: when the peeked block size is impossible, verify the
@@ -1470,7 +1470,7 @@ TEST_CASE("hostile: a bit flip in block_size is reported as a checksum mismatch 
   }
 }
 
-// fs/fsck.cc run_fsck(): fsck -n opens the store read-only, which (by design) accepts unknown
+// fs/tools/fsck.cc run_fsck(): fsck -n opens the store read-only, which (by design) accepts unknown
 // ro_compat feature bits, and then never looks at them: an image that mount refuses read-write
 // for features this fsck does not understand is reported clean (exit 0), although fsck cannot
 // vouch for structures it does not know. Fixed: in run_fsck, after reading the primary, report
@@ -1488,7 +1488,7 @@ TEST_CASE("hostile: fsck reports unknown ro_compat features and will not repair 
   CHECK(run_fsck(dev, fo).exit_code() != kFsckClean);
 }
 
-// fs/metadata_store.cc MetadataStore::open() / Superblock::decode(): a tree root is only checked
+// fs/meta/metadata_store.cc MetadataStore::open() / Superblock::decode(): a tree root is only checked
 // to lie in the data area. A superblock (with a valid checksum) whose fs_tree_root or
 // csum_tree_root names any other block there — the other tree's root, a leaf, a free block — is
 // mounted; the damage shows only at the first operation (ENOENT for the root directory when the
@@ -1519,7 +1519,7 @@ TEST_CASE("hostile: open refuses a tree root that is not the root of that tree")
   }
 }
 
-// fs/filesystem.cc Filesystem::create_entry() -> save_inode(): the new inode is written with
+// fs/namespace/filesystem.cc Filesystem::create_entry() -> save_inode(): the new inode is written with
 // BTree::put (insert-or-replace) at the number sb.next_ino hands out, which open only checks to
 // be > 1 and above inode_count. A superblock (valid checksum) whose next_ino is at or below an
 // inode in use (with an inode_count below it, a counter open does not check either) makes the
@@ -1548,7 +1548,7 @@ TEST_CASE("hostile: a next_ino at an inode in use never lets create overwrite th
   CHECK(old->rec.size == 3000);
 }
 
-// fs/journal.cc Journal::read_log()/replay() and fs/metadata_store.cc MetadataStore::open(): a
+// fs/meta/journal.cc Journal::read_log()/replay() and fs/meta/metadata_store.cc MetadataStore::open(): a
 // committed transaction's images are written to their home blocks without being verified. The
 // commit checksum only proves the images are what the committer wrote; an image whose own
 // header does not verify for its home block (bad checksum, another block number, another type
@@ -1605,7 +1605,7 @@ TEST_CASE("hostile: journal replay verifies every image before writing it home")
   }
 }
 
-// fs/fsck.cc FsckRun::check_counters(): in repair mode the superblock's inode_count is set to
+// fs/tools/fsck.cc FsckRun::check_counters(): in repair mode the superblock's inode_count is set to
 // the number of inodes the tree walk found, even when the walk skipped damaged subtrees
 // (trees_damaged_). When the filesystem tree's root is damaged no inode is found and
 // inode_count becomes 0, a value Superblock::decode() refuses; close() then writes it to the
@@ -1639,7 +1639,7 @@ TEST_CASE("hostile: fsck -y on a damaged tree root never writes an invalid inode
   CHECK_MESSAGE(fs.ok(), fs.status().message());
 }
 
-// fs/metadata_store.cc MetadataStore::open(): after a journal replay the superblock is re-read
+// fs/meta/metadata_store.cc MetadataStore::open(): after a journal replay the superblock is re-read
 // with `SFS_ASSIGN(BufferRef sbbuf, store->cache_.read(0, BlockType::kSuperblock))`, whose error
 // is returned without context, so the open fails with "block 0 (superblock): checksum mismatch"
 // — no device name, unlike every other open error. Fixed: add

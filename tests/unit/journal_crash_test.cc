@@ -12,9 +12,9 @@
 #include <random>
 
 #include "bounce/memory_device.h"
-#include "fs/filesystem.h"
-#include "fs/fsck.h"
-#include "fs/mkfs.h"
+#include "fs/namespace/filesystem.h"
+#include "fs/tools/fsck.h"
+#include "fs/tools/mkfs.h"
 #include "support/fs_dump.h"
 
 namespace stablefs {

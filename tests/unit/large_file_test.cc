@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fs/fsck.h"
-#include "fs/mkfs.h"
+#include "fs/tools/fsck.h"
+#include "fs/tools/mkfs.h"
 #include "fs/volume.h"
 
 namespace stablefs {

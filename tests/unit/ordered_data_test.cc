@@ -1,4 +1,4 @@
-// Ordered data (fs/metadata_store.h note_data_written): a commit whose transaction records data
+// Ordered data (fs/meta/metadata_store.h note_data_written): a commit whose transaction records data
 // writes flushes the device before its journal write, so the data is on stable media before
 // the record that names it; a commit of metadata alone does not pay that flush.
 #include <doctest/doctest.h>
@@ -6,8 +6,8 @@
 #include <sys/stat.h>
 
 #include "bounce/memory_device.h"
-#include "fs/filesystem.h"
-#include "fs/mkfs.h"
+#include "fs/namespace/filesystem.h"
+#include "fs/tools/mkfs.h"
 #include "fs/volume.h"
 #include "support/formatted_image.h"
 

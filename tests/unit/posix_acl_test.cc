@@ -7,10 +7,10 @@
 #include <array>
 
 #include "bounce/memory_device.h"
-#include "fs/filesystem.h"
-#include "fs/fsck.h"
-#include "fs/mkfs.h"
-#include "fs/posix_acl.h"
+#include "fs/namespace/filesystem.h"
+#include "fs/tools/fsck.h"
+#include "fs/tools/mkfs.h"
+#include "fs/format/posix_acl.h"
 
 namespace stablefs {
 namespace {

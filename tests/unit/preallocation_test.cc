@@ -1,4 +1,4 @@
-// Speculative preallocation for appending streams (fs/file_mapper.h) and its trimming at close
+// Speculative preallocation for appending streams (fs/data/file_mapper.h) and its trimming at close
 // (Volume::release, Volume::close, FileSpace::trim_speculative), through Volume on an image.
 #include <doctest/doctest.h>
 
@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "bounce/aligned_buffer.h"
-#include "fs/extent_map.h"
-#include "fs/fsck.h"
-#include "fs/speculative_list.h"
+#include "fs/inode/extent_map.h"
+#include "fs/tools/fsck.h"
+#include "fs/inode/speculative_list.h"
 #include "fs/volume.h"
 #include "support/formatted_image.h"
 

@@ -9,7 +9,7 @@
 #include <random>
 #include <string>
 
-#include "fs/mkfs.h"
+#include "fs/tools/mkfs.h"
 #include "fs/volume.h"
 #include "support/formatted_image.h"
 #include "support/random_bytes.h"

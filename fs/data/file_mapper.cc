@@ -1,0 +1,227 @@
+#include "fs/data/file_mapper.h"
+
+#include <sys/stat.h>
+
+#include "fs/inode/checksum_store.h"
+#include "fs/inode/data_release.h"
+#include "fs/inode/extent_map.h"
+#include "fs/inode/speculative_list.h"
+
+namespace stablefs {
+namespace {
+
+// Metadata blocks one begin() or one ioend range may dirty: a few tree paths, the bitmap
+// blocks of one extent and a few checksum groups.
+constexpr size_t kMapOpBlocks = 64;
+
+// Speculative preallocation for an appending write (at or past EOF) of `want` blocks into a
+// hole of `hole` blocks: once the file holds (has allocated) kMinSpeculativeFileBlocks, as many
+// blocks again as it holds (not its size: a sparse file holds little), so an appending stream's extents grow with it (XFS's eofblocks policy), within the
+// hole and one mapping. None while free space is below 1/16 of the filesystem, and never more
+// than 1/32 of what is free, so a nearly full filesystem is not handed out speculatively.
+constexpr uint64_t kMinSpeculativeFileBlocks = 16;
+
+uint64_t speculative_blocks(const Allocator& alloc, uint64_t file_blocks, uint64_t want, uint64_t hole) {
+  if (file_blocks < kMinSpeculativeFileBlocks || want >= hole || want >= FileMapper::kMaxMappingBlocks) return 0;
+  const uint64_t free = alloc.allocatable_blocks();
+  if (free < alloc.total_blocks() / 16 + kMetadataReserveBlocks) return 0;
+  return std::min({file_blocks, (free - kMetadataReserveBlocks) / 32, hole - want, FileMapper::kMaxMappingBlocks - want});
+}
+
+}  // namespace
+
+Result<uint64_t> data_blocks_available(MetadataStore& store, uint64_t want) {
+  SFS_TRY(store.make_allocatable(want + kMetadataReserveBlocks));
+  const uint64_t avail = store.allocator().allocatable_blocks();
+  if (avail <= kMetadataReserveBlocks)
+    return Status::error(ENOSPC, store.device().name() + ": no space left for file data");
+  return std::min(want, avail - kMetadataReserveBlocks);
+}
+
+uint32_t FileMapper::block_size_cached() const { return fs_.store_->superblock().block_size; }
+
+Result<uint64_t> FileMapper::file_size(uint64_t ino) {
+  std::lock_guard lock(fs_.mu_);
+  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+  return inode.rec.size;
+}
+
+Status FileMapper::read_checksums(uint64_t dev_addr, std::span<std::optional<uint64_t>> out) {
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  if (!store.superblock().data_checksums()) {
+    for (auto& o : out) o.reset();
+    return {};
+  }
+  return ChecksumStore(store.csum_tree()).get(dev_addr / store.superblock().block_size, out);
+}
+
+Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32_t op) {
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  const uint64_t bs = store.superblock().block_size;
+  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+  if (!S_ISREG(inode.rec.mode)) return Status::error(S_ISDIR(inode.rec.mode) ? EISDIR : EINVAL, "not a regular file");
+  const uint64_t fb = pos / bs;
+  const uint64_t want = std::max<uint64_t>(1, (len + bs - 1) / bs);
+  ExtentMap extents(store, ino);
+  SFS_ASSIGN(MappedPiece piece, extents.find(fb));
+  const uint64_t n = std::min(piece.nblocks, want);
+  Iomap map;
+  map.offset = fb * bs;
+
+  if (!(op & kIomapWrite)) {
+    map.length = n * bs;
+    if (piece.extent) {
+      map.type = piece.extent->flags & kExtentUnwritten ? IomapType::kUnwritten : IomapType::kMapped;
+      map.dev_addr = piece.extent->dev_block * bs;
+    }
+    return map;
+  }
+  if (store.read_only()) return Status::error(EROFS, "filesystem is read-only");
+
+  if (piece.extent && (piece.extent->flags & kExtentUnwritten || !store.superblock().data_checksums())) {
+    map.type = piece.extent->flags & kExtentUnwritten ? IomapType::kUnwritten : IomapType::kMapped;
+    map.dev_addr = piece.extent->dev_block * bs;
+    map.length = n * bs;
+    return map;
+  }
+  if (piece.extent) {
+    SFS_ASSIGN(const uint64_t count, data_blocks_available(store, std::min(n, kMaxMappingBlocks)));
+    // Out of place: reserve new space now, claim it at ioend.
+    SFS_ASSIGN(Extent e, store.allocator().reserve(piece.extent->dev_block + piece.extent->nblocks, count, 1));
+    reserved_[e.start] = e.length;
+    map.type = IomapType::kMapped;
+    map.flags = kIomapShared;
+    map.dev_addr = e.start * bs;
+    map.length = e.length * bs;
+    return map;
+  }
+  // A hole: allocate and record an unwritten extent; at or past EOF, speculatively more (the
+  // whole extent is marked speculative until written: what the stream does not use is freed
+  // when the file is closed).
+  const uint64_t eof_block = (inode.rec.size + bs - 1) / bs;
+  const uint64_t extra =
+      fb >= eof_block ? speculative_blocks(store.allocator(), inode.rec.blocks, n, piece.nblocks) : 0;
+  const uint32_t flags = extra > 0 ? kExtentUnwritten | kExtentSpeculative : kExtentUnwritten;
+  SFS_ASSIGN(const uint64_t count, data_blocks_available(store, std::min(n + extra, kMaxMappingBlocks)));
+  SFS_TRY(store.begin_operation(kMapOpBlocks));
+  SFS_ASSIGN(uint64_t goal, extents.goal_before(fb));
+  auto allocated = [&]() -> Result<Iomap> {
+    SFS_ASSIGN(Extent e, store.allocator().allocate(goal, count, 1));
+    SFS_TRY(extents.replace(fb, e.length, ExtentRecord{e.start, e.length, flags}));
+    if (extra > 0) SFS_TRY(add_speculative(store, ino));  // listed in the same operation
+    inode.rec.blocks += e.length;
+    SFS_TRY(fs_.save_inode(inode));
+    map.type = IomapType::kUnwritten;
+    map.flags = kIomapNew;
+    map.dev_addr = e.start * bs;
+    map.length = e.length * bs;
+    return map;
+  }();
+  SFS_TRY(store.end_operation(allocated.status()));
+  return allocated;
+}
+
+Status FileMapper::end(uint64_t, const Iomap& map, uint64_t pos, uint64_t, uint64_t done, uint32_t op) {
+  if (!(op & kIomapWrite) || !(map.flags & kIomapShared)) return {};
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  const uint64_t bs = store.superblock().block_size;
+  // The part of the reservation past what the engine used will never be written.
+  const uint64_t first = map.dev_addr / bs + (pos - map.offset) / bs;
+  const uint64_t used = (done + bs - 1) / bs;
+  const uint64_t last = map.dev_addr / bs + map.length / bs;
+  if (first + used < last) {
+    take_reserved(first + used, last - first - used);
+    store.allocator().unreserve({first + used, last - first - used});
+  }
+  return {};
+}
+
+void FileMapper::take_reserved(uint64_t start, uint64_t n) {
+  auto it = reserved_.upper_bound(start);
+  if (it == reserved_.begin()) return;
+  --it;
+  const uint64_t r_start = it->first, r_len = it->second;
+  if (r_start + r_len < start + n) return;  // not ours: nothing to forget
+  reserved_.erase(it);
+  if (start > r_start) reserved_[r_start] = start - r_start;
+  if (r_start + r_len > start + n) reserved_[start + n] = r_start + r_len - start - n;
+}
+
+uint64_t FileMapper::reserved_blocks() const {
+  std::lock_guard lock(fs_.mu_);
+  uint64_t total = 0;
+  for (auto& [start, n] : reserved_) total += n;
+  return total;
+}
+
+void FileMapper::release_reservation(const WrittenRange& r) {
+  const uint64_t bs = fs_.store_->superblock().block_size;
+  const uint64_t start = r.map.dev_addr / bs + (r.pos - r.map.offset) / bs;
+  take_reserved(start, r.len / bs);
+  fs_.store_->allocator().unreserve({start, r.len / bs});
+}
+
+Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> ranges, uint64_t end_pos, Status) {
+  std::lock_guard lock(fs_.mu_);
+  MetadataStore& store = *fs_.store_;
+  const uint64_t bs = store.superblock().block_size;
+  // Space set aside for pieces that never reached the device goes back first.
+  for (const WrittenRange& r : ranges)
+    if (!r.reached_device && (r.map.flags & kIomapShared)) release_reservation(r);
+  bool any = false;
+  for (const WrittenRange& r : ranges) any |= r.reached_device;
+  if (!any) return {};
+
+  // Until its reservation is claimed, an out-of-place range goes back to the allocator if the
+  // ioend fails: the old data stays mapped and nothing is left reserved.
+  std::vector<bool> claimed(ranges.size(), false);
+  auto release_unclaimed = [&] {
+    for (size_t i = 0; i < ranges.size(); ++i)
+      if (ranges[i].reached_device && (ranges[i].map.flags & kIomapShared) && !claimed[i]) release_reservation(ranges[i]);
+  };
+  if (Status began = store.begin_operation(kMapOpBlocks); !began.ok()) {
+    release_unclaimed();
+    return began;
+  }
+  store.note_data_written();
+  Status st = [&]() -> Status {
+    SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+    ExtentMap extents(store, ino);
+    ChecksumStore checksums(store.csum_tree());
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      const WrittenRange& r = ranges[i];
+      if (!r.reached_device) continue;
+      const uint64_t fb = r.pos / bs, n = r.len / bs;
+      const uint64_t dev = r.map.dev_addr / bs + (r.pos - r.map.offset) / bs;
+      if (r.map.flags & kIomapShared) {
+        SFS_TRY(store.allocator().claim({dev, n}));
+        take_reserved(dev, n);
+        claimed[i] = true;
+        SFS_ASSIGN(auto displaced, extents.replace(fb, n, ExtentRecord{dev, n, 0}));
+        for (const DisplacedPiece& d : displaced) {
+          SFS_TRY(release_data_blocks(store, d.extent.dev_block, d.extent.nblocks));
+          inode.rec.blocks -= d.extent.nblocks;
+        }
+        inode.rec.blocks += n;
+      } else if (r.map.type == IomapType::kUnwritten) {
+        // Same blocks, now written.
+        SFS_TRY(extents.replace(fb, n, ExtentRecord{dev, n, 0}));
+      }
+      if (store.superblock().data_checksums()) {
+        if (r.checksums.size() != n) return Status::error(EIO, "ioend: checksum count does not match the range");
+        SFS_TRY(checksums.set(dev, r.checksums));
+      }
+    }
+    if (end_pos > inode.rec.size) inode.rec.size = end_pos;
+    Timespec now = now_timespec();
+    inode.rec.mtime = inode.rec.ctime = now;
+    return fs_.save_inode(inode);
+  }();
+  if (!st.ok()) release_unclaimed();
+  return store.end_operation(st);
+}
+
+}  // namespace stablefs

@@ -1,0 +1,115 @@
+// Items of the filesystem tree and the checksum tree: their key types and value codecs.
+//
+// Each decode() distrusts its input: a value of the wrong size or with lengths that do not
+// add up is an EUCLEAN error naming the key, never an out-of-bounds read.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bounce/status.h"
+#include "fs/format/btree_key.h"
+
+namespace stablefs {
+
+// Key types in the filesystem tree (on-disk values; never renumber).
+enum ItemType : uint8_t {
+  kItemInode = 1,    // (ino, 1, 0)                    -> InodeRecord
+  kItemDirent = 2,   // (dir, 2, name slot)            -> DirentRecord
+  kItemExtent = 3,   // (ino, 3, first file block)     -> ExtentRecord
+  kItemXattr = 4,    // (ino, 4, name slot)            -> XattrRecord
+  kItemSymlink = 5,  // (ino, 5, chunk index)          -> raw bytes of the target
+  kItemOrphan = 6,   // (kOrphanListObjectid, 6, ino)  -> OrphanRecord
+  kItemSpeculative = 7,  // (kOrphanListObjectid, 7, ino) -> empty: ino may hold speculative extents
+};
+// The orphan list (inodes whose last link is gone but which were still in use) is filed
+// under the root directory's objectid: the filesystem tree keeps starting with the root
+// inode, and no inode that can be freed owns these items.
+inline constexpr uint64_t kOrphanListObjectid = 1;  // kRootIno
+// Key type in the checksum tree: (0, 16, dev_block / kCsumGroupBlocks) -> CsumGroup.
+inline constexpr uint8_t kItemCsumGroup = 16;
+inline constexpr uint64_t kCsumGroupBlocks = 64;
+
+// Name slots: directory entries and xattrs live at offset (hash55(name) + 1) << 8 | k, where
+// k (0..255) separates names whose hashes collide. Slots are >= 256, so readdir cookies
+// (slot + 1) never collide with the cookies of "." and "..".
+uint64_t name_slot_base(std::string_view name);
+inline constexpr uint64_t kSlotsPerHash = 256;
+
+struct Timespec {
+  int64_t sec = 0;
+  uint32_t nsec = 0;
+  auto operator<=>(const Timespec&) const = default;
+};
+
+struct InodeRecord {
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t nlink = 0;
+  uint64_t size = 0;
+  uint64_t blocks = 0;  // filesystem blocks allocated to data
+  uint64_t rdev = 0;
+  uint64_t generation = 0;
+  uint64_t parent = 0;  // directories: the parent directory's inode; others 0
+  uint32_t flags = 0;
+  Timespec atime, mtime, ctime, btime;
+  static constexpr size_t kSize = 128;
+  std::vector<uint8_t> encode() const;
+  static Result<InodeRecord> decode(std::span<const uint8_t> v, uint64_t ino);
+  bool operator==(const InodeRecord&) const = default;
+};
+
+struct DirentRecord {
+  uint64_t ino = 0;
+  uint8_t dtype = 0;  // DT_* of the target
+  std::string name;
+  std::vector<uint8_t> encode() const;
+  static Result<DirentRecord> decode(std::span<const uint8_t> v, const Key& key);
+};
+
+inline constexpr uint32_t kExtentUnwritten = 1u << 0;
+// Speculative preallocation past EOF for an appending stream (always with kExtentUnwritten):
+// what lies past EOF is freed when the file is next closed (or at mount after a crash; see
+// fs/inode/speculative_list.h); written blocks lose both flags. Where the file has grown over it
+// (truncate up, a write further out) it is an ordinary unwritten extent.
+inline constexpr uint32_t kExtentSpeculative = 1u << 1;
+struct ExtentRecord {
+  uint64_t dev_block = 0;
+  uint64_t nblocks = 0;
+  uint32_t flags = 0;
+  static constexpr size_t kSize = 20;
+  std::vector<uint8_t> encode() const;
+  static Result<ExtentRecord> decode(std::span<const uint8_t> v, const Key& key);
+};
+
+struct XattrRecord {
+  std::string name;
+  std::vector<uint8_t> value;
+  std::vector<uint8_t> encode() const;
+  static Result<XattrRecord> decode(std::span<const uint8_t> v, const Key& key);
+};
+
+// An entry of the orphan list: the inode (the key's offset) and its generation, so that an
+// item outliving its inode can never name a different incarnation.
+struct OrphanRecord {
+  uint64_t generation = 0;
+  static constexpr size_t kSize = 8;
+  std::vector<uint8_t> encode() const;
+  static Result<OrphanRecord> decode(std::span<const uint8_t> v, const Key& key);
+};
+
+// Checksums of kCsumGroupBlocks consecutive device blocks; present has bit i set when
+// sums[i] is valid.
+struct CsumGroup {
+  uint64_t present = 0;
+  uint64_t sums[kCsumGroupBlocks] = {};
+  static constexpr size_t kSize = 8 + 8 * kCsumGroupBlocks;
+  std::vector<uint8_t> encode() const;
+  static Result<CsumGroup> decode(std::span<const uint8_t> v, const Key& key);
+};
+
+}  // namespace stablefs

@@ -1,0 +1,763 @@
+#define FUSE_USE_VERSION 312
+#include "fs/fuse/fuse_adapter.h"
+
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <condition_variable>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <vector>
+
+#include "fs/copy_range.h"
+#include "fs/format/format.h"
+#include "fs/fuse/fuse_receive_loop.h"
+#include "fs/fuse/reply_buffers.h"
+
+namespace stablefs {
+
+struct FuseServer::State {
+  Volume* volume = nullptr;
+  FuseMountOptions opts;
+  uint32_t block_size = 4096;
+  ReplyBuffers read_buffers;  // READ replies, answered from the I/O completion
+
+  // Requests to be answered from the I/O completion and not answered yet: run() waits for
+  // them before it returns, so that no reply is sent on a session already destroyed.
+  void reply_pending() {
+    std::lock_guard lock(pending_mu_);
+    ++pending_;
+  }
+  void reply_sent() {
+    std::lock_guard lock(pending_mu_);
+    if (--pending_ == 0) pending_cv_.notify_all();
+  }
+  void wait_for_replies() {
+    std::unique_lock lock(pending_mu_);
+    pending_cv_.wait(lock, [this] { return pending_ == 0; });
+  }
+
+  // Each kernel lookup reference and each open handle is a hold on the inode
+  // (Filesystem::acquire_inode): a file unlinked while the kernel knows it stays, orphaned,
+  // until the forget or release that drops its last hold frees it.
+  void add_lookup(uint64_t ino) { volume->fs().acquire_inode(ino); }
+  void forget(uint64_t ino, uint64_t n) { drop(ino, n); }
+  // An open handle: a hold, and a count of the inode's open handles. end_handle (release, or
+  // an open whose reply failed) ends both: the last handle of ino trims its speculative
+  // preallocation (Volume::release), then the hold goes. end_handle never throws and returns
+  // the trim's status.
+  void add_handle(uint64_t ino) {
+    {
+      std::lock_guard lock(handles_mu_);
+      ++open_handles_[ino];
+    }
+    try {
+      volume->fs().acquire_inode(ino);
+    } catch (...) {
+      (void)close_handle(ino);
+      throw;
+    }
+  }
+  Status end_handle(uint64_t ino) noexcept {
+    Status st;
+    try {
+      if (close_handle(ino)) st = volume->release(ino);
+    } catch (...) {
+      st = Status::error(ENOMEM, "out of memory");  // short: no allocation here
+    }
+    drop(ino, 1);
+    return st;
+  }
+
+ private:
+  std::mutex pending_mu_;
+  std::condition_variable pending_cv_;
+  uint64_t pending_ = 0;  // REQUIRES: pending_mu_
+  std::mutex handles_mu_;
+  std::unordered_map<uint64_t, uint64_t> open_handles_;  // ino -> open handles; REQUIRES: handles_mu_
+
+  // Ends one open handle's count; true when it was ino's last.
+  bool close_handle(uint64_t ino) noexcept {
+    std::lock_guard lock(handles_mu_);
+    auto it = open_handles_.find(ino);
+    if (it == open_handles_.end()) return true;
+    if (--it->second != 0) return false;
+    open_handles_.erase(it);
+    return true;
+  }
+
+  // No reply carries an error of forget or release: a failed free is logged, and the orphan
+  // stays listed for unmount or the next mount to free.
+
+  void drop(uint64_t ino, uint64_t n) noexcept {
+    try {
+      Status st = volume->fs().release_inode(ino, n);
+      if (!st.ok()) std::fprintf(stderr, "stablefs: %s\n", st.message().c_str());
+    } catch (...) {
+      std::fprintf(stderr, "stablefs: out of memory releasing inode %llu\n", static_cast<unsigned long long>(ino));
+    }
+  }
+};
+
+namespace {
+
+using State = FuseServer::State;
+
+State& state(fuse_req_t req) { return *static_cast<State*>(fuse_req_userdata(req)); }
+Volume& vol(fuse_req_t req) { return *state(req).volume; }
+Filesystem& fsys(fuse_req_t req) { return vol(req).fs(); }
+
+int errno_of(const Status& st) { return st.code() > 0 ? st.code() : EIO; }
+
+// Runs one operation body; an exception never crosses into libfuse. A body that replied
+// before throwing cannot be answered twice, but every reply is the body's last statement.
+template <typename Fn>
+void guard(fuse_req_t req, Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::bad_alloc&) {
+    fuse_reply_err(req, ENOMEM);
+  } catch (...) {
+    fuse_reply_err(req, EIO);
+  }
+}
+
+struct timespec to_timespec(const Timespec& t) {
+  struct timespec ts {};
+  ts.tv_sec = t.sec;
+  ts.tv_nsec = t.nsec;
+  return ts;
+}
+
+struct stat to_stat(const Inode& inode, uint32_t block_size) {
+  struct stat st {};
+  st.st_ino = inode.ino;
+  st.st_mode = inode.rec.mode;
+  st.st_nlink = inode.rec.nlink;
+  st.st_uid = inode.rec.uid;
+  st.st_gid = inode.rec.gid;
+  st.st_rdev = inode.rec.rdev;
+  st.st_size = static_cast<off_t>(inode.rec.size);
+  st.st_blksize = block_size;
+  st.st_blocks = static_cast<blkcnt_t>(inode.rec.blocks * (block_size / 512));
+  st.st_atim = to_timespec(inode.rec.atime);
+  st.st_mtim = to_timespec(inode.rec.mtime);
+  st.st_ctim = to_timespec(inode.rec.ctime);
+  return st;
+}
+
+fuse_entry_param to_entry(fuse_req_t req, const Inode& inode) {
+  const State& s = state(req);
+  fuse_entry_param e{};
+  e.ino = inode.ino;
+  e.generation = inode.rec.generation;
+  e.attr = to_stat(inode, s.block_size);
+  e.attr_timeout = s.opts.attr_timeout;
+  e.entry_timeout = s.opts.attr_timeout;
+  return e;
+}
+
+// Replies with an entry (or the error) and counts the kernel's new lookup.
+void reply_entry(fuse_req_t req, const Result<Inode>& r) {
+  if (!r.ok()) {
+    fuse_reply_err(req, errno_of(r.status()));
+    return;
+  }
+  fuse_entry_param e = to_entry(req, *r);
+  state(req).add_lookup(r->ino);
+  if (fuse_reply_entry(req, &e) != 0) state(req).forget(r->ino, 1);
+}
+
+void reply_attr(fuse_req_t req, const Result<Inode>& r) {
+  if (!r.ok()) {
+    fuse_reply_err(req, errno_of(r.status()));
+    return;
+  }
+  struct stat st = to_stat(*r, state(req).block_size);
+  fuse_reply_attr(req, &st, state(req).opts.attr_timeout);
+}
+
+void reply_status(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok() ? 0 : errno_of(st)); }
+
+Credentials creds(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return Credentials{static_cast<uint32_t>(ctx->uid), static_cast<uint32_t>(ctx->gid), static_cast<uint32_t>(ctx->umask)};
+}
+
+// ---- operations -------------------------------------------------------------------------
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  (void)userdata;
+  auto want = [conn](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  conn->max_write = 1u << 20;  // libfuse derives max_pages from it
+  conn->max_readahead = 1u << 20;
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_ASYNC_READ);
+  want(FUSE_CAP_ASYNC_DIO);
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // POSIX ACLs: the kernel enforces them from the system.posix_acl_* xattrs (and caches them);
+  // the filesystem validates them, keeps the mode in sync and applies a directory's default
+  // ACL to new inodes. That needs the creator's mode unmasked (DONT_MASK): the filesystem
+  // applies the umask (sent with each create) itself when there is no default ACL.
+  if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
+    conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+  } else {
+    conn->want &= ~(FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK);  // the kernel applies the umask
+  }
+  conn->time_gran = 1;
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guard(req, [&] {
+    auto r = fsys(req).lookup(parent, name);
+    if (!r.ok() && r.status().code() == ENOENT) {
+      // A negative entry the kernel may cache: every change comes through this mount.
+      fuse_entry_param e{};
+      e.entry_timeout = state(req).opts.attr_timeout;
+      fuse_reply_entry(req, &e);
+      return;
+    }
+    reply_entry(req, r);
+  });
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  state(req).forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) state(req).forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  guard(req, [&] { reply_attr(req, fsys(req).getattr(ino)); });
+}
+
+Timespec from_timespec(const struct timespec& ts) {
+  return Timespec{static_cast<int64_t>(ts.tv_sec), static_cast<uint32_t>(ts.tv_nsec)};
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  guard(req, [&] {
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+      Status st = vol(req).set_size(ino, static_cast<uint64_t>(attr->st_size));
+      if (!st.ok()) return reply_status(req, st);
+    }
+    SetAttrRequest r;
+    if (to_set & FUSE_SET_ATTR_MODE) r.mode = attr->st_mode;
+    if (to_set & FUSE_SET_ATTR_UID) r.uid = attr->st_uid;
+    if (to_set & FUSE_SET_ATTR_GID) r.gid = attr->st_gid;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) r.atime_now = true;
+    else if (to_set & FUSE_SET_ATTR_ATIME) r.atime = from_timespec(attr->st_atim);
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) r.mtime_now = true;
+    else if (to_set & FUSE_SET_ATTR_MTIME) r.mtime = from_timespec(attr->st_mtim);
+    const bool other = to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_ATIME |
+                                 FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW |
+                                 FUSE_SET_ATTR_CTIME);
+    if (other || !(to_set & FUSE_SET_ATTR_SIZE)) reply_attr(req, fsys(req).setattr(ino, r));
+    else reply_attr(req, fsys(req).getattr(ino));
+  });
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  guard(req, [&] {
+    auto r = fsys(req).readlink(ino);
+    if (!r.ok()) return reply_status(req, r.status());
+    fuse_reply_readlink(req, r->c_str());
+  });
+}
+
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  guard(req, [&] { reply_entry(req, fsys(req).mknod(parent, name, mode, rdev, creds(req))); });
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  guard(req, [&] { reply_entry(req, fsys(req).mkdir(parent, name, mode, creds(req))); });
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guard(req, [&] { reply_status(req, fsys(req).unlink(parent, name)); });
+}
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guard(req, [&] { reply_status(req, fsys(req).rmdir(parent, name)); });
+}
+
+void op_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  guard(req, [&] { reply_entry(req, fsys(req).symlink(parent, name, link, creds(req))); });
+}
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
+               unsigned int flags) {
+  guard(req, [&] {
+    unsigned f = 0;
+    if (flags & RENAME_NOREPLACE) f |= kRenameNoReplace;
+    if (flags & RENAME_EXCHANGE) f |= kRenameExchange;
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return reply_status(req, Status::error(EINVAL, "rename flags"));
+    reply_status(req, fsys(req).rename(parent, name, newparent, newname, f));
+  });
+}
+
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  guard(req, [&] { reply_entry(req, fsys(req).link(ino, newparent, newname)); });
+}
+
+// Per-handle settings an open decides: O_DIRECT handles bypass the kernel's page cache.
+void set_open_flags(fuse_file_info* fi) {
+  fi->direct_io = (fi->flags & O_DIRECT) ? 1 : 0;
+  fi->keep_cache = 0;
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guard(req, [&] {
+    if (fi->flags & O_TRUNC) {
+      Status st = vol(req).set_size(ino, 0);
+      if (!st.ok()) return reply_status(req, st);
+    }
+    set_open_flags(fi);
+    state(req).add_handle(ino);  // dropped by op_release
+    if (fuse_reply_open(req, fi) != 0) {
+      (void)state(req).end_handle(ino);
+    }
+  });
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  guard(req, [&] {
+    auto r = fsys(req).mknod(parent, name, (mode & 07777) | S_IFREG, 0, creds(req));
+    if (!r.ok()) return reply_status(req, r.status());
+    set_open_flags(fi);
+    fuse_entry_param e = to_entry(req, *r);
+    state(req).add_lookup(r->ino);
+    state(req).add_handle(r->ino);  // dropped by op_release
+    if (fuse_reply_create(req, &e, fi) != 0) {
+      (void)state(req).end_handle(r->ino);
+      state(req).forget(r->ino, 1);
+    }
+  });
+}
+
+// Counts a reply as pending (FuseServer::State::reply_pending) for the span of starting the
+// request: if starting throws before the completion callback was handed over, the count is
+// taken back (guard() then replies with the error).
+class PendingReply {
+ public:
+  explicit PendingReply(FuseServer::State& st) : st_(st) { st_.reply_pending(); }
+  ~PendingReply() {
+    if (!handed_over_) st_.reply_sent();
+  }
+  PendingReply(const PendingReply&) = delete;
+  PendingReply& operator=(const PendingReply&) = delete;
+  void handed_over() { handed_over_ = true; }
+
+ private:
+  FuseServer::State& st_;
+  bool handed_over_ = false;
+};
+
+// Reads and writes are answered from the I/O completion: the worker starts the request and
+// returns. A read goes into a leased reply buffer that lives until the reply is sent. A write
+// returns at once when the engine copies the data (bounce, or libfuse's unaligned payload);
+// on the zero-copy path Volume::write_async waits, as the payload must stay stable.
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  guard(req, [&] {
+    FuseServer::State& st = state(req);
+    std::shared_ptr<ReplyBuffers::Lease> buf = st.read_buffers.get(size);
+    std::span<uint8_t> dst = buf->span();
+    PendingReply pending(st);
+    vol(req).read_async(ino, static_cast<uint64_t>(off), dst, [req, buf, &st](Result<size_t> r) mutable {
+      if (!r.ok()) reply_status(req, r.status());
+      else fuse_reply_buf(req, reinterpret_cast<const char*>(buf->span().data()), *r);
+      buf.reset();  // back to st's pool while st surely exists: reply_sent may let it go
+      st.reply_sent();
+    });
+    pending.handed_over();
+  });
+}
+
+// A zero-copy write keeps the receive buffer holding its payload (fs/fuse/fuse_receive_loop.h)
+// until the device has the data, so the worker need not wait for it either.
+void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info*) {
+  guard(req, [&] {
+    FuseServer::State& st = state(req);
+    const std::span<const uint8_t> src{reinterpret_cast<const uint8_t*>(data), size};
+    // Only a zero-copy write needs the receive buffer after this returns.
+    std::shared_ptr<const void> payload =
+        vol(req).engine().write_copies_source(static_cast<uint64_t>(off), src) ? nullptr : keep_receive_buffer();
+    PendingReply pending(st);
+    vol(req).write_async(
+        ino, static_cast<uint64_t>(off), src,
+        [req, payload, &st](Result<size_t> r) {
+          if (!r.ok()) reply_status(req, r.status());
+          else fuse_reply_write(req, *r);
+          st.reply_sent();
+        },
+        payload != nullptr);
+    pending.handed_over();
+  });
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+// The last close of an inode's handles trims its speculative preallocation past EOF (the
+// kernel ignores release's reply; an error is still reported for debug logs).
+void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  guard(req, [&] {
+    Status st = state(req).end_handle(ino);  // may free an unlinked file
+    reply_status(req, st);
+  });
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+  guard(req, [&] { reply_status(req, vol(req).sync()); });
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guard(req, [&] {
+    auto r = fsys(req).getattr(ino);
+    if (!r.ok()) return reply_status(req, r.status());
+    if (!S_ISDIR(r->rec.mode)) return reply_status(req, Status::error(ENOTDIR, "not a directory"));
+    fi->fh = 0;  // cookies are stable: a directory handle needs no state
+    fuse_reply_open(req, fi);
+  });
+}
+
+// readdir and readdirplus: "." (offset 1) and ".." (offset 2), then the stored entries, whose
+// cookies are >= 257. Entries are collected first and the reply built outside the metadata
+// lock (readdirplus looks each one up).
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  Filesystem& fs = fsys(req);
+  auto dir = fs.getattr(ino);
+  if (!dir.ok()) return reply_status(req, dir.status());
+  std::vector<char> buf(size);
+  size_t used = 0;
+  std::vector<uint64_t> held;  // readdirplus: the lookup references the reply hands out
+  // Adds one entry; false when it does not fit.
+  auto add = [&](const char* name, const Inode* inode, uint64_t dot_ino, uint32_t mode, off_t next) -> bool {
+    size_t n;
+    if (plus) {
+      fuse_entry_param e{};
+      if (inode) e = to_entry(req, *inode);
+      else {
+        e.attr.st_ino = dot_ino;
+        e.attr.st_mode = mode;
+      }
+      n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
+    } else {
+      struct stat st {};
+      st.st_ino = inode ? inode->ino : dot_ino;
+      st.st_mode = inode ? inode->rec.mode : mode;
+      n = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
+    }
+    if (n > size - used) return false;
+    if (plus && inode) {
+      state(req).add_lookup(inode->ino);
+      held.push_back(inode->ino);
+    }
+    used += n;
+    return true;
+  };
+  if (off < 1 && !add(".", nullptr, ino, S_IFDIR, 1)) return (void)fuse_reply_buf(req, buf.data(), used);
+  if (off < 2) {
+    uint64_t parent = dir->rec.parent ? dir->rec.parent : ino;
+    if (!add("..", nullptr, parent, S_IFDIR, 2)) return (void)fuse_reply_buf(req, buf.data(), used);
+  }
+  const uint64_t cookie = off <= 2 ? 0 : static_cast<uint64_t>(off);
+  // Collect at most what can fit (each entry needs at least 24 bytes plus its name, padded).
+  std::vector<DirEntry> entries;
+  size_t estimate = used;
+  const size_t per_entry = plus ? sizeof(fuse_entry_param) : 24;
+  Status st = fs.readdir(ino, cookie, [&](const DirEntry& e) {
+    entries.push_back(e);
+    estimate += per_entry + ((e.name.size() + 7) & ~size_t(7));
+    return estimate < size;
+  });
+  if (!st.ok()) return reply_status(req, st);
+  for (const DirEntry& e : entries) {
+    if (plus) {
+      auto inode = fs.getattr(e.ino);
+      if (!inode.ok()) {
+        if (inode.status().code() == ENOENT) continue;  // removed since readdir listed it
+        if (used == 0) return reply_status(req, inode.status());
+        break;
+      }
+      if (!add(e.name.c_str(), &*inode, 0, 0, static_cast<off_t>(e.next_cookie))) break;
+    } else {
+      Inode i;
+      i.ino = e.ino;
+      i.rec.mode = static_cast<uint32_t>(e.dtype) << 12;
+      if (!add(e.name.c_str(), &i, 0, 0, static_cast<off_t>(e.next_cookie))) break;
+    }
+  }
+  // A reply the kernel never got (the request was interrupted) hands out no references.
+  if (fuse_reply_buf(req, buf.data(), used) != 0)
+    for (uint64_t h : held) state(req).forget(h, 1);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  guard(req, [&] { do_readdir(req, ino, size, off, false); });
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  guard(req, [&] { do_readdir(req, ino, size, off, true); });
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void op_fsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+  guard(req, [&] { reply_status(req, vol(req).sync()); });
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  guard(req, [&] {
+    FsStats s = fsys(req).statfs();
+    struct statvfs v {};
+    v.f_bsize = s.block_size;
+    v.f_frsize = s.block_size;
+    v.f_blocks = s.total_blocks;
+    v.f_bfree = s.free_blocks;
+    v.f_bavail = s.free_blocks;
+    v.f_files = s.inodes + s.free_blocks;
+    v.f_ffree = s.free_blocks;
+    v.f_favail = s.free_blocks;
+    v.f_namemax = s.max_name;
+    fuse_reply_statfs(req, &v);
+  });
+}
+
+// Whether the caller is root or a member of ino's group (its own gid or a supplementary one).
+bool caller_in_group_or_root(fuse_req_t req, fuse_ino_t ino) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  if (ctx->uid == 0) return true;
+  auto inode = fsys(req).getattr(ino);
+  if (!inode.ok()) return true;  // the setxattr itself will fail
+  const gid_t gid = inode->rec.gid;
+  if (ctx->gid == gid) return true;
+  std::vector<gid_t> groups(64);
+  int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+  if (n > static_cast<int>(groups.size())) {
+    groups.resize(static_cast<size_t>(n));
+    n = fuse_req_getgroups(req, n, groups.data());
+  }
+  for (int i = 0; i < n && i < static_cast<int>(groups.size()); ++i)
+    if (groups[static_cast<size_t>(i)] == gid) return true;
+  return false;
+}
+
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  guard(req, [&] {
+    int f = 0;
+    if (flags & XATTR_CREATE) f |= kXattrCreate;
+    if (flags & XATTR_REPLACE) f |= kXattrReplace;
+    // The kernel's FUSE_SETXATTR_ACL_KILL_SGID does not reach this op in libfuse 3.14: decide
+    // here, as the kernel does for local filesystems.
+    if (std::string_view(name) == kAclAccessXattr && !caller_in_group_or_root(req, ino)) f |= kXattrAclKillSgid;
+    reply_status(req, fsys(req).setxattr(ino, name, {reinterpret_cast<const uint8_t*>(value), size}, f));
+  });
+}
+
+// getxattr/listxattr: size 0 asks for the length; a buffer too small is ERANGE.
+void reply_xattr_bytes(fuse_req_t req, const char* data, size_t len, size_t size) {
+  if (size == 0) fuse_reply_xattr(req, len);
+  else if (size < len) fuse_reply_err(req, ERANGE);
+  else fuse_reply_buf(req, data, len);
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  guard(req, [&] {
+    auto r = fsys(req).getxattr(ino, name);
+    if (!r.ok()) return reply_status(req, r.status());
+    reply_xattr_bytes(req, reinterpret_cast<const char*>(r->data()), r->size(), size);
+  });
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  guard(req, [&] {
+    auto r = fsys(req).listxattr(ino);
+    if (!r.ok()) return reply_status(req, r.status());
+    std::string names;
+    for (const std::string& n : *r) names.append(n).push_back('\0');
+    reply_xattr_bytes(req, names.data(), names.size(), size);
+  });
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  guard(req, [&] { reply_status(req, fsys(req).removexattr(ino, name)); });
+}
+
+// With default_permissions the kernel checks permissions itself and rarely asks; when it does
+// (access(2), chdir), answer from the mode bits the way the kernel would.
+void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
+  guard(req, [&] {
+    auto r = fsys(req).getattr(ino);
+    if (!r.ok()) return reply_status(req, r.status());
+    const fuse_ctx* ctx = fuse_req_ctx(req);
+    const uint32_t mode = r->rec.mode;
+    if (mask == F_OK) return (void)fuse_reply_err(req, 0);
+    if (ctx->uid == 0) {
+      // root: everything but execute of a file that nobody may execute
+      bool ok = !(mask & X_OK) || S_ISDIR(mode) || (mode & 0111);
+      return (void)fuse_reply_err(req, ok ? 0 : EACCES);
+    }
+    uint32_t bits;
+    if (ctx->uid == r->rec.uid) bits = (mode >> 6) & 7;
+    else if (ctx->gid == r->rec.gid) bits = (mode >> 3) & 7;
+    else bits = mode & 7;
+    fuse_reply_err(req, (static_cast<uint32_t>(mask) & ~bits & 7) ? EACCES : 0);
+  });
+}
+
+void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info*) {
+  guard(req, [&] {
+    if (offset < 0 || length <= 0) return reply_status(req, Status::error(EINVAL, "fallocate range"));
+    if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
+      return reply_status(req, Status::error(EOPNOTSUPP, "fallocate mode"));
+    unsigned m = 0;
+    if (mode & FALLOC_FL_KEEP_SIZE) m |= kFallocKeepSize;
+    if (mode & FALLOC_FL_PUNCH_HOLE) m |= kFallocPunchHole;
+    if (mode & FALLOC_FL_ZERO_RANGE) m |= kFallocZeroRange;
+    reply_status(req, vol(req).fallocate(ino, m, static_cast<uint64_t>(offset), static_cast<uint64_t>(length)));
+  });
+}
+
+void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  guard(req, [&] {
+    if (off < 0) return reply_status(req, Status::error(ENXIO, "negative offset"));
+    Result<uint64_t> r = Status::error(EINVAL, "lseek whence");
+    if (whence == SEEK_DATA) r = vol(req).seek_data(ino, static_cast<uint64_t>(off));
+    else if (whence == SEEK_HOLE) r = vol(req).seek_hole(ino, static_cast<uint64_t>(off));
+    if (!r.ok()) return reply_status(req, r.status());
+    fuse_reply_lseek(req, static_cast<off_t>(*r));
+  });
+}
+
+void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*, fuse_ino_t ino_out,
+                        off_t off_out, fuse_file_info*, size_t len, int flags) {
+  guard(req, [&] {
+    if (off_in < 0 || off_out < 0 || flags < 0) return reply_status(req, Status::error(EINVAL, "copy_file_range"));
+    auto r = copy_file_range(vol(req), ino_in, static_cast<uint64_t>(off_in), ino_out, static_cast<uint64_t>(off_out),
+                             len, static_cast<unsigned>(flags));
+    if (!r.ok()) return reply_status(req, r.status());
+    fuse_reply_write(req, static_cast<size_t>(*r));
+  });
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops o{};
+  o.init = op_init;
+  o.lookup = op_lookup;
+  o.forget = op_forget;
+  o.forget_multi = op_forget_multi;
+  o.getattr = op_getattr;
+  o.setattr = op_setattr;
+  o.readlink = op_readlink;
+  o.mknod = op_mknod;
+  o.mkdir = op_mkdir;
+  o.unlink = op_unlink;
+  o.rmdir = op_rmdir;
+  o.symlink = op_symlink;
+  o.rename = op_rename;
+  o.link = op_link;
+  o.open = op_open;
+  o.create = op_create;
+  o.read = op_read;
+  o.write = op_write;
+  o.flush = op_flush;
+  o.release = op_release;
+  o.fsync = op_fsync;
+  o.opendir = op_opendir;
+  o.readdir = op_readdir;
+  o.readdirplus = op_readdirplus;
+  o.releasedir = op_releasedir;
+  o.fsyncdir = op_fsyncdir;
+  o.statfs = op_statfs;
+  o.setxattr = op_setxattr;
+  o.getxattr = op_getxattr;
+  o.listxattr = op_listxattr;
+  o.removexattr = op_removexattr;
+  o.access = op_access;
+  o.fallocate = op_fallocate;
+  o.lseek = op_lseek;
+  o.copy_file_range = op_copy_file_range;
+  return o;
+}();
+
+// libfuse option values are comma-separated; a comma or backslash in a value is escaped.
+std::string escape_opt(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == ',' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<FuseServer>> FuseServer::mount(Volume& volume, const FuseMountOptions& opts) {
+  std::unique_ptr<FuseServer> server(new FuseServer());
+  server->state_ = std::make_unique<State>();
+  State& s = *server->state_;
+  s.volume = &volume;
+  s.opts = opts;
+  s.block_size = static_cast<uint32_t>(volume.fs().statfs().block_size);
+
+  std::string o = "default_permissions,fsname=" + escape_opt(opts.fsname);
+  if (!opts.subtype.empty()) o += ",subtype=" + escape_opt(opts.subtype);
+  if (opts.allow_other) o += ",allow_other";
+  if (opts.read_only) o += ",ro";
+  std::vector<std::string> argv_s = {"stablefs", "-o", o};
+  if (opts.debug) argv_s.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  server->se_ = fuse_session_new(&args, &kOps, sizeof(kOps), &s);
+  fuse_opt_free_args(&args);
+  if (!server->se_) return Status::error(EINVAL, opts.mountpoint + ": could not create the FUSE session");
+  if (fuse_set_signal_handlers(server->se_) != 0)
+    return Status::error(EIO, opts.mountpoint + ": could not install signal handlers");
+  server->signals_ = true;
+  if (fuse_session_mount(server->se_, opts.mountpoint.c_str()) != 0)
+    return Status::error(EIO, opts.mountpoint + ": FUSE mount failed (is /dev/fuse available and the mountpoint a directory?)");
+  server->mounted_ = true;
+  return server;
+}
+
+FuseServer::~FuseServer() {
+  if (!se_) return;
+  if (signals_) fuse_remove_signal_handlers(se_);
+  if (mounted_) fuse_session_unmount(se_);
+  fuse_session_destroy(se_);
+}
+
+Status FuseServer::run() {
+  // Our own loop (not fuse_session_loop_mt): its receive buffers put WRITE payloads on an
+  // aligned address, so zero-copy writes need no copy (fs/fuse/fuse_receive_loop.h).
+  const int rc = run_aligned_receive_loop(se_, state_->opts.max_threads);
+  state_->wait_for_replies();  // answered from I/O completions: before the session goes
+  if (mounted_) {
+    fuse_session_unmount(se_);
+    mounted_ = false;
+  }
+  if (rc < 0) return Status::error(-rc, state_->opts.mountpoint + ": FUSE session failed: " + std::strerror(-rc));
+  return {};
+}
+
+void FuseServer::exit() {
+  if (se_) fuse_session_exit(se_);
+}
+
+}  // namespace stablefs

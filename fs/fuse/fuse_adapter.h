@@ -1,0 +1,73 @@
+// FuseServer: serves one Volume to the kernel through the libfuse3 low-level API.
+//
+// The adapter is thin: one short function per FUSE operation that decodes the request, calls
+// Volume (file data, sizes, fallocate, seek, sync) or Volume::fs() (the namespace), and replies.
+// No filesystem logic lives here. Errors are Status values whose code() becomes the errno
+// reply; nothing throws across the libfuse boundary (std::bad_alloc becomes ENOMEM, any other
+// exception EIO, at the edge of each operation).
+//
+// Inode numbers are stablefs inode numbers (FUSE ino 1 is the root, kRootIno); generations
+// come from the inode record. Every kernel lookup reference (lookup, create, mknod, mkdir,
+// symlink, link, readdirplus add one; forget and forget_multi drop them) and every open file
+// handle (open, create; release drops it) is a hold on the inode (Filesystem::acquire_inode):
+// a file unlinked while open or known to the kernel stays readable and writable, on the
+// on-disk orphan list, until its last hold goes, and a crash meanwhile frees it at the next
+// mount.
+//
+// All data goes through the Volume's direct-I/O engine: opens with O_DIRECT get direct_io on
+// their handle (the kernel sends the application's I/O as is); other opens go through the
+// kernel's page cache, whose reads and writes reach the same engine. There is no writeback
+// cache, so the kernel sends every write at once and sizes and times stay the daemon's.
+//
+// Threads: run() drives a multi-threaded receive loop (fs/fuse/fuse_receive_loop.h: WRITE payloads
+// land block-aligned, so zero-copy writes need no copy); operations run concurrently on its
+// workers (Volume and Filesystem are thread-safe). mount(), run() and the destructor are
+// called from one thread; exit() from any thread or a signal handler's caller.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "bounce/status.h"
+#include "fs/volume.h"
+
+struct fuse_session;
+
+namespace stablefs {
+
+struct FuseMountOptions {
+  std::string mountpoint;
+  std::string fsname;                 // the mount source shown in /proc/mounts (the device)
+  std::string subtype = "stablefs";   // type fuse.<subtype>; empty: plain "fuse"
+  bool allow_other = false;
+  bool read_only = false;
+  bool debug = false;                 // libfuse prints every request to stderr
+  unsigned max_threads = 32;          // receive-loop workers
+  double attr_timeout = 1.0;          // seconds the kernel may cache attributes and entries
+};
+
+class FuseServer {
+ public:
+  // Creates the session and mounts it (the filesystem is live when this returns ok).
+  // Installs handlers so that SIGTERM, SIGINT and SIGHUP end run().
+  static Result<std::unique_ptr<FuseServer>> mount(Volume& volume, const FuseMountOptions& opts);
+  // Unmounts (if still mounted) and destroys the session. Does not close the Volume.
+  ~FuseServer();
+
+  // Serves requests until the filesystem is unmounted or a signal/exit() ends the loop;
+  // then unmounts. The Volume is untouched by the server after run() returns.
+  Status run();
+  // Asks run() to return (thread-safe).
+  void exit();
+
+  struct State;  // lookup counts and options, shared with the operation functions
+
+ private:
+  FuseServer() = default;
+  std::unique_ptr<State> state_;
+  fuse_session* se_ = nullptr;
+  bool mounted_ = false;
+  bool signals_ = false;
+};
+
+}  // namespace stablefs

@@ -1,0 +1,178 @@
+#define FUSE_USE_VERSION 312  // the libfuse API the daemon is written against (as fs/fuse/fuse_adapter.cc)
+#include "fs/fuse/fuse_receive_loop.h"
+
+#include <fuse_lowlevel.h>
+#include <linux/fuse.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace stablefs {
+namespace {
+
+// Where a WRITE request's data starts in the receive buffer.
+constexpr size_t kWritePayloadOffset = sizeof(fuse_in_header) + sizeof(fuse_write_in);
+constexpr size_t kAlign = 4096;
+// The largest request: a 1 MiB WRITE (max_write) plus its headers, with room to spare. The
+// kernel refuses a read() smaller than max_write plus the headers.
+constexpr size_t kReceiveBytes = (1u << 20) + 2 * kAlign;
+
+// Memory for one request: kReceiveBytes starting kWritePayloadOffset before a 4096 boundary.
+class ReceiveBuffer {
+ public:
+  ReceiveBuffer() : base_(static_cast<char*>(std::aligned_alloc(kAlign, kAlign + kReceiveBytes))) {}
+  ~ReceiveBuffer() { std::free(base_); }
+  ReceiveBuffer(const ReceiveBuffer&) = delete;
+  ReceiveBuffer& operator=(const ReceiveBuffer&) = delete;
+  bool ok() const { return base_ != nullptr; }
+  char* data() const { return base_ + kAlign - kWritePayloadOffset; }
+
+ private:
+  char* base_;
+};
+
+// Receive buffers not in use, so that a buffer an operation kept comes back for reuse
+// instead of being freed (a fresh one costs page faults on first touch). Bounded.
+// Shared by the buffers it hands out: a kept buffer may be released after the loop ended.
+class BufferPool : public std::enable_shared_from_this<BufferPool> {
+ public:
+  std::shared_ptr<ReceiveBuffer> get() {
+    std::unique_ptr<ReceiveBuffer> b;
+    {
+      std::lock_guard lock(mu_);
+      if (!free_.empty()) {
+        b = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    if (!b) b = std::make_unique<ReceiveBuffer>();
+    if (!b->ok()) return nullptr;
+    return std::shared_ptr<ReceiveBuffer>(
+        b.release(), [pool = shared_from_this()](ReceiveBuffer* r) { pool->put(std::unique_ptr<ReceiveBuffer>(r)); });
+  }
+
+ private:
+  static constexpr size_t kKeep = 64;
+  void put(std::unique_ptr<ReceiveBuffer> b) {
+    std::lock_guard lock(mu_);
+    if (free_.size() < kKeep) free_.push_back(std::move(b));
+  }
+  std::mutex mu_;
+  std::vector<std::unique_ptr<ReceiveBuffer>> free_;  // REQUIRES: mu_
+};
+
+// The buffer of the request the current worker thread is processing (keep_receive_buffer).
+thread_local std::shared_ptr<ReceiveBuffer>* current_buffer = nullptr;
+
+void wake_reader(int) {}  // interrupts a blocking read(); nothing else
+
+struct Shared {
+  fuse_session* se;
+  std::mutex mu;
+  std::condition_variable cv;
+  unsigned stopped = 0;  // REQUIRES: mu
+  int error = 0;         // first failure; REQUIRES: mu
+};
+
+// One worker: read a request, process it, until the session ends. Returns 0 or -errno.
+int serve(fuse_session* se, BufferPool& pool) {
+  std::shared_ptr<ReceiveBuffer> buf = pool.get();
+  if (!buf) return -ENOMEM;
+  current_buffer = &buf;
+  const int fd = fuse_session_fd(se);
+  int rc = 0;
+  while (!fuse_session_exited(se)) {
+    if (buf.use_count() > 1) {  // the last request's operation kept it: read into another
+      buf = pool.get();
+      if (!buf) {
+        rc = -ENOMEM;
+        break;
+      }
+    }
+    const ssize_t n = ::read(fd, buf->data(), kReceiveBytes);
+    if (n < 0) {
+      const int err = errno;
+      // EINTR: woken (or a signal); ENOENT: the request was interrupted; EAGAIN: another
+      // worker took it. All: look again (the loop condition sees an exited session).
+      if (err == EINTR || err == ENOENT || err == EAGAIN) continue;
+      if (err == ENODEV) {  // unmounted
+        fuse_session_exit(se);
+        break;
+      }
+      rc = -err;
+      break;
+    }
+    if (n == 0) {  // the device was closed
+      fuse_session_exit(se);
+      break;
+    }
+    fuse_buf fb{};
+    fb.size = static_cast<size_t>(n);
+    fb.mem = buf->data();
+    fuse_session_process_buf(se, &fb);
+  }
+  current_buffer = nullptr;
+  return rc;
+}
+
+}  // namespace
+
+std::shared_ptr<const void> keep_receive_buffer() {
+  if (!current_buffer || !*current_buffer) return nullptr;
+  return *current_buffer;
+}
+
+int run_aligned_receive_loop(fuse_session* se, unsigned threads) {
+  struct sigaction sa {};
+  sa.sa_handler = wake_reader;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: read() returns EINTR
+  struct sigaction old {};
+  if (sigaction(SIGUSR2, &sa, &old) != 0) return -errno;
+
+  Shared shared{se, {}, {}, 0, 0};
+  auto pool = std::make_shared<BufferPool>();
+  std::vector<std::thread> workers;
+  std::vector<std::unique_ptr<std::atomic<bool>>> done;
+  for (unsigned i = 0; i < std::max(1u, threads); ++i) {
+    done.push_back(std::make_unique<std::atomic<bool>>(false));
+    std::atomic<bool>* flag = done.back().get();
+    workers.emplace_back([&shared, pool, flag] {
+      const int rc = serve(shared.se, *pool);
+      flag->store(true);
+      std::lock_guard lock(shared.mu);
+      ++shared.stopped;
+      if (rc < 0 && shared.error == 0) shared.error = rc;
+      shared.cv.notify_all();
+    });
+  }
+  {
+    // A signal handler cannot notify: poll for an exited session as well.
+    std::unique_lock lock(shared.mu);
+    while (shared.stopped == 0 && !fuse_session_exited(se)) shared.cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  fuse_session_exit(se);
+  // Wake the workers still blocked in read() until each has seen the exit. A worker busy with
+  // a request finishes it first (its I/O completes; nothing here waits on the kernel).
+  for (size_t i = 0; i < workers.size(); ++i) {
+    while (!done[i]->load()) {
+      pthread_kill(workers[i].native_handle(), SIGUSR2);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    workers[i].join();
+  }
+  sigaction(SIGUSR2, &old, nullptr);
+  return shared.error;
+}
+
+}  // namespace stablefs

@@ -1,0 +1,18 @@
+#include "fs/inode/data_release.h"
+
+#include "fs/inode/checksum_store.h"
+
+namespace stablefs {
+
+Status release_data_blocks(MetadataStore& store, uint64_t dev_block, uint64_t nblocks) {
+  const Superblock& sb = store.superblock();
+  if (nblocks == 0 || dev_block < sb.data_start || dev_block >= sb.total_blocks - 1 ||
+      nblocks > sb.total_blocks - 1 - dev_block)
+    return Status::error(EUCLEAN, "extent at block " + std::to_string(dev_block) + " of " + std::to_string(nblocks) +
+                                      " blocks lies outside the data area");
+  SFS_TRY(store.allocator().free(Extent{dev_block, nblocks}, Reuse::kAfterCommit));
+  if (!sb.data_checksums()) return {};
+  return ChecksumStore(store.csum_tree()).drop(dev_block, nblocks);
+}
+
+}  // namespace stablefs

@@ -1,0 +1,134 @@
+// MetadataStore: one filesystem's metadata on its device — superblock, buffer cache,
+// journal, allocator and the two B+trees — and the running transaction that ties them.
+//
+// Every change happens inside an operation:
+//   SFS_TRY(store.begin_operation(blocks_needed));   // may commit; refuses ENOSPC/EROFS/EIO
+//   ... tree and allocator calls (they call modify() on what they change) ...
+//   return store.end_operation(status);
+// An operation that fails after changing metadata cannot be undone, so the store shuts down
+// (like XFS): nothing more is committed and later operations fail with EIO; the device keeps
+// its last committed state. Transactions commit on sync(), when they grow large, and at
+// close(); each commit is one journal write plus one flush (group commit).
+//
+// Not thread-safe: REQUIRES the filesystem's metadata lock for every call.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "bounce/block_device.h"
+#include "fs/meta/allocator.h"
+#include "fs/meta/btree.h"
+#include "fs/meta/buffer_cache.h"
+#include "fs/format/format.h"
+#include "fs/meta/journal.h"
+#include "fs/meta/metadata_space.h"
+
+namespace stablefs {
+
+// Space the data path leaves to metadata: writes into holes, out-of-place reservations and
+// preallocation never take the last kMetadataReserveBlocks allocatable blocks, so the ioend
+// that records a write (and truncate, punch, unlink: the updates that free space) can always
+// run, even on a full filesystem. Without it a write could take the blocks its own ioend (or
+// the extent insert of its allocation) needs, fail after the data reached the device, and
+// shut the store down.
+inline constexpr uint64_t kMetadataReserveBlocks = 256;
+
+struct StoreOptions {
+  bool read_only = false;
+  size_t cache_blocks = 16384;  // clean metadata blocks kept in memory
+  // fsck: open even when summary counters disagree with the structures (fsck reports them).
+  bool tolerate_inconsistent_counters = false;
+};
+
+struct StoreStats {
+  uint64_t transactions_committed = 0;
+  uint64_t checkpoints = 0;
+  uint64_t replayed_transactions = 0;  // at open
+  uint64_t block_reads = 0;            // read() calls, cache hits included
+  uint64_t ordered_data_flushes = 0;   // device flushes a commit made before its journal write
+};
+
+class MetadataStore : public MetadataSpace {
+ public:
+  // Opens an existing filesystem: verifies the superblock, replays the journal (read-only:
+  // into memory only), loads the allocator, and, read-write, marks the filesystem dirty.
+  static Result<std::unique_ptr<MetadataStore>> open(BlockDevice& dev, StoreOptions opts);
+  // mkfs: lays out an empty filesystem with the geometry in sb (journal, bitmaps, empty
+  // trees) and returns it open read-write inside a running transaction.
+  static Result<std::unique_ptr<MetadataStore>> format(BlockDevice& dev, const Superblock& sb);
+  ~MetadataStore() override;
+
+  Status begin_operation(size_t blocks_needed = 16);
+  // Between operations: when fewer than blocks are allocatable and freed blocks are only
+  // waiting for a commit or checkpoint to become reusable, commits (and checkpoints) so they
+  // are. A workload of overwrites frees as much as it allocates; this keeps it from running
+  // out of space between timed commits.
+  Status make_allocatable(uint64_t blocks);
+  Status end_operation(Status result);
+  // The running operation records data writes that completed on the device (an ioend): the
+  // commit that makes it durable first flushes the device, so the data is on stable media
+  // before the journal record that names it can be (ordered data, like jbd2's pre-flush).
+  // REQUIRES: inside an operation.
+  void note_data_written() { data_in_transaction_ = true; }
+  // Commits the running transaction: a device flush first if it records data writes
+  // (note_data_written), then the journal write + flush.
+  Status commit();
+  // Commits and writes everything home; the log is empty afterwards.
+  Status checkpoint();
+  // Checkpoints, marks the filesystem clean in both superblocks and stops all writing.
+  Status close();
+
+  Superblock& superblock() { return sb_; }
+  const Superblock& superblock() const { return sb_; }
+  BTree& fs_tree() { return *fs_tree_; }
+  BTree& csum_tree() { return *csum_tree_; }
+  Allocator& allocator() { return *alloc_; }
+  BlockDevice& device() { return dev_; }
+  bool read_only() const { return read_only_; }
+  bool shut_down() const { return shut_down_; }
+  const StoreStats& stats() const { return stats_; }
+  // Levels of the filesystem tree (1: a lone leaf).
+  Result<uint32_t> fs_tree_height();
+  const Journal& journal() const { return *journal_; }
+
+  // MetadataSpace
+  uint32_t block_size() const override { return sb_.block_size; }
+  Result<BufferRef> read(uint64_t blocknr, BlockType type) override;
+  void modify(const BufferRef& buf) override;
+  Result<BufferRef> allocate(BlockType type, uint64_t goal) override;
+  BufferRef create_fixed(uint64_t blocknr, BlockType type) override;
+  Status free(uint64_t blocknr) override;
+
+ private:
+  MetadataStore(BlockDevice& dev, const Superblock& sb, StoreOptions opts, uint64_t next_seq);
+  Status load_structures();
+  // The tree roots are distinct, readable, and hold the root directory; next_ino is above
+  // every inode number in use.
+  Status check_roots();
+  Status shut_down_with(Status cause);
+
+  BlockDevice& dev_;
+  Superblock sb_;
+  bool read_only_;
+  bool tolerate_counters_;
+  BufferCache cache_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<Allocator> alloc_;
+  std::unique_ptr<BTree> fs_tree_;
+  std::unique_ptr<BTree> csum_tree_;
+  BufferRef sb_buf_;
+  std::vector<BufferRef> running_;  // buffers changed in the running transaction
+  uint64_t modifications_ = 0;      // modify() calls, to tell whether a failed op changed anything
+  uint64_t op_start_modifications_ = 0;
+  bool shut_down_ = false;
+  bool closed_ = false;
+  bool data_in_transaction_ = false;  // see note_data_written
+  StoreStats stats_;
+};
+
+// Wall-clock time as stored in inodes and the superblock.
+uint64_t now_ns();
+
+}  // namespace stablefs

@@ -1,0 +1,190 @@
+// Filesystem: the namespace of a stablefs filesystem — inodes, directories, links, symlinks,
+// renames, attributes and xattrs — as operations on the metadata store.
+//
+// This is the API the FUSE adapter (and fsck's tests, and the crash harness) call. Each
+// operation is atomic: it runs as one step of the running journal transaction under the
+// filesystem's metadata lock, and is durable after sync(). Errors are Status values whose
+// code() is the errno to return to a caller. Permission checks belong to the caller (the
+// kernel with default_permissions); this layer enforces structure (ENOTEMPTY, EXDEV-free
+// renames, loops, name rules). Thread-safe: every public method takes the metadata lock.
+//
+// Inodes in use: a caller that keeps using an inode after its last link may go (an open file,
+// a FUSE lookup reference) holds it (acquire_inode/release_inode). Removing the last link of a
+// held inode (unlink, rmdir, rename over it) leaves it with nlink 0, its data intact, on the
+// on-disk orphan list (fs/inode/orphan_list.h) in the same transaction; dropping its last hold
+// frees it. Mount frees the orphans a crash left behind, close() those still listed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "fs/format/fs_items.h"
+#include "fs/meta/metadata_store.h"
+#include "fs/format/posix_acl.h"
+
+namespace stablefs {
+
+struct Inode {
+  uint64_t ino = 0;
+  InodeRecord rec;
+};
+
+struct Credentials {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t umask = 0;  // masks a new inode's mode, unless its directory has a default ACL
+};
+
+struct SetAttrRequest {
+  std::optional<uint32_t> mode;  // permission bits and suid/sgid/sticky; the file type is kept
+  std::optional<uint32_t> uid;
+  std::optional<uint32_t> gid;
+  std::optional<Timespec> atime;  // set to this value
+  std::optional<Timespec> mtime;
+  bool atime_now = false;  // UTIME_NOW
+  bool mtime_now = false;
+};
+
+struct DirEntry {
+  std::string name;
+  uint64_t ino = 0;
+  uint8_t dtype = 0;
+  uint64_t next_cookie = 0;  // pass to readdir() to continue after this entry
+};
+
+struct FsStats {
+  uint64_t block_size = 0;
+  uint64_t total_blocks = 0;
+  uint64_t free_blocks = 0;  // what file data can still take (the metadata reserve excluded)
+  uint64_t inodes = 0;
+  uint64_t max_name = 255;
+};
+
+enum RenameFlags : unsigned { kRenameNoReplace = 1u << 0, kRenameExchange = 1u << 1 };
+// kXattrAclKillSgid: setting an access ACL also clears the set-group-ID bit (the caller is
+// neither in the file's group nor privileged, as the kernel decides for local filesystems).
+enum XattrFlags : int { kXattrCreate = 1, kXattrReplace = 2, kXattrAclKillSgid = 4 };
+
+class Filesystem {
+ public:
+  static Result<std::unique_ptr<Filesystem>> open(BlockDevice& dev, StoreOptions opts);
+  // mkfs: formats dev with the geometry in sb, creates the root directory (owned by root:root,
+  // mode 0755) and closes it clean.
+  static Status format(BlockDevice& dev, const Superblock& sb);
+  ~Filesystem();
+
+  // Frees every orphan (whatever holds remain: nobody may use the filesystem any more), then
+  // commits, writes everything home and marks the filesystem clean. Only the first call acts.
+  Status close();
+  // Makes every completed operation durable (journal commit + device flush).
+  Status sync();
+
+  Result<Inode> getattr(uint64_t ino);
+  Result<Inode> lookup(uint64_t parent, std::string_view name);
+  // Regular files, fifos, sockets, character and block devices (type from mode).
+  Result<Inode> mknod(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev, Credentials cred);
+  Result<Inode> mkdir(uint64_t parent, std::string_view name, uint32_t mode, Credentials cred);
+  Result<Inode> symlink(uint64_t parent, std::string_view name, std::string_view target, Credentials cred);
+  Result<std::string> readlink(uint64_t ino);
+  Result<Inode> link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
+  Status unlink(uint64_t parent, std::string_view name);
+  Status rmdir(uint64_t parent, std::string_view name);
+  Status rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name, unsigned flags);
+  Result<Inode> setattr(uint64_t ino, const SetAttrRequest& req);
+  // Entries after cookie (0: from the start), in cookie order, until fn returns false.
+  // "." and ".." are not stored and not listed.
+  Status readdir(uint64_t dir, uint64_t cookie, const std::function<bool(const DirEntry&)>& fn);
+
+  Status setxattr(uint64_t ino, std::string_view name, std::span<const uint8_t> value, int flags);
+  Result<std::vector<uint8_t>> getxattr(uint64_t ino, std::string_view name);
+  Result<std::vector<std::string>> listxattr(uint64_t ino);
+  Status removexattr(uint64_t ino, std::string_view name);
+
+  // Holds: acquire_inode adds n holds on ino (no I/O; ino need not exist, the caller got it
+  // from a successful lookup/create and takes the hold before handing it out). release_inode
+  // drops n; when the last goes and ino is an orphan, it is freed with its data (may do I/O;
+  // blocks other operations meanwhile). An error leaves the orphan listed, to be freed by
+  // close() or the next mount.
+  void acquire_inode(uint64_t ino, uint64_t n = 1);
+  Status release_inode(uint64_t ino, uint64_t n = 1);
+  // Inodes on the orphan list (unlinked, still held) right now, and how many orphans left by
+  // an unclean shutdown open() freed.
+  size_t orphan_count();
+  uint64_t orphans_freed_at_open() const { return orphans_freed_at_open_; }
+
+  FsStats statfs();
+  // Largest xattr value and symlink target this filesystem stores.
+  size_t max_xattr_value() const;
+  static constexpr size_t kMaxSymlink = 4095;
+
+  // For fsck and tests: the store under the namespace. REQUIRES: no concurrent operations.
+  MetadataStore& store() { return *store_; }
+
+ private:
+  friend class FileMapper;  // the data path works on files under the same metadata lock
+  friend class FileSpace;
+  explicit Filesystem(std::unique_ptr<MetadataStore> store);
+  struct DirentSlot {
+    uint64_t slot = 0;
+    DirentRecord rec;
+  };
+
+  Result<Inode> load_inode(uint64_t ino);
+  Status save_inode(const Inode& inode);
+  Result<std::optional<DirentSlot>> find_dirent(uint64_t dir, std::string_view name);
+  Status add_dirent(uint64_t dir, std::string_view name, uint64_t ino, uint32_t mode);
+  Status remove_dirent(uint64_t dir, uint64_t slot);
+  Result<Inode> load_dir(uint64_t ino);
+  Result<Inode> new_inode(const Inode& parent, uint32_t mode, uint64_t rdev, Credentials cred);
+  Result<Inode> create_entry(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev, Credentials cred,
+                             std::string_view symlink_target);
+  // Drops one link; the last goes through remove_last_link().
+  Status drop_link(Inode& inode);
+  // The inode's last link is gone (directories: their only entry): frees it and everything it
+  // owns, or, while it is held, saves it with nlink 0 and lists it as an orphan.
+  Status remove_last_link(Inode& inode);
+  Status free_inode(const Inode& inode);
+  // Frees every orphan on the on-disk list; returns how many inodes it freed (stale entries
+  // are dropped, not counted). REQUIRES: mu_ held, not inside an operation.
+  Result<uint64_t> reclaim_all_orphans();
+  Result<bool> dir_is_empty(uint64_t dir);
+  Result<bool> is_ancestor(uint64_t maybe_ancestor, uint64_t ino);
+  Result<std::optional<std::pair<uint64_t, XattrRecord>>> find_xattr(uint64_t ino, std::string_view name);
+  // A free item slot for a new xattr name of ino (filesystem_xattr.cc). REQUIRES: mu_ held.
+  Result<uint64_t> free_xattr_slot(uint64_t ino, std::string_view name);
+  // POSIX ACLs (filesystem_acl.cc). REQUIRES: mu_ held, inside an operation.
+  // The mode a new inode gets in parent (the requested mode, cred's umask unless parent has a
+  // default ACL, the ACL's limits if it has), and the ACL xattrs to store with it.
+  Result<InheritedAcl> inherited_acl(const Inode& parent, uint32_t mode, uint32_t umask);
+  Status store_inherited_acl(uint64_t ino, const InheritedAcl& acl);
+  // chmod: a stored access ACL follows the inode's new mode bits.
+  Status chmod_acl(const Inode& inode);
+  // setxattr of an ACL: validates value (EINVAL), a default ACL only on a directory (EACCES);
+  // an access ACL sets the inode's mode bits. Returns whether to store the value (false: the
+  // mode says it all; any stored one is to be removed). kill_sgid: an access ACL also clears
+  // S_ISGID (XattrFlags::kXattrAclKillSgid).
+  Result<bool> set_acl_xattr(Inode& inode, std::string_view name, std::span<const uint8_t> value, bool kill_sgid);
+  void touch_times(Inode& inode, bool mtime, bool ctime);
+
+  mutable std::mutex mu_;
+  std::unique_ptr<MetadataStore> store_;
+  std::unordered_map<uint64_t, uint64_t> holds_;  // ino -> holds. GUARDED_BY(mu_)
+  std::unordered_set<uint64_t> orphans_;          // inodes this mount listed as orphans. GUARDED_BY(mu_)
+  uint64_t orphans_freed_at_open_ = 0;
+  bool closed_ = false;  // GUARDED_BY(mu_)
+};
+
+// DT_* for a mode.
+uint8_t dtype_of_mode(uint32_t mode);
+Timespec now_timespec();
+
+}  // namespace stablefs

@@ -1,0 +1,141 @@
+// Filesystem: extended attributes. Each xattr is one item (ino, kItemXattr, name slot).
+#include <sys/stat.h>
+
+#include "fs/namespace/filesystem.h"
+#include "fs/format/posix_acl.h"
+
+namespace stablefs {
+namespace {
+
+constexpr size_t kXattrOpBlocks = 32;
+
+Status check_xattr_name(std::string_view name) {
+  if (name.empty()) return Status::error(EINVAL, "empty xattr name");
+  if (name.size() > 255) return Status::error(ERANGE, "xattr name longer than 255 bytes");
+  static constexpr std::string_view kNamespaces[] = {"user.", "trusted.", "security.", "system."};
+  for (std::string_view ns : kNamespaces)
+    if (name.substr(0, ns.size()) == ns && name.size() > ns.size()) return {};
+  return Status::error(EOPNOTSUPP, "unsupported xattr namespace: " + std::string(name));
+}
+
+}  // namespace
+
+size_t Filesystem::max_xattr_value() const {
+  // One item holds the 5-byte header, the name (up to 255) and the value.
+  return store_->fs_tree().max_value_size() - 5 - 255;
+}
+
+Result<std::optional<std::pair<uint64_t, XattrRecord>>> Filesystem::find_xattr(uint64_t ino, std::string_view name) {
+  uint64_t base = name_slot_base(name);
+  std::optional<std::pair<uint64_t, XattrRecord>> found;
+  Status decode_error;
+  SFS_TRY(store_->fs_tree().scan({ino, kItemXattr, base}, {ino, kItemXattr, base + kSlotsPerHash - 1},
+                                 [&](const Key& k, std::span<const uint8_t> v) {
+                                   auto rec = XattrRecord::decode(v, k);
+                                   if (!rec.ok()) {
+                                     decode_error = rec.status();
+                                     return false;
+                                   }
+                                   if (rec->name == name) {
+                                     found.emplace(k.offset, std::move(rec).value());
+                                     return false;
+                                   }
+                                   return true;
+                                 }));
+  SFS_TRY(decode_error);
+  return found;
+}
+
+Result<uint64_t> Filesystem::free_xattr_slot(uint64_t ino, std::string_view name) {
+  const uint64_t base = name_slot_base(name);
+  uint64_t slot = base;
+  SFS_TRY(store_->fs_tree().scan({ino, kItemXattr, base}, {ino, kItemXattr, base + kSlotsPerHash - 1},
+                                 [&](const Key& k, std::span<const uint8_t>) {
+                                   if (k.offset != slot) return false;
+                                   ++slot;
+                                   return true;
+                                 }));
+  if (slot >= base + kSlotsPerHash) return Status::error(ENOSPC, "too many xattr names with one hash");
+  return slot;
+}
+
+Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const uint8_t> value, int flags) {
+  std::lock_guard lock(mu_);
+  SFS_TRY(check_xattr_name(name));
+  if (value.size() > max_xattr_value())
+    return Status::error(E2BIG, "xattr value larger than " + std::to_string(max_xattr_value()) + " bytes");
+  SFS_TRY(store_->begin_operation(kXattrOpBlocks));
+  SFS_ASSIGN(Inode inode, load_inode(ino));
+  SFS_ASSIGN(auto existing, find_xattr(ino, name));
+  if (existing && (flags & kXattrCreate)) return Status::error(EEXIST, "xattr exists: " + std::string(name));
+  if (!existing && (flags & kXattrReplace)) return Status::error(ENODATA, "no such xattr: " + std::string(name));
+  if (is_acl_xattr(name)) {
+    // An ACL is validated and the access ACL sets the mode; one the mode expresses is not kept.
+    SFS_ASSIGN(bool keep, set_acl_xattr(inode, name, value, (flags & kXattrAclKillSgid) != 0));
+    if (!keep) {
+      Status st = [&]() -> Status {
+        if (existing) SFS_TRY(store_->fs_tree().remove({ino, kItemXattr, existing->first}));
+        touch_times(inode, false, true);
+        return save_inode(inode);
+      }();
+      return store_->end_operation(st);
+    }
+  }
+  uint64_t slot = 0;
+  if (existing) {
+    slot = existing->first;
+  } else {
+    SFS_ASSIGN(slot, free_xattr_slot(ino, name));
+  }
+  XattrRecord rec{std::string(name), std::vector<uint8_t>(value.begin(), value.end())};
+  Status st = [&]() -> Status {
+    SFS_TRY(store_->fs_tree().put({ino, kItemXattr, slot}, rec.encode()));
+    touch_times(inode, false, true);
+    return save_inode(inode);
+  }();
+  return store_->end_operation(st);
+}
+
+Result<std::vector<uint8_t>> Filesystem::getxattr(uint64_t ino, std::string_view name) {
+  std::lock_guard lock(mu_);
+  SFS_TRY(check_xattr_name(name));
+  SFS_TRY(load_inode(ino));
+  SFS_ASSIGN(auto existing, find_xattr(ino, name));
+  if (!existing) return Status::error(ENODATA, "no such xattr: " + std::string(name));
+  return std::move(existing->second.value);
+}
+
+Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino) {
+  std::lock_guard lock(mu_);
+  SFS_TRY(load_inode(ino));
+  std::vector<std::string> names;
+  Status decode_error;
+  SFS_TRY(store_->fs_tree().scan({ino, kItemXattr, 0}, {ino, kItemXattr, ~0ull}, [&](const Key& k, std::span<const uint8_t> v) {
+    auto rec = XattrRecord::decode(v, k);
+    if (!rec.ok()) {
+      decode_error = rec.status();
+      return false;
+    }
+    names.push_back(std::move(rec->name));
+    return true;
+  }));
+  SFS_TRY(decode_error);
+  return names;
+}
+
+Status Filesystem::removexattr(uint64_t ino, std::string_view name) {
+  std::lock_guard lock(mu_);
+  SFS_TRY(check_xattr_name(name));
+  SFS_TRY(store_->begin_operation(kXattrOpBlocks));
+  SFS_ASSIGN(Inode inode, load_inode(ino));
+  SFS_ASSIGN(auto existing, find_xattr(ino, name));
+  if (!existing) return Status::error(ENODATA, "no such xattr: " + std::string(name));
+  Status st = [&]() -> Status {
+    SFS_TRY(store_->fs_tree().remove({ino, kItemXattr, existing->first}));
+    touch_times(inode, false, true);
+    return save_inode(inode);
+  }();
+  return store_->end_operation(st);
+}
+
+}  // namespace stablefs
