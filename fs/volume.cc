@@ -19,8 +19,8 @@ Result<std::unique_ptr<Volume>> Volume::open(const std::string& path, VolumeOpti
   auto queue = IoQueue::create(v->device_->fd(), opts.queue_depth, &arena);
   if (!queue.ok()) return queue.status().with_context(path + ": io_uring");
   v->queue_ = std::move(queue).value();
-  v->mapper_ = std::make_unique<FileMapper>(*v->fs_);
-  v->space_ = std::make_unique<FileSpace>(*v->fs_);
+  v->mapper_ = std::make_unique<FileMapper>(v->fs_->inodes());
+  v->space_ = std::make_unique<FileSpace>(v->fs_->inodes());
   DirectIoConfig cfg;
   cfg.bounce = v->decision_.bounce;
   cfg.memory_alignment = v->device_->memory_alignment();

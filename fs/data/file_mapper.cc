@@ -38,17 +38,15 @@ Result<uint64_t> data_blocks_available(MetadataStore& store, uint64_t want) {
   return std::min(want, avail - kMetadataReserveBlocks);
 }
 
-uint32_t FileMapper::block_size_cached() const { return fs_.store_->superblock().block_size; }
-
 Result<uint64_t> FileMapper::file_size(uint64_t ino) {
-  std::lock_guard lock(fs_.mu_);
-  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+  MutexLock lock(inodes_.mutex());
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
   return inode.rec.size;
 }
 
 Status FileMapper::read_checksums(uint64_t dev_addr, std::span<std::optional<uint64_t>> out) {
-  std::lock_guard lock(fs_.mu_);
-  MetadataStore& store = *fs_.store_;
+  MutexLock lock(inodes_.mutex());
+  MetadataStore& store = inodes_.store();
   if (!store.superblock().data_checksums()) {
     for (auto& o : out) o.reset();
     return {};
@@ -57,10 +55,10 @@ Status FileMapper::read_checksums(uint64_t dev_addr, std::span<std::optional<uin
 }
 
 Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32_t op) {
-  std::lock_guard lock(fs_.mu_);
-  MetadataStore& store = *fs_.store_;
+  MutexLock lock(inodes_.mutex());
+  MetadataStore& store = inodes_.store();
   const uint64_t bs = store.superblock().block_size;
-  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
   if (!S_ISREG(inode.rec.mode)) return Status::error(S_ISDIR(inode.rec.mode) ? EISDIR : EINVAL, "not a regular file");
   const uint64_t fb = pos / bs;
   const uint64_t want = std::max<uint64_t>(1, (len + bs - 1) / bs);
@@ -112,7 +110,7 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
     SFS_TRY(extents.replace(fb, e.length, ExtentRecord{e.start, e.length, flags}));
     if (extra > 0) SFS_TRY(add_speculative(store, ino));  // listed in the same operation
     inode.rec.blocks += e.length;
-    SFS_TRY(fs_.save_inode(inode));
+    SFS_TRY(inodes_.save(inode));
     map.type = IomapType::kUnwritten;
     map.flags = kIomapNew;
     map.dev_addr = e.start * bs;
@@ -125,8 +123,8 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
 
 Status FileMapper::end(uint64_t, const Iomap& map, uint64_t pos, uint64_t, uint64_t done, uint32_t op) {
   if (!(op & kIomapWrite) || !(map.flags & kIomapShared)) return {};
-  std::lock_guard lock(fs_.mu_);
-  MetadataStore& store = *fs_.store_;
+  MutexLock lock(inodes_.mutex());
+  MetadataStore& store = inodes_.store();
   const uint64_t bs = store.superblock().block_size;
   // The part of the reservation past what the engine used will never be written.
   const uint64_t first = map.dev_addr / bs + (pos - map.offset) / bs;
@@ -151,22 +149,22 @@ void FileMapper::take_reserved(uint64_t start, uint64_t n) {
 }
 
 uint64_t FileMapper::reserved_blocks() const {
-  std::lock_guard lock(fs_.mu_);
+  MutexLock lock(inodes_.mutex());
   uint64_t total = 0;
   for (auto& [start, n] : reserved_) total += n;
   return total;
 }
 
 void FileMapper::release_reservation(const WrittenRange& r) {
-  const uint64_t bs = fs_.store_->superblock().block_size;
+  const uint64_t bs = inodes_.store().superblock().block_size;
   const uint64_t start = r.map.dev_addr / bs + (r.pos - r.map.offset) / bs;
   take_reserved(start, r.len / bs);
-  fs_.store_->allocator().unreserve({start, r.len / bs});
+  inodes_.store().allocator().unreserve({start, r.len / bs});
 }
 
 Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> ranges, uint64_t end_pos, Status) {
-  std::lock_guard lock(fs_.mu_);
-  MetadataStore& store = *fs_.store_;
+  MutexLock lock(inodes_.mutex());
+  MetadataStore& store = inodes_.store();
   const uint64_t bs = store.superblock().block_size;
   // Space set aside for pieces that never reached the device goes back first.
   for (const WrittenRange& r : ranges)
@@ -188,7 +186,7 @@ Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> r
   }
   store.note_data_written();
   Status st = [&]() -> Status {
-    SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+    SFS_ASSIGN(Inode inode, inodes_.load(ino));
     ExtentMap extents(store, ino);
     ChecksumStore checksums(store.csum_tree());
     for (size_t i = 0; i < ranges.size(); ++i) {
@@ -218,7 +216,7 @@ Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> r
     if (end_pos > inode.rec.size) inode.rec.size = end_pos;
     Timespec now = now_timespec();
     inode.rec.mtime = inode.rec.ctime = now;
-    return fs_.save_inode(inode);
+    return inodes_.save(inode);
   }();
   if (!st.ok()) release_unclaimed();
   return store.end_operation(st);

@@ -16,13 +16,13 @@
 //              blocks freed and the new checksums recorded, in one transaction. A crash
 //              before ioend leaves the old data and checksums intact and leaks nothing.
 //              With data checksums off, mapped blocks are overwritten in place.
-// Every call takes the filesystem's metadata lock; thread-safe. The mapper borrows the
-// Filesystem, which must outlive it.
+// Every call takes the metadata lock (InodeTable::mutex()); thread-safe. The mapper borrows
+// the InodeTable, which must outlive it.
 #pragma once
 
 #include <map>
 
-#include "fs/namespace/filesystem.h"
+#include "fs/inode/inode_table.h"
 #include "iomap/iomap.h"
 
 namespace stablefs {
@@ -33,7 +33,7 @@ Result<uint64_t> data_blocks_available(MetadataStore& store, uint64_t want);
 
 class FileMapper : public IomapOps, public IomapWriteCompletion {
  public:
-  explicit FileMapper(Filesystem& fs) : fs_(fs) {}
+  explicit FileMapper(InodeTable& inodes) : inodes_(inodes) {}
 
   // Largest extent one begin() allocates, in blocks: keeps each ioend transaction small.
   static constexpr uint64_t kMaxMappingBlocks = 2048;
@@ -42,7 +42,7 @@ class FileMapper : public IomapOps, public IomapWriteCompletion {
   Status end(uint64_t ino, const Iomap& map, uint64_t pos, uint64_t len, uint64_t done, uint32_t op) override;
   Status read_checksums(uint64_t dev_addr, std::span<std::optional<uint64_t>> out) override;
   Result<uint64_t> file_size(uint64_t ino) override;
-  uint32_t block_size() const override { return block_size_cached(); }
+  uint32_t block_size() const override { return inodes_.block_size(); }
 
   Status complete_writes(uint64_t ino, std::span<const WrittenRange> ranges, uint64_t end_pos, Status status) override;
 
@@ -50,14 +50,13 @@ class FileMapper : public IomapOps, public IomapWriteCompletion {
   uint64_t reserved_blocks() const;
 
  private:
-  uint32_t block_size_cached() const;
   // Forgets [start, start+n) from the reservation records. REQUIRES: metadata lock.
-  void take_reserved(uint64_t start, uint64_t n);
+  void take_reserved(uint64_t start, uint64_t n) REQUIRES(inodes_.mutex());
   // Hands the reservation under an out-of-place range back to the allocator. REQUIRES: metadata lock.
-  void release_reservation(const WrittenRange& r);
+  void release_reservation(const WrittenRange& r) REQUIRES(inodes_.mutex());
 
-  Filesystem& fs_;
-  std::map<uint64_t, uint64_t> reserved_;  // device block -> blocks, reserved for in-flight writes
+  InodeTable& inodes_;
+  std::map<uint64_t, uint64_t> reserved_ GUARDED_BY(inodes_.mutex());  // device block -> blocks, reserved for in-flight writes
 };
 
 }  // namespace stablefs

@@ -21,10 +21,10 @@ constexpr size_t kStepOpBlocks = 96;
 Status FileSpace::set_size(uint64_t ino, uint64_t size) {
   uint64_t first_free_block;
   {
-    std::lock_guard lock(fs_.mu_);
-    MetadataStore& store = *fs_.store_;
+    MutexLock lock(inodes_.mutex());
+    MetadataStore& store = inodes_.store();
     SFS_TRY(store.begin_operation(kStepOpBlocks));
-    SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+    SFS_ASSIGN(Inode inode, inodes_.load(ino));
     if (!S_ISREG(inode.rec.mode)) return Status::error(S_ISDIR(inode.rec.mode) ? EISDIR : EINVAL, "not a regular file");
     const uint64_t bs = store.superblock().block_size;
     const bool shrinks = size < inode.rec.size;
@@ -35,7 +35,7 @@ Status FileSpace::set_size(uint64_t ino, uint64_t size) {
       // Shrinking leaves extents past EOF until the steps below free them; speculative ones
       // the file had grown over would be stranded by a crash in between unless listed.
       if (shrinks) SFS_TRY(add_speculative(store, ino));
-      return fs_.save_inode(inode);
+      return inodes_.save(inode);
     }();
     SFS_TRY(store.end_operation(st));
     first_free_block = (size + bs - 1) / bs;
@@ -53,10 +53,10 @@ Status FileSpace::trim_speculative(uint64_t ino) {
   // leaves the speculative list last (a crash before that leaves it listed for the next mount).
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   {
-    std::lock_guard lock(fs_.mu_);
-    MetadataStore& store = *fs_.store_;
+    MutexLock lock(inodes_.mutex());
+    MetadataStore& store = inodes_.store();
     if (store.read_only()) return {};  // left for a read-write mount to trim
-    Result<Inode> inode = fs_.load_inode(ino);
+    Result<Inode> inode = inodes_.load(ino);
     if (!inode.ok() && inode.status().code() != ENOENT) return inode.status();
     if (inode.ok() && S_ISREG(inode->rec.mode)) {
       const uint64_t bs = store.superblock().block_size;
@@ -68,8 +68,8 @@ Status FileSpace::trim_speculative(uint64_t ino) {
     }
   }
   for (const auto& [first, n] : ranges) SFS_TRY(free_blocks(ino, first, n, false));
-  std::lock_guard lock(fs_.mu_);
-  MetadataStore& store = *fs_.store_;
+  MutexLock lock(inodes_.mutex());
+  MetadataStore& store = inodes_.store();
   SFS_ASSIGN(const bool listed, store.fs_tree().lookup(speculative_key(ino), nullptr));
   if (!listed) return {};
   SFS_TRY(store.begin_operation(kStepOpBlocks));
@@ -79,9 +79,9 @@ Status FileSpace::trim_speculative(uint64_t ino) {
 Status FileSpace::trim_listed_speculative() {
   std::vector<uint64_t> listed;
   {
-    std::lock_guard lock(fs_.mu_);
-    if (fs_.store_->read_only()) return {};
-    SFS_ASSIGN(listed, list_speculative(*fs_.store_));
+    MutexLock lock(inodes_.mutex());
+    if (inodes_.store().read_only()) return {};
+    SFS_ASSIGN(listed, list_speculative(inodes_.store()));
   }
   // One inode that cannot be trimmed does not keep the others from it; it stays listed.
   Status first_error;
@@ -97,8 +97,8 @@ Status FileSpace::free_blocks(uint64_t ino, uint64_t first_block, uint64_t nbloc
   const uint64_t end = nblocks > ~0ull - first_block ? ~0ull : first_block + nblocks;
   uint64_t pos = first_block;
   while (pos < end) {
-    std::lock_guard lock(fs_.mu_);
-    MetadataStore& store = *fs_.store_;
+    MutexLock lock(inodes_.mutex());
+    MetadataStore& store = inodes_.store();
     ExtentMap extents(store, ino);
     SFS_ASSIGN(MappedPiece piece, extents.find(pos));
     if (!piece.extent) {
@@ -109,14 +109,14 @@ Status FileSpace::free_blocks(uint64_t ino, uint64_t first_block, uint64_t nbloc
     const uint64_t n = std::min({piece.nblocks, end - pos, kStepBlocks});
     SFS_TRY(store.begin_operation(kStepOpBlocks));
     Status st = [&]() -> Status {
-      SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+      SFS_ASSIGN(Inode inode, inodes_.load(ino));
       SFS_ASSIGN(auto displaced, extents.replace(pos, n, std::nullopt));
       for (const DisplacedPiece& d : displaced) {
         SFS_TRY(release_data_blocks(store, d.extent.dev_block, d.extent.nblocks));
         inode.rec.blocks -= d.extent.nblocks;
       }
       if (touch_times) inode.rec.ctime = inode.rec.mtime = now_timespec();
-      return fs_.save_inode(inode);
+      return inodes_.save(inode);
     }();
     SFS_TRY(store.end_operation(st));
     pos += n;
@@ -128,8 +128,8 @@ Status FileSpace::preallocate(uint64_t ino, uint64_t first_block, uint64_t nbloc
   uint64_t pos = first_block;
   const uint64_t end = first_block + nblocks;
   while (pos < end) {
-    std::lock_guard lock(fs_.mu_);
-    MetadataStore& store = *fs_.store_;
+    MutexLock lock(inodes_.mutex());
+    MetadataStore& store = inodes_.store();
     ExtentMap extents(store, ino);
     SFS_ASSIGN(MappedPiece piece, extents.find(pos));
     const uint64_t n = std::min({piece.nblocks, end - pos, kStepBlocks});
@@ -150,32 +150,32 @@ Status FileSpace::preallocate(uint64_t ino, uint64_t first_block, uint64_t nbloc
     SFS_ASSIGN(uint64_t goal, extents.goal_before(pos));
     uint64_t got = 0;
     Status st = [&]() -> Status {
-      SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+      SFS_ASSIGN(Inode inode, inodes_.load(ino));
       if (!S_ISREG(inode.rec.mode)) return Status::error(EINVAL, "not a regular file");
       SFS_ASSIGN(Extent e, store.allocator().allocate(goal, can, 1));
       SFS_TRY(extents.replace(pos, e.length, ExtentRecord{e.start, e.length, kExtentUnwritten}));
       inode.rec.blocks += e.length;
       inode.rec.ctime = now_timespec();
       got = e.length;
-      return fs_.save_inode(inode);
+      return inodes_.save(inode);
     }();
     SFS_TRY(store.end_operation(st));  // ENOSPC here changed nothing in this step
     pos += got;
   }
-  std::lock_guard lock(fs_.mu_);
-  MetadataStore& store = *fs_.store_;
-  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+  MutexLock lock(inodes_.mutex());
+  MetadataStore& store = inodes_.store();
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
   if (extend_to <= inode.rec.size) return {};
   SFS_TRY(store.begin_operation(kStepOpBlocks));
   inode.rec.size = extend_to;
   inode.rec.ctime = now_timespec();
-  return store.end_operation(fs_.save_inode(inode));
+  return store.end_operation(inodes_.save(inode));
 }
 
 Result<uint64_t> FileSpace::seek(uint64_t ino, uint64_t offset, bool want_data) {
-  std::lock_guard lock(fs_.mu_);
-  MetadataStore& store = *fs_.store_;
-  SFS_ASSIGN(Inode inode, fs_.load_inode(ino));
+  MutexLock lock(inodes_.mutex());
+  MetadataStore& store = inodes_.store();
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
   const uint64_t size = inode.rec.size, bs = store.superblock().block_size;
   if (offset >= size) return Status::error(ENXIO, "offset is past the end of the file");
   // Walk the pieces (extents and holes) from offset up to EOF; unwritten extents count as holes.

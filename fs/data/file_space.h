@@ -5,18 +5,18 @@
 // through the I/O engine first (see fs/volume.h); everything here works on whole blocks.
 // Large ranges are processed in bounded steps, each its own atomic operation, in an order
 // that keeps every intermediate state consistent (extents past EOF are legal). Thread-safe:
-// each step takes the filesystem's metadata lock.
+// each step takes the metadata lock (InodeTable::mutex()).
 #pragma once
 
 #include <cstdint>
 
-#include "fs/namespace/filesystem.h"
+#include "fs/inode/inode_table.h"
 
 namespace stablefs {
 
 class FileSpace {
  public:
-  explicit FileSpace(Filesystem& fs) : fs_(fs) {}
+  explicit FileSpace(InodeTable& inodes) : inodes_(inodes) {}
 
   // Sets the size; shrinking also frees every block past the new end. REQUIRES: the tail of
   // the new last block already zeroed by the caller when it shrinks into the middle of one.
@@ -46,7 +46,7 @@ class FileSpace {
   Status free_blocks(uint64_t ino, uint64_t first_block, uint64_t nblocks, bool touch_times);
   // The first offset >= offset that is data (want_data) or a hole.
   Result<uint64_t> seek(uint64_t ino, uint64_t offset, bool want_data);
-  Filesystem& fs_;
+  InodeTable& inodes_;
 };
 
 }  // namespace stablefs

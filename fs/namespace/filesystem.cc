@@ -41,13 +41,7 @@ uint8_t dtype_of_mode(uint32_t mode) {
   return DT_UNKNOWN;
 }
 
-Timespec now_timespec() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return {ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
-}
-
-Filesystem::Filesystem(std::unique_ptr<MetadataStore> store) : store_(std::move(store)) {}
+Filesystem::Filesystem(std::unique_ptr<MetadataStore> store) : inodes_(std::move(store)) {}
 Filesystem::~Filesystem() = default;
 
 Result<std::unique_ptr<Filesystem>> Filesystem::open(BlockDevice& dev, StoreOptions opts) {
@@ -55,8 +49,8 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(BlockDevice& dev, StoreOpti
   std::unique_ptr<Filesystem> fs(new Filesystem(std::move(store)));
   if (!opts.read_only) {
     // After a crash nothing can still use an orphan: free them all before the first operation.
-    std::lock_guard lock(fs->mu_);
-    auto freed = fs->reclaim_all_orphans();
+    MutexLock lock(fs->inodes_.mutex());
+    auto freed = fs->inodes_.reclaim_all_orphans();
     if (!freed.ok()) return freed.status().with_context(dev.name() + ": freeing orphaned inodes");
     fs->orphans_freed_at_open_ = *freed;
   }
@@ -79,76 +73,17 @@ Status Filesystem::format(BlockDevice& dev, const Superblock& sb) {
   return store->close();
 }
 
-Status Filesystem::close() {
-  std::lock_guard lock(mu_);
-  if (closed_) return {};
-  closed_ = true;
-  Status reclaimed;
-  if (!store_->read_only() && !store_->shut_down()) reclaimed = reclaim_all_orphans().status();
-  Status closed = store_->close();
-  return reclaimed.ok() ? closed : reclaimed;
-}
-
-Result<uint64_t> Filesystem::reclaim_all_orphans() {
-  SFS_ASSIGN(std::vector<Orphan> list, list_orphans(*store_));
-  uint64_t freed = 0;
-  for (const Orphan& o : list) {
-    SFS_ASSIGN(Reclaimed r, reclaim_orphan(*store_, o.ino));
-    if (r == Reclaimed::kFreed) ++freed;
-    orphans_.erase(o.ino);
-  }
-  // The bit follows the list in every transaction; should an older state have left it set
-  // over an empty list, clearing it here reaches the disk with the next commit.
-  if (list.empty()) store_->superblock().ro_compat &= ~kRoCompatOrphans;
-  return freed;
-}
-
-void Filesystem::acquire_inode(uint64_t ino, uint64_t n) {
-  std::lock_guard lock(mu_);
-  holds_[ino] += n;
-}
-
-Status Filesystem::release_inode(uint64_t ino, uint64_t n) {
-  std::lock_guard lock(mu_);
-  auto it = holds_.find(ino);
-  if (it == holds_.end()) return {};
-  if (it->second > n) {
-    it->second -= n;
-    return {};
-  }
-  holds_.erase(it);
-  if (closed_ || !orphans_.count(ino)) return {};
-  auto r = reclaim_orphan(*store_, ino);
-  if (!r.ok()) return r.status().with_context("freeing orphaned inode " + std::to_string(ino));
-  orphans_.erase(ino);
-  return {};
-}
-
-size_t Filesystem::orphan_count() {
-  std::lock_guard lock(mu_);
-  return orphans_.size();
-}
+Status Filesystem::close() { return inodes_.close(); }
 
 Status Filesystem::sync() {
-  std::lock_guard lock(mu_);
-  if (store_->read_only()) return {};
-  SFS_TRY(store_->commit());
-  return store_->device().flush();
+  MutexLock lock(inodes_.mutex());
+  if (store_locked().read_only()) return {};
+  SFS_TRY(store_locked().commit());
+  return store_locked().device().flush();
 }
-
-Result<Inode> Filesystem::load_inode(uint64_t ino) {
-  if (ino == 0) return Status::error(ENOENT, "inode 0 does not exist");
-  std::vector<uint8_t> v;
-  SFS_ASSIGN(bool found, store_->fs_tree().lookup(inode_key(ino), &v));
-  if (!found) return Status::error(ENOENT, "inode " + std::to_string(ino) + " does not exist");
-  SFS_ASSIGN(InodeRecord rec, InodeRecord::decode(v, ino));
-  return Inode{ino, rec};
-}
-
-Status Filesystem::save_inode(const Inode& inode) { return store_->fs_tree().put(inode_key(inode.ino), inode.rec.encode()); }
 
 Result<Inode> Filesystem::load_dir(uint64_t ino) {
-  SFS_ASSIGN(Inode dir, load_inode(ino));
+  SFS_ASSIGN(Inode dir, inodes_.load(ino));
   if (!S_ISDIR(dir.rec.mode)) return Status::error(ENOTDIR, "inode " + std::to_string(ino) + " is not a directory");
   return dir;
 }
@@ -163,7 +98,7 @@ Result<std::optional<Filesystem::DirentSlot>> Filesystem::find_dirent(uint64_t d
   uint64_t base = name_slot_base(name);
   std::optional<DirentSlot> found;
   Status decode_error;
-  SFS_TRY(store_->fs_tree().scan({dir, kItemDirent, base}, {dir, kItemDirent, base + kSlotsPerHash - 1},
+  SFS_TRY(store_locked().fs_tree().scan({dir, kItemDirent, base}, {dir, kItemDirent, base + kSlotsPerHash - 1},
                                  [&](const Key& k, std::span<const uint8_t> v) {
                                    auto rec = DirentRecord::decode(v, k);
                                    if (!rec.ok()) {
@@ -183,7 +118,7 @@ Result<std::optional<Filesystem::DirentSlot>> Filesystem::find_dirent(uint64_t d
 Status Filesystem::add_dirent(uint64_t dir, std::string_view name, uint64_t ino, uint32_t mode) {
   uint64_t base = name_slot_base(name);
   uint64_t slot = base;
-  SFS_TRY(store_->fs_tree().scan({dir, kItemDirent, base}, {dir, kItemDirent, base + kSlotsPerHash - 1},
+  SFS_TRY(store_locked().fs_tree().scan({dir, kItemDirent, base}, {dir, kItemDirent, base + kSlotsPerHash - 1},
                                  [&](const Key& k, std::span<const uint8_t>) {
                                    if (k.offset != slot) return false;  // a gap: take it
                                    ++slot;
@@ -191,13 +126,13 @@ Status Filesystem::add_dirent(uint64_t dir, std::string_view name, uint64_t ino,
                                  }));
   if (slot >= base + kSlotsPerHash) return Status::error(ENOSPC, "too many names with one hash in this directory");
   DirentRecord rec{ino, dtype_of_mode(mode), std::string(name)};
-  return store_->fs_tree().insert({dir, kItemDirent, slot}, rec.encode());
+  return store_locked().fs_tree().insert({dir, kItemDirent, slot}, rec.encode());
 }
 
-Status Filesystem::remove_dirent(uint64_t dir, uint64_t slot) { return store_->fs_tree().remove({dir, kItemDirent, slot}); }
+Status Filesystem::remove_dirent(uint64_t dir, uint64_t slot) { return store_locked().fs_tree().remove({dir, kItemDirent, slot}); }
 
 Result<Inode> Filesystem::new_inode(const Inode& parent, uint32_t mode, uint64_t rdev, Credentials cred) {
-  Superblock& sb = store_->superblock();
+  Superblock& sb = store_locked().superblock();
   Inode inode;
   inode.ino = sb.next_ino++;
   inode.rec.mode = mode;
@@ -220,9 +155,9 @@ Result<Inode> Filesystem::new_inode(const Inode& parent, uint32_t mode, uint64_t
 
 Result<Inode> Filesystem::create_entry(uint64_t parent_ino, std::string_view name, uint32_t mode, uint64_t rdev,
                                        Credentials cred, std::string_view symlink_target) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(inodes_.mutex());
   SFS_TRY(check_name(name));
-  SFS_TRY(store_->begin_operation(kOpBlocks));
+  SFS_TRY(store_locked().begin_operation(kOpBlocks));
   SFS_ASSIGN(Inode parent, load_dir(parent_ino));
   if (parent.rec.nlink == 0) return Status::error(ENOENT, "directory has been removed");
   SFS_ASSIGN(auto existing, find_dirent(parent_ino, name));
@@ -233,16 +168,16 @@ Result<Inode> Filesystem::create_entry(uint64_t parent_ino, std::string_view nam
     SFS_ASSIGN(InheritedAcl acl, inherited_acl(parent, inode.rec.mode, cred.umask));
     inode.rec.mode = acl.mode;
     if (S_ISLNK(mode)) {
-      size_t chunk = store_->fs_tree().max_value_size();
+      size_t chunk = store_locked().fs_tree().max_value_size();
       for (size_t off = 0, i = 0; off < symlink_target.size(); off += chunk, ++i) {
         std::string_view part = symlink_target.substr(off, chunk);
-        SFS_TRY(store_->fs_tree().insert({inode.ino, kItemSymlink, i},
+        SFS_TRY(store_locked().fs_tree().insert({inode.ino, kItemSymlink, i},
                                          {reinterpret_cast<const uint8_t*>(part.data()), part.size()}));
       }
       inode.rec.size = symlink_target.size();
     }
     // insert, not put: an inode number already in use means a corrupt next_ino.
-    Status created = store_->fs_tree().insert(inode_key(inode.ino), inode.rec.encode());
+    Status created = store_locked().fs_tree().insert(inode_key(inode.ino), inode.rec.encode());
     if (created.code() == EEXIST)
       return Status::error(EUCLEAN, "inode " + std::to_string(inode.ino) + " is already in use (superblock next_ino is corrupt)");
     SFS_TRY(created);
@@ -250,10 +185,10 @@ Result<Inode> Filesystem::create_entry(uint64_t parent_ino, std::string_view nam
     SFS_TRY(add_dirent(parent_ino, name, inode.ino, mode));
     if (S_ISDIR(mode)) parent.rec.nlink++;
     touch_times(parent, true, true);
-    SFS_TRY(save_inode(parent));
+    SFS_TRY(inodes_.save(parent));
     return inode;
   }();
-  SFS_TRY(store_->end_operation(made.status()));
+  SFS_TRY(store_locked().end_operation(made.status()));
   return made;
 }
 
@@ -276,11 +211,11 @@ Result<Inode> Filesystem::symlink(uint64_t parent, std::string_view name, std::s
 }
 
 Result<std::string> Filesystem::readlink(uint64_t ino) {
-  std::lock_guard lock(mu_);
-  SFS_ASSIGN(Inode inode, load_inode(ino));
+  MutexLock lock(inodes_.mutex());
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
   if (!S_ISLNK(inode.rec.mode)) return Status::error(EINVAL, "not a symlink");
   std::string target;
-  SFS_TRY(store_->fs_tree().scan({ino, kItemSymlink, 0}, {ino, kItemSymlink, ~0ull},
+  SFS_TRY(store_locked().fs_tree().scan({ino, kItemSymlink, 0}, {ino, kItemSymlink, ~0ull},
                                  [&](const Key&, std::span<const uint8_t> v) {
                                    target.append(reinterpret_cast<const char*>(v.data()), v.size());
                                    return target.size() <= kMaxSymlink;
@@ -291,26 +226,26 @@ Result<std::string> Filesystem::readlink(uint64_t ino) {
 }
 
 Result<Inode> Filesystem::getattr(uint64_t ino) {
-  std::lock_guard lock(mu_);
-  return load_inode(ino);
+  MutexLock lock(inodes_.mutex());
+  return inodes_.load(ino);
 }
 
 Result<Inode> Filesystem::lookup(uint64_t parent, std::string_view name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(inodes_.mutex());
   if (name.size() > 255) return Status::error(ENAMETOOLONG, "file name longer than 255 bytes");
   SFS_ASSIGN(Inode dir, load_dir(parent));
   if (name == ".") return dir;
-  if (name == "..") return load_inode(dir.rec.parent);
+  if (name == "..") return inodes_.load(dir.rec.parent);
   SFS_ASSIGN(auto entry, find_dirent(parent, name));
   if (!entry) return no_entry(name);
-  return load_inode(entry->rec.ino);
+  return inodes_.load(entry->rec.ino);
 }
 
 Result<Inode> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(inodes_.mutex());
   SFS_TRY(check_name(new_name));
-  SFS_TRY(store_->begin_operation(kOpBlocks));
-  SFS_ASSIGN(Inode inode, load_inode(ino));
+  SFS_TRY(store_locked().begin_operation(kOpBlocks));
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
   if (S_ISDIR(inode.rec.mode)) return Status::error(EPERM, "cannot hard-link a directory");
   if (inode.rec.nlink >= 0xFFFFFFF0u) return Status::error(EMLINK, "too many links");
   if (inode.rec.nlink == 0) return Status::error(ENOENT, "file has been removed");
@@ -322,38 +257,25 @@ Result<Inode> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_vi
     SFS_TRY(add_dirent(new_parent, new_name, ino, inode.rec.mode));
     inode.rec.nlink++;
     touch_times(inode, false, true);
-    SFS_TRY(save_inode(inode));
+    SFS_TRY(inodes_.save(inode));
     touch_times(parent, true, true);
-    SFS_TRY(save_inode(parent));
+    SFS_TRY(inodes_.save(parent));
     return inode;
   }();
-  SFS_TRY(store_->end_operation(done.status()));
+  SFS_TRY(store_locked().end_operation(done.status()));
   return done;
 }
 
-Status Filesystem::free_inode(const Inode& inode) { return remove_inode_items(*store_, inode.ino); }
-
-Status Filesystem::remove_last_link(Inode& inode) {
-  auto held = holds_.find(inode.ino);
-  if (held == holds_.end()) return free_inode(inode);
-  inode.rec.nlink = 0;
-  touch_times(inode, false, true);
-  SFS_TRY(save_inode(inode));
-  SFS_TRY(add_orphan(*store_, inode.ino, inode.rec.generation));
-  orphans_.insert(inode.ino);
-  return {};
-}
-
 Status Filesystem::drop_link(Inode& inode) {
-  if (S_ISDIR(inode.rec.mode) || inode.rec.nlink <= 1) return remove_last_link(inode);
+  if (S_ISDIR(inode.rec.mode) || inode.rec.nlink <= 1) return inodes_.remove_last_link(inode);
   inode.rec.nlink--;
   touch_times(inode, false, true);
-  return save_inode(inode);
+  return inodes_.save(inode);
 }
 
 Result<bool> Filesystem::dir_is_empty(uint64_t dir) {
   bool empty = true;
-  SFS_TRY(store_->fs_tree().scan({dir, kItemDirent, 0}, {dir, kItemDirent, ~0ull}, [&](const Key&, std::span<const uint8_t>) {
+  SFS_TRY(store_locked().fs_tree().scan({dir, kItemDirent, 0}, {dir, kItemDirent, ~0ull}, [&](const Key&, std::span<const uint8_t>) {
     empty = false;
     return false;
   }));
@@ -361,44 +283,44 @@ Result<bool> Filesystem::dir_is_empty(uint64_t dir) {
 }
 
 Status Filesystem::unlink(uint64_t parent_ino, std::string_view name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(inodes_.mutex());
   SFS_TRY(check_name(name));
-  SFS_TRY(store_->begin_operation(kOpBlocks));
+  SFS_TRY(store_locked().begin_operation(kOpBlocks));
   SFS_ASSIGN(Inode parent, load_dir(parent_ino));
   SFS_ASSIGN(auto entry, find_dirent(parent_ino, name));
   if (!entry) return no_entry(name);
-  SFS_ASSIGN(Inode inode, load_inode(entry->rec.ino));
+  SFS_ASSIGN(Inode inode, inodes_.load(entry->rec.ino));
   if (S_ISDIR(inode.rec.mode)) return Status::error(EISDIR, "is a directory: " + std::string(name));
   Status st = [&]() -> Status {
     SFS_TRY(remove_dirent(parent_ino, entry->slot));
     SFS_TRY(drop_link(inode));
     touch_times(parent, true, true);
-    return save_inode(parent);
+    return inodes_.save(parent);
   }();
-  return store_->end_operation(st);
+  return store_locked().end_operation(st);
 }
 
 Status Filesystem::rmdir(uint64_t parent_ino, std::string_view name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(inodes_.mutex());
   if (name == ".") return Status::error(EINVAL, "cannot remove '.'");
   if (name == "..") return Status::error(ENOTEMPTY, "cannot remove '..'");
   SFS_TRY(check_name(name));
-  SFS_TRY(store_->begin_operation(kOpBlocks));
+  SFS_TRY(store_locked().begin_operation(kOpBlocks));
   SFS_ASSIGN(Inode parent, load_dir(parent_ino));
   SFS_ASSIGN(auto entry, find_dirent(parent_ino, name));
   if (!entry) return no_entry(name);
-  SFS_ASSIGN(Inode dir, load_inode(entry->rec.ino));
+  SFS_ASSIGN(Inode dir, inodes_.load(entry->rec.ino));
   if (!S_ISDIR(dir.rec.mode)) return Status::error(ENOTDIR, "not a directory: " + std::string(name));
   SFS_ASSIGN(bool empty, dir_is_empty(dir.ino));
   if (!empty) return Status::error(ENOTEMPTY, "directory not empty: " + std::string(name));
   Status st = [&]() -> Status {
     SFS_TRY(remove_dirent(parent_ino, entry->slot));
-    SFS_TRY(remove_last_link(dir));
+    SFS_TRY(inodes_.remove_last_link(dir));
     parent.rec.nlink--;
     touch_times(parent, true, true);
-    return save_inode(parent);
+    return inodes_.save(parent);
   }();
-  return store_->end_operation(st);
+  return store_locked().end_operation(st);
 }
 
 Result<bool> Filesystem::is_ancestor(uint64_t maybe_ancestor, uint64_t ino) {
@@ -407,7 +329,7 @@ Result<bool> Filesystem::is_ancestor(uint64_t maybe_ancestor, uint64_t ino) {
   for (int depth = 0; depth < 100000; ++depth) {
     if (cur == maybe_ancestor) return true;
     if (cur == kRootIno) return false;
-    SFS_ASSIGN(Inode dir, load_inode(cur));
+    SFS_ASSIGN(Inode dir, inodes_.load(cur));
     cur = dir.rec.parent;
   }
   return Status::error(EUCLEAN, "directory parent chain does not reach the root");
@@ -415,17 +337,17 @@ Result<bool> Filesystem::is_ancestor(uint64_t maybe_ancestor, uint64_t ino) {
 
 Status Filesystem::rename(uint64_t parent_ino, std::string_view name, uint64_t new_parent_ino, std::string_view new_name,
                           unsigned flags) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(inodes_.mutex());
   if (flags & ~(kRenameNoReplace | kRenameExchange)) return Status::error(EINVAL, "unsupported rename flags");
   if ((flags & kRenameNoReplace) && (flags & kRenameExchange))
     return Status::error(EINVAL, "RENAME_NOREPLACE and RENAME_EXCHANGE together");
   SFS_TRY(check_name(name));
   SFS_TRY(check_name(new_name));
-  SFS_TRY(store_->begin_operation(2 * kOpBlocks));
+  SFS_TRY(store_locked().begin_operation(2 * kOpBlocks));
   SFS_ASSIGN(Inode src_parent, load_dir(parent_ino));
   SFS_ASSIGN(auto src_entry, find_dirent(parent_ino, name));
   if (!src_entry) return no_entry(name);
-  SFS_ASSIGN(Inode src, load_inode(src_entry->rec.ino));
+  SFS_ASSIGN(Inode src, inodes_.load(src_entry->rec.ino));
   SFS_ASSIGN(Inode dst_parent, load_dir(new_parent_ino));
   if (dst_parent.rec.nlink == 0) return Status::error(ENOENT, "directory has been removed");
   SFS_ASSIGN(auto dst_entry, find_dirent(new_parent_ino, new_name));
@@ -445,7 +367,7 @@ Status Filesystem::rename(uint64_t parent_ino, std::string_view name, uint64_t n
   }
   std::optional<Inode> dst;
   if (dst_entry) {
-    SFS_ASSIGN(Inode d, load_inode(dst_entry->rec.ino));
+    SFS_ASSIGN(Inode d, inodes_.load(dst_entry->rec.ino));
     if (flags & kRenameExchange) {
       if (S_ISDIR(d.rec.mode) && !same_parent) {
         SFS_ASSIGN(bool loop, is_ancestor(d.ino, parent_ino));
@@ -475,24 +397,24 @@ Status Filesystem::rename(uint64_t parent_ino, std::string_view name, uint64_t n
       // Swap the two entries' targets in place.
       SFS_TRY(remove_dirent(parent_ino, src_entry->slot));
       SFS_TRY(remove_dirent(new_parent_ino, dst_entry->slot));
-      SFS_TRY(store_->fs_tree().insert({parent_ino, kItemDirent, src_entry->slot},
+      SFS_TRY(store_locked().fs_tree().insert({parent_ino, kItemDirent, src_entry->slot},
                                        DirentRecord{dst->ino, dtype_of_mode(dst->rec.mode), std::string(name)}.encode()));
-      SFS_TRY(store_->fs_tree().insert({new_parent_ino, kItemDirent, dst_entry->slot},
+      SFS_TRY(store_locked().fs_tree().insert({new_parent_ino, kItemDirent, dst_entry->slot},
                                        DirentRecord{src.ino, dtype_of_mode(src.rec.mode), std::string(new_name)}.encode()));
       if (same_parent) {
         src_parent.rec.mtime = src_parent.rec.ctime = now;
-        SFS_TRY(save_inode(src_parent));
+        SFS_TRY(inodes_.save(src_parent));
       } else {
         move_dir(src, src_parent, dst_parent);
         move_dir(*dst, dst_parent, src_parent);
         src_parent.rec.mtime = src_parent.rec.ctime = now;
         dst_parent.rec.mtime = dst_parent.rec.ctime = now;
-        SFS_TRY(save_inode(src_parent));
-        SFS_TRY(save_inode(dst_parent));
+        SFS_TRY(inodes_.save(src_parent));
+        SFS_TRY(inodes_.save(dst_parent));
       }
       src.rec.ctime = dst->rec.ctime = now;
-      SFS_TRY(save_inode(src));
-      return save_inode(*dst);
+      SFS_TRY(inodes_.save(src));
+      return inodes_.save(*dst);
     }
     SFS_TRY(remove_dirent(parent_ino, src_entry->slot));
     if (dst) {
@@ -506,24 +428,24 @@ Status Filesystem::rename(uint64_t parent_ino, std::string_view name, uint64_t n
     SFS_TRY(add_dirent(new_parent_ino, new_name, src.ino, src.rec.mode));
     if (same_parent) {
       src_parent.rec.mtime = src_parent.rec.ctime = now;
-      SFS_TRY(save_inode(src_parent));
+      SFS_TRY(inodes_.save(src_parent));
     } else {
       move_dir(src, src_parent, dst_parent);
       src_parent.rec.mtime = src_parent.rec.ctime = now;
       dst_parent.rec.mtime = dst_parent.rec.ctime = now;
-      SFS_TRY(save_inode(src_parent));
-      SFS_TRY(save_inode(dst_parent));
+      SFS_TRY(inodes_.save(src_parent));
+      SFS_TRY(inodes_.save(dst_parent));
     }
     src.rec.ctime = now;
-    return save_inode(src);
+    return inodes_.save(src);
   }();
-  return store_->end_operation(st);
+  return store_locked().end_operation(st);
 }
 
 Result<Inode> Filesystem::setattr(uint64_t ino, const SetAttrRequest& req) {
-  std::lock_guard lock(mu_);
-  SFS_TRY(store_->begin_operation(kOpBlocks));
-  SFS_ASSIGN(Inode inode, load_inode(ino));
+  MutexLock lock(inodes_.mutex());
+  SFS_TRY(store_locked().begin_operation(kOpBlocks));
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
   Timespec now = now_timespec();
   if (req.mode) inode.rec.mode = (inode.rec.mode & S_IFMT) | (*req.mode & 07777);
   if (req.mode) SFS_TRY(chmod_acl(inode));
@@ -541,15 +463,15 @@ Result<Inode> Filesystem::setattr(uint64_t ino, const SetAttrRequest& req) {
   for (const Timespec* t : {&inode.rec.atime, &inode.rec.mtime})
     if (t->nsec >= 1000000000u) return Status::error(EINVAL, "invalid timestamp");
   inode.rec.ctime = now;
-  SFS_TRY(store_->end_operation(save_inode(inode)));
+  SFS_TRY(store_locked().end_operation(inodes_.save(inode)));
   return inode;
 }
 
 Status Filesystem::readdir(uint64_t dir, uint64_t cookie, const std::function<bool(const DirEntry&)>& fn) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(inodes_.mutex());
   SFS_TRY(load_dir(dir));
   Status decode_error;
-  SFS_TRY(store_->fs_tree().scan({dir, kItemDirent, cookie}, {dir, kItemDirent, ~0ull},
+  SFS_TRY(store_locked().fs_tree().scan({dir, kItemDirent, cookie}, {dir, kItemDirent, ~0ull},
                                  [&](const Key& k, std::span<const uint8_t> v) {
                                    auto rec = DirentRecord::decode(v, k);
                                    if (!rec.ok()) {
@@ -562,14 +484,14 @@ Status Filesystem::readdir(uint64_t dir, uint64_t cookie, const std::function<bo
 }
 
 FsStats Filesystem::statfs() {
-  std::lock_guard lock(mu_);
-  const Superblock& sb = store_->superblock();
+  MutexLock lock(inodes_.mutex());
+  const Superblock& sb = store_locked().superblock();
   FsStats s;
   s.block_size = sb.block_size;
   s.total_blocks = sb.total_blocks;
   // What file data can still take: free space (including blocks that become reusable at the
   // next commit, which an allocation forces) less the reserve kept for metadata.
-  const Allocator& alloc = store_->allocator();
+  const Allocator& alloc = store_locked().allocator();
   const uint64_t free = alloc.allocatable_blocks() + alloc.awaiting_reuse_blocks();
   s.free_blocks = free > kMetadataReserveBlocks ? free - kMetadataReserveBlocks : 0;
   s.inodes = sb.inode_count;

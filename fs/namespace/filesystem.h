@@ -23,20 +23,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "fs/format/fs_items.h"
-#include "fs/meta/metadata_store.h"
 #include "fs/format/posix_acl.h"
+#include "fs/inode/inode_table.h"
+#include "fs/meta/metadata_store.h"
 
 namespace stablefs {
-
-struct Inode {
-  uint64_t ino = 0;
-  InodeRecord rec;
-};
 
 struct Credentials {
   uint32_t uid = 0;
@@ -114,11 +108,11 @@ class Filesystem {
   // drops n; when the last goes and ino is an orphan, it is freed with its data (may do I/O;
   // blocks other operations meanwhile). An error leaves the orphan listed, to be freed by
   // close() or the next mount.
-  void acquire_inode(uint64_t ino, uint64_t n = 1);
-  Status release_inode(uint64_t ino, uint64_t n = 1);
+  void acquire_inode(uint64_t ino, uint64_t n = 1) { inodes_.acquire(ino, n); }
+  Status release_inode(uint64_t ino, uint64_t n = 1) { return inodes_.release(ino, n); }
   // Inodes on the orphan list (unlinked, still held) right now, and how many orphans left by
   // an unclean shutdown open() freed.
-  size_t orphan_count();
+  size_t orphan_count() { return inodes_.orphan_count(); }
   uint64_t orphans_freed_at_open() const { return orphans_freed_at_open_; }
 
   FsStats statfs();
@@ -127,64 +121,56 @@ class Filesystem {
   static constexpr size_t kMaxSymlink = 4095;
 
   // For fsck and tests: the store under the namespace. REQUIRES: no concurrent operations.
-  MetadataStore& store() { return *store_; }
+  MetadataStore& store() { return inodes_.store_unlocked(); }
+  // The inodes under the namespace, shared with the data path (fs/data).
+  InodeTable& inodes() { return inodes_; }
 
  private:
-  friend class FileMapper;  // the data path works on files under the same metadata lock
-  friend class FileSpace;
   explicit Filesystem(std::unique_ptr<MetadataStore> store);
   struct DirentSlot {
     uint64_t slot = 0;
     DirentRecord rec;
   };
 
-  Result<Inode> load_inode(uint64_t ino);
-  Status save_inode(const Inode& inode);
-  Result<std::optional<DirentSlot>> find_dirent(uint64_t dir, std::string_view name);
-  Status add_dirent(uint64_t dir, std::string_view name, uint64_t ino, uint32_t mode);
-  Status remove_dirent(uint64_t dir, uint64_t slot);
-  Result<Inode> load_dir(uint64_t ino);
-  Result<Inode> new_inode(const Inode& parent, uint32_t mode, uint64_t rdev, Credentials cred);
+  // Every helper below runs with the metadata lock held; those that change items, inside an
+  // operation.
+  MetadataStore& store_locked() REQUIRES(inodes_.mutex()) { return inodes_.store(); }
+  Result<std::optional<DirentSlot>> find_dirent(uint64_t dir, std::string_view name) REQUIRES(inodes_.mutex());
+  Status add_dirent(uint64_t dir, std::string_view name, uint64_t ino, uint32_t mode) REQUIRES(inodes_.mutex());
+  Status remove_dirent(uint64_t dir, uint64_t slot) REQUIRES(inodes_.mutex());
+  Result<Inode> load_dir(uint64_t ino) REQUIRES(inodes_.mutex());
+  Result<Inode> new_inode(const Inode& parent, uint32_t mode, uint64_t rdev, Credentials cred)
+      REQUIRES(inodes_.mutex());
   Result<Inode> create_entry(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev, Credentials cred,
-                             std::string_view symlink_target);
-  // Drops one link; the last goes through remove_last_link().
-  Status drop_link(Inode& inode);
-  // The inode's last link is gone (directories: their only entry): frees it and everything it
-  // owns, or, while it is held, saves it with nlink 0 and lists it as an orphan.
-  Status remove_last_link(Inode& inode);
-  Status free_inode(const Inode& inode);
-  // Frees every orphan on the on-disk list; returns how many inodes it freed (stale entries
-  // are dropped, not counted). REQUIRES: mu_ held, not inside an operation.
-  Result<uint64_t> reclaim_all_orphans();
-  Result<bool> dir_is_empty(uint64_t dir);
-  Result<bool> is_ancestor(uint64_t maybe_ancestor, uint64_t ino);
-  Result<std::optional<std::pair<uint64_t, XattrRecord>>> find_xattr(uint64_t ino, std::string_view name);
-  // A free item slot for a new xattr name of ino (filesystem_xattr.cc). REQUIRES: mu_ held.
-  Result<uint64_t> free_xattr_slot(uint64_t ino, std::string_view name);
-  // POSIX ACLs (filesystem_acl.cc). REQUIRES: mu_ held, inside an operation.
+                             std::string_view symlink_target) EXCLUDES(inodes_.mutex());
+  // Drops one link; the last goes through InodeTable::remove_last_link().
+  Status drop_link(Inode& inode) REQUIRES(inodes_.mutex());
+  Result<bool> dir_is_empty(uint64_t dir) REQUIRES(inodes_.mutex());
+  Result<bool> is_ancestor(uint64_t maybe_ancestor, uint64_t ino) REQUIRES(inodes_.mutex());
+  Result<std::optional<std::pair<uint64_t, XattrRecord>>> find_xattr(uint64_t ino, std::string_view name)
+      REQUIRES(inodes_.mutex());
+  // A free item slot for a new xattr name of ino (filesystem_xattr.cc).
+  Result<uint64_t> free_xattr_slot(uint64_t ino, std::string_view name) REQUIRES(inodes_.mutex());
+  // POSIX ACLs (filesystem_acl.cc), inside an operation.
   // The mode a new inode gets in parent (the requested mode, cred's umask unless parent has a
   // default ACL, the ACL's limits if it has), and the ACL xattrs to store with it.
-  Result<InheritedAcl> inherited_acl(const Inode& parent, uint32_t mode, uint32_t umask);
-  Status store_inherited_acl(uint64_t ino, const InheritedAcl& acl);
+  Result<InheritedAcl> inherited_acl(const Inode& parent, uint32_t mode, uint32_t umask) REQUIRES(inodes_.mutex());
+  Status store_inherited_acl(uint64_t ino, const InheritedAcl& acl) REQUIRES(inodes_.mutex());
   // chmod: a stored access ACL follows the inode's new mode bits.
-  Status chmod_acl(const Inode& inode);
+  Status chmod_acl(const Inode& inode) REQUIRES(inodes_.mutex());
   // setxattr of an ACL: validates value (EINVAL), a default ACL only on a directory (EACCES);
   // an access ACL sets the inode's mode bits. Returns whether to store the value (false: the
   // mode says it all; any stored one is to be removed). kill_sgid: an access ACL also clears
   // S_ISGID (XattrFlags::kXattrAclKillSgid).
-  Result<bool> set_acl_xattr(Inode& inode, std::string_view name, std::span<const uint8_t> value, bool kill_sgid);
-  void touch_times(Inode& inode, bool mtime, bool ctime);
+  Result<bool> set_acl_xattr(Inode& inode, std::string_view name, std::span<const uint8_t> value, bool kill_sgid)
+      REQUIRES(inodes_.mutex());
+  static void touch_times(Inode& inode, bool mtime, bool ctime);
 
-  mutable std::mutex mu_;
-  std::unique_ptr<MetadataStore> store_;
-  std::unordered_map<uint64_t, uint64_t> holds_;  // ino -> holds. GUARDED_BY(mu_)
-  std::unordered_set<uint64_t> orphans_;          // inodes this mount listed as orphans. GUARDED_BY(mu_)
+  InodeTable inodes_;
   uint64_t orphans_freed_at_open_ = 0;
-  bool closed_ = false;  // GUARDED_BY(mu_)
 };
 
 // DT_* for a mode.
 uint8_t dtype_of_mode(uint32_t mode);
-Timespec now_timespec();
 
 }  // namespace stablefs

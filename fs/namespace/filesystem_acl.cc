@@ -31,7 +31,7 @@ Status Filesystem::store_inherited_acl(uint64_t ino, const InheritedAcl& acl) {
   auto put = [&](std::string_view name, const PosixAcl& value) -> Status {
     SFS_ASSIGN(uint64_t slot, free_xattr_slot(ino, name));
     XattrRecord rec{std::string(name), encode_acl_xattr(value)};
-    return store_->fs_tree().put({ino, kItemXattr, slot}, rec.encode());
+    return store_locked().fs_tree().put({ino, kItemXattr, slot}, rec.encode());
   };
   if (acl.access) SFS_TRY(put(kAclAccessXattr, *acl.access));
   if (acl.default_acl) SFS_TRY(put(kAclDefaultXattr, *acl.default_acl));
@@ -44,7 +44,7 @@ Status Filesystem::chmod_acl(const Inode& inode) {
   SFS_ASSIGN(PosixAcl acl, parse_stored(stored->second.value, inode.ino));
   acl_chmod(acl, inode.rec.mode);
   XattrRecord rec{std::string(kAclAccessXattr), encode_acl_xattr(acl)};
-  return store_->fs_tree().put({inode.ino, kItemXattr, stored->first}, rec.encode());
+  return store_locked().fs_tree().put({inode.ino, kItemXattr, stored->first}, rec.encode());
 }
 
 Result<bool> Filesystem::set_acl_xattr(Inode& inode, std::string_view name, std::span<const uint8_t> value,

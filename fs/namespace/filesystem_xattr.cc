@@ -22,14 +22,14 @@ Status check_xattr_name(std::string_view name) {
 
 size_t Filesystem::max_xattr_value() const {
   // One item holds the 5-byte header, the name (up to 255) and the value.
-  return store_->fs_tree().max_value_size() - 5 - 255;
+  return BTree::max_value_size_for(inodes_.block_size()) - 5 - 255;
 }
 
 Result<std::optional<std::pair<uint64_t, XattrRecord>>> Filesystem::find_xattr(uint64_t ino, std::string_view name) {
   uint64_t base = name_slot_base(name);
   std::optional<std::pair<uint64_t, XattrRecord>> found;
   Status decode_error;
-  SFS_TRY(store_->fs_tree().scan({ino, kItemXattr, base}, {ino, kItemXattr, base + kSlotsPerHash - 1},
+  SFS_TRY(store_locked().fs_tree().scan({ino, kItemXattr, base}, {ino, kItemXattr, base + kSlotsPerHash - 1},
                                  [&](const Key& k, std::span<const uint8_t> v) {
                                    auto rec = XattrRecord::decode(v, k);
                                    if (!rec.ok()) {
@@ -49,7 +49,7 @@ Result<std::optional<std::pair<uint64_t, XattrRecord>>> Filesystem::find_xattr(u
 Result<uint64_t> Filesystem::free_xattr_slot(uint64_t ino, std::string_view name) {
   const uint64_t base = name_slot_base(name);
   uint64_t slot = base;
-  SFS_TRY(store_->fs_tree().scan({ino, kItemXattr, base}, {ino, kItemXattr, base + kSlotsPerHash - 1},
+  SFS_TRY(store_locked().fs_tree().scan({ino, kItemXattr, base}, {ino, kItemXattr, base + kSlotsPerHash - 1},
                                  [&](const Key& k, std::span<const uint8_t>) {
                                    if (k.offset != slot) return false;
                                    ++slot;
@@ -60,12 +60,12 @@ Result<uint64_t> Filesystem::free_xattr_slot(uint64_t ino, std::string_view name
 }
 
 Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const uint8_t> value, int flags) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(inodes_.mutex());
   SFS_TRY(check_xattr_name(name));
   if (value.size() > max_xattr_value())
     return Status::error(E2BIG, "xattr value larger than " + std::to_string(max_xattr_value()) + " bytes");
-  SFS_TRY(store_->begin_operation(kXattrOpBlocks));
-  SFS_ASSIGN(Inode inode, load_inode(ino));
+  SFS_TRY(store_locked().begin_operation(kXattrOpBlocks));
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
   SFS_ASSIGN(auto existing, find_xattr(ino, name));
   if (existing && (flags & kXattrCreate)) return Status::error(EEXIST, "xattr exists: " + std::string(name));
   if (!existing && (flags & kXattrReplace)) return Status::error(ENODATA, "no such xattr: " + std::string(name));
@@ -74,11 +74,11 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const
     SFS_ASSIGN(bool keep, set_acl_xattr(inode, name, value, (flags & kXattrAclKillSgid) != 0));
     if (!keep) {
       Status st = [&]() -> Status {
-        if (existing) SFS_TRY(store_->fs_tree().remove({ino, kItemXattr, existing->first}));
+        if (existing) SFS_TRY(store_locked().fs_tree().remove({ino, kItemXattr, existing->first}));
         touch_times(inode, false, true);
-        return save_inode(inode);
+        return inodes_.save(inode);
       }();
-      return store_->end_operation(st);
+      return store_locked().end_operation(st);
     }
   }
   uint64_t slot = 0;
@@ -89,28 +89,28 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const
   }
   XattrRecord rec{std::string(name), std::vector<uint8_t>(value.begin(), value.end())};
   Status st = [&]() -> Status {
-    SFS_TRY(store_->fs_tree().put({ino, kItemXattr, slot}, rec.encode()));
+    SFS_TRY(store_locked().fs_tree().put({ino, kItemXattr, slot}, rec.encode()));
     touch_times(inode, false, true);
-    return save_inode(inode);
+    return inodes_.save(inode);
   }();
-  return store_->end_operation(st);
+  return store_locked().end_operation(st);
 }
 
 Result<std::vector<uint8_t>> Filesystem::getxattr(uint64_t ino, std::string_view name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(inodes_.mutex());
   SFS_TRY(check_xattr_name(name));
-  SFS_TRY(load_inode(ino));
+  SFS_TRY(inodes_.load(ino));
   SFS_ASSIGN(auto existing, find_xattr(ino, name));
   if (!existing) return Status::error(ENODATA, "no such xattr: " + std::string(name));
   return std::move(existing->second.value);
 }
 
 Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino) {
-  std::lock_guard lock(mu_);
-  SFS_TRY(load_inode(ino));
+  MutexLock lock(inodes_.mutex());
+  SFS_TRY(inodes_.load(ino));
   std::vector<std::string> names;
   Status decode_error;
-  SFS_TRY(store_->fs_tree().scan({ino, kItemXattr, 0}, {ino, kItemXattr, ~0ull}, [&](const Key& k, std::span<const uint8_t> v) {
+  SFS_TRY(store_locked().fs_tree().scan({ino, kItemXattr, 0}, {ino, kItemXattr, ~0ull}, [&](const Key& k, std::span<const uint8_t> v) {
     auto rec = XattrRecord::decode(v, k);
     if (!rec.ok()) {
       decode_error = rec.status();
@@ -124,18 +124,18 @@ Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino) {
 }
 
 Status Filesystem::removexattr(uint64_t ino, std::string_view name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(inodes_.mutex());
   SFS_TRY(check_xattr_name(name));
-  SFS_TRY(store_->begin_operation(kXattrOpBlocks));
-  SFS_ASSIGN(Inode inode, load_inode(ino));
+  SFS_TRY(store_locked().begin_operation(kXattrOpBlocks));
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
   SFS_ASSIGN(auto existing, find_xattr(ino, name));
   if (!existing) return Status::error(ENODATA, "no such xattr: " + std::string(name));
   Status st = [&]() -> Status {
-    SFS_TRY(store_->fs_tree().remove({ino, kItemXattr, existing->first}));
+    SFS_TRY(store_locked().fs_tree().remove({ino, kItemXattr, existing->first}));
     touch_times(inode, false, true);
-    return save_inode(inode);
+    return inodes_.save(inode);
   }();
-  return store_->end_operation(st);
+  return store_locked().end_operation(st);
 }
 
 }  // namespace stablefs

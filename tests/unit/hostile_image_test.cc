@@ -1519,7 +1519,7 @@ TEST_CASE("hostile: open refuses a tree root that is not the root of that tree")
   }
 }
 
-// fs/namespace/filesystem.cc Filesystem::create_entry() -> save_inode(): the new inode is written with
+// fs/namespace/filesystem.cc Filesystem::create_entry() -> InodeTable::save(): the new inode is written with
 // BTree::put (insert-or-replace) at the number sb.next_ino hands out, which open only checks to
 // be > 1 and above inode_count. A superblock (valid checksum) whose next_ino is at or below an
 // inode in use (with an inode_count below it, a counter open does not check either) makes the

@@ -58,7 +58,7 @@ bool orphan_bit(Filesystem& fs) { return fs.store().superblock().ro_compat & kRo
 Inode make_fragmented_file(Filesystem& fs, const std::string& name, uint64_t extents) {
   auto f = fs.mknod(kRootIno, name, S_IFREG | 0644, 0, kCred);
   REQUIRE(f.ok());
-  FileSpace space(fs);
+  FileSpace space(fs.inodes());
   for (uint64_t i = 0; i < extents; ++i) REQUIRE(space.preallocate(f->ino, 2 * i, 1, 0).ok());
   auto again = fs.getattr(f->ino);
   REQUIRE(again.ok());

@@ -1,0 +1,86 @@
+// InodeTable: the inodes of one mounted filesystem — the metadata store they live in, the
+// metadata lock that serialises every metadata change, inode records, and the holds on
+// inodes still in use.
+//
+// The namespace (fs/namespace) and the data path (fs/data) both work on inodes through this
+// table, as siblings: neither reaches into the other. Every metadata operation runs with
+// mutex() held (MutexLock lock(table.mutex())); the lock order is in bounce/mutex.h.
+//
+// Holds: a caller that keeps using an inode after its last link may go (an open file, a
+// FUSE lookup reference) holds it. remove_last_link() of a held inode leaves it with nlink 0,
+// its data intact, on the on-disk orphan list (fs/inode/orphan_list.h) in the same
+// transaction; the release() that drops its last hold frees it. Mount frees the orphans a
+// crash left behind (reclaim_all_orphans), close() those still listed.
+// Thread-safe as annotated: REQUIRES(mutex()) members are called with the lock held.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "bounce/mutex.h"
+#include "fs/format/fs_items.h"
+#include "fs/meta/metadata_store.h"
+
+namespace stablefs {
+
+struct Inode {
+  uint64_t ino = 0;
+  InodeRecord rec;
+};
+
+// The wall clock as an inode timestamp.
+Timespec now_timespec();
+
+class InodeTable {
+ public:
+  explicit InodeTable(std::unique_ptr<MetadataStore> store);
+  ~InodeTable();
+  InodeTable(const InodeTable&) = delete;
+  InodeTable& operator=(const InodeTable&) = delete;
+
+  // The metadata lock.
+  Mutex& mutex() const RETURN_CAPABILITY(mu_) { return mu_; }
+  MetadataStore& store() REQUIRES(mu_) { return *store_; }
+  // For fsck and tests, which run nothing concurrently: the store without the lock.
+  MetadataStore& store_unlocked() NO_THREAD_SAFETY_ANALYSIS { return *store_; }
+  // Fixed for the life of the mount: no lock needed.
+  uint32_t block_size() const { return block_size_; }
+
+  // ENOENT when ino does not exist; EUCLEAN when its record does not decode.
+  Result<Inode> load(uint64_t ino) REQUIRES(mu_);
+  // REQUIRES: inside an operation (MetadataStore::begin_operation).
+  Status save(const Inode& inode) REQUIRES(mu_);
+
+  // Adds n holds on ino (no I/O; ino need not exist: the caller got it from a successful
+  // lookup or create and takes the hold before handing it out).
+  void acquire(uint64_t ino, uint64_t n = 1) EXCLUDES(mu_);
+  // Drops n holds; when the last goes and ino is an orphan, it is freed with its data (may do
+  // I/O). An error leaves the orphan listed, to be freed by close() or the next mount.
+  Status release(uint64_t ino, uint64_t n = 1) EXCLUDES(mu_);
+  // The inode's last link is gone (a directory: its only entry): frees it and everything it
+  // owns, or, while it is held, saves it with nlink 0 and lists it as an orphan.
+  // REQUIRES: inside an operation.
+  Status remove_last_link(Inode& inode) REQUIRES(mu_);
+  // Frees every orphan on the on-disk list; returns how many inodes it freed (stale entries
+  // are dropped, not counted). REQUIRES: not inside an operation; nobody uses the orphans.
+  Result<uint64_t> reclaim_all_orphans() REQUIRES(mu_);
+  // Inodes this mount has on the orphan list right now.
+  size_t orphan_count() EXCLUDES(mu_);
+
+  // Frees every orphan (whatever holds remain), then closes the store: commits, writes
+  // everything home, marks the filesystem clean. Only the first call acts; nothing may be
+  // called after it but release() (a no-op then) and the destructor.
+  Status close() EXCLUDES(mu_);
+
+ private:
+  mutable Mutex mu_;
+  std::unique_ptr<MetadataStore> store_ PT_GUARDED_BY(mu_);
+  const uint32_t block_size_;
+  std::unordered_map<uint64_t, uint64_t> holds_ GUARDED_BY(mu_);  // ino -> holds
+  std::unordered_set<uint64_t> orphans_ GUARDED_BY(mu_);          // inodes this mount listed
+  bool closed_ GUARDED_BY(mu_) = false;
+};
+
+}  // namespace stablefs
