@@ -126,7 +126,7 @@ BounceBuffer BouncePool::take_locked(size_t want) {
 }
 
 void BouncePool::put(uint8_t* data, size_t size) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto unit = static_cast<uint32_t>(static_cast<size_t>(data - arena_.data()) >> min_shift_);
   auto order = static_cast<unsigned>(std::countr_zero(size >> min_shift_));
   in_use_ -= size;
@@ -143,17 +143,17 @@ void BouncePool::put(uint8_t* data, size_t size) {
 }
 
 BounceBuffer BouncePool::get(size_t want) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (bool waited = false;; waited = true) {
     BounceBuffer b = take_locked(want);
     if (!b.empty()) return b;
     if (!waited) ++waits_;
-    returned_.wait(lock);
+    returned_.wait(mu_);
   }
 }
 
 BounceBuffer BouncePool::try_get(size_t want) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return take_locked(want);
 }
 
@@ -164,13 +164,13 @@ std::vector<BounceBuffer> BouncePool::get_total(size_t total) {
   // Reserved before locking: a push_back that threw under mu_ would return its chunk through
   // put() and deadlock.
   chunks.reserve(need >> min_shift_);
-  std::unique_lock<std::mutex> lock(mu_);
-  auto enough = [&] { return capacity() - in_use_ >= need; };
+  MutexLock lock(mu_);
+  auto enough = [&]() REQUIRES(mu_) { return capacity() - in_use_ >= need; };
   if (serving_ticket_ != next_ticket_ || !enough()) {
     // Queue behind earlier waiters.
     uint64_t ticket = next_ticket_++;
     ++waits_;
-    returned_.wait(lock, [&] { return serving_ticket_ == ticket && enough(); });
+    returned_.wait(mu_, [&]() REQUIRES(mu_) { return serving_ticket_ == ticket && enough(); });
     ++serving_ticket_;
     returned_.notify_all();  // the next in line may be satisfiable too
   }
@@ -190,12 +190,12 @@ iovec BouncePool::arena() const {
 }
 
 size_t BouncePool::in_use_bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return in_use_;
 }
 
 uint64_t BouncePool::waits() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return waits_;
 }
 

@@ -22,13 +22,12 @@
 
 #include <sys/uio.h>
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <vector>
 
 #include "bounce/aligned_buffer.h"
+#include "bounce/mutex.h"
 
 namespace stablefs {
 
@@ -89,30 +88,30 @@ class BouncePool {
  private:
   friend class BounceBuffer;
   void put(uint8_t* data, size_t size);
-  BounceBuffer take_locked(size_t want);  // REQUIRES: mu_ held
-  void push_free_locked(uint32_t unit, unsigned order);  // REQUIRES: mu_ held
-  void remove_free_locked(uint32_t unit, unsigned order);  // REQUIRES: mu_ held
-  uint32_t pop_free_locked(unsigned order);  // REQUIRES: mu_ held, free_[order] not empty
+  BounceBuffer take_locked(size_t want) REQUIRES(mu_);
+  void push_free_locked(uint32_t unit, unsigned order) REQUIRES(mu_);
+  void remove_free_locked(uint32_t unit, unsigned order) REQUIRES(mu_);
+  uint32_t pop_free_locked(unsigned order) REQUIRES(mu_);  // free_[order] not empty
 
   AlignedBuffer arena_;
   size_t min_chunk_;
   size_t max_chunk_;
   unsigned min_shift_ = 0;  // log2(min_chunk_)
   unsigned max_order_ = 0;  // log2(max_chunk_ / min_chunk_)
-  mutable std::mutex mu_;
-  std::condition_variable returned_;
+  mutable Mutex mu_;
+  CondVar returned_;
   // Units are min_chunk-sized slots of the arena, numbered from 0. free_[order] lists the first
   // unit of each free chunk of min_chunk << order; free_order_[unit] is that order for a unit
   // that starts a free chunk (-1 otherwise) and free_pos_[unit] its index in free_[order], so
   // a buddy is found and unlinked in O(1).
-  std::vector<std::vector<uint32_t>> free_;
-  std::vector<int8_t> free_order_;
-  std::vector<uint32_t> free_pos_;
-  size_t in_use_ = 0;
-  uint64_t waits_ = 0;
+  std::vector<std::vector<uint32_t>> free_ GUARDED_BY(mu_);
+  std::vector<int8_t> free_order_ GUARDED_BY(mu_);
+  std::vector<uint32_t> free_pos_ GUARDED_BY(mu_);
+  size_t in_use_ GUARDED_BY(mu_) = 0;
+  uint64_t waits_ GUARDED_BY(mu_) = 0;
   // get_total() waiters are served in ticket order.
-  uint64_t next_ticket_ = 0;
-  uint64_t serving_ticket_ = 0;
+  uint64_t next_ticket_ GUARDED_BY(mu_) = 0;
+  uint64_t serving_ticket_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace stablefs

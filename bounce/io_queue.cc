@@ -6,12 +6,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <thread>
+
+#include "bounce/mutex.h"
 
 #if defined(__SANITIZE_THREAD__)
 // A request is handed from the submitting thread to the completion thread through the
@@ -64,13 +64,13 @@ struct IoQueue::Impl {
   std::thread completer;
   std::thread::id completer_id;
 
-  std::mutex mu;
-  std::condition_variable space;     // signalled when a request completes
-  std::vector<IoRequest*> staged;    // REQUIRES: mu held; nullptr stages the stop NOP
-  std::vector<IoRequest*> batch;     // the flusher's; only touched while flushing
-  unsigned in_flight = 0;            // REQUIRES: mu held; accepted and not yet completed
-  bool flushing = false;             // REQUIRES: mu held; a thread is moving staged to the ring
-  bool backlog = false;              // REQUIRES: mu held; the completion thread left work to retry
+  Mutex mu;
+  CondVar space;                                    // signalled when a request completes
+  std::vector<IoRequest*> staged GUARDED_BY(mu);   // nullptr stages the stop NOP
+  std::vector<IoRequest*> batch;                   // the flusher's; only touched while flushing
+  unsigned in_flight GUARDED_BY(mu) = 0;           // accepted and not yet completed
+  bool flushing GUARDED_BY(mu) = false;            // a thread is moving staged to the ring
+  bool backlog GUARDED_BY(mu) = false;             // the completion thread left work to retry
   bool reaping = false;              // completion thread only: running a batch of callbacks
 
   std::atomic<uint64_t> submitted{0}, enter_calls{0}, fixed_ios{0}, resubmits{0};
@@ -83,29 +83,29 @@ struct IoQueue::Impl {
   // staged requests to the ring unless another thread is already doing so.
   void enqueue(IoRequest* req, bool continuation) {
     bool on_completer = std::this_thread::get_id() == completer_id;
-    std::unique_lock<std::mutex> lock(mu);
+    MutexLock lock(mu);
     if (!continuation) {
-      if (!on_completer) space.wait(lock, [&] { return in_flight < depth; });
+      if (!on_completer) space.wait(mu, [&]() REQUIRES(mu) { return in_flight < depth; });
       ++in_flight;
     }
     staged.push_back(req);
     // The completion thread flushes once after running a whole batch of callbacks, so
     // resubmissions and follow-up I/O from callbacks share one enter.
     if (on_completer && reaping) return;
-    flush_locked(lock);
+    flush_locked();
   }
 
   // Moves the staged requests to the ring unless another thread is doing so. The flusher
   // loops while other threads stage more during its io_uring_enter, so a burst of submitters
-  // shares enters. REQUIRES: lock holds mu.
-  void flush_locked(std::unique_lock<std::mutex>& lock) {
+  // shares enters. Releases mu during io_uring_enter and holds it again on return.
+  void flush_locked() REQUIRES(mu) {
     if (flushing || (staged.empty() && !backlog)) return;  // the active flusher picks them up
     flushing = true;
     const bool on_completer = std::this_thread::get_id() == completer_id;
     for (;;) {
       batch.swap(staged);
       backlog = false;
-      lock.unlock();
+      mu.unlock();
       size_t i = 0;
       bool stalled = false;
       for (; i < batch.size(); ++i) {
@@ -121,7 +121,7 @@ struct IoQueue::Impl {
         prepare(sqe, batch[i]);
       }
       if (!stalled) stalled = !submit_ready(on_completer);
-      lock.lock();
+      mu.lock();
       if (stalled) {
         // The kernel wants completions reaped first, and this is the thread that reaps them:
         // keep the rest (unprepared requests first in line, prepared SQEs in the SQ ring) and
@@ -238,7 +238,7 @@ struct IoQueue::Impl {
     req->retries = 0;
     req->rest.clear();
     req->on_complete(*req, result);
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     --in_flight;
     space.notify_all();
   }
@@ -274,7 +274,7 @@ struct IoQueue::Impl {
       uint64_t tag;
       int res;
     } done[kBatch];
-    { std::lock_guard<std::mutex> lock(mu); }  // create() has published completer_id
+    { MutexLock lock(mu); }  // create() has published completer_id
     bool stop = false;
     bool retry_backlog = false;
     while (!stop) {
@@ -288,8 +288,8 @@ struct IoQueue::Impl {
       }
       if (r < 0) {
         if (r == -ETIME) {
-          std::unique_lock<std::mutex> lock(mu);
-          flush_locked(lock);
+          MutexLock lock(mu);
+          flush_locked();
           retry_backlog = backlog;
         } else if (r != -EINTR && r != -EAGAIN) {
           std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -308,8 +308,8 @@ struct IoQueue::Impl {
         handle(reinterpret_cast<IoRequest*>(done[i].tag), done[i].res);
       }
       reaping = false;
-      std::unique_lock<std::mutex> lock(mu);
-      flush_locked(lock);
+      MutexLock lock(mu);
+      flush_locked();
       retry_backlog = backlog;
     }
   }
@@ -350,11 +350,11 @@ Result<std::unique_ptr<IoQueue>> IoQueue::create(int fd, unsigned depth, const i
     }
   }
   impl->batch.reserve(depth);
-  impl->staged.reserve(depth);
   Impl* raw = impl.get();
   {
     // completer_id must be known before any submit() compares against it.
-    std::unique_lock<std::mutex> lock(raw->mu);
+    MutexLock lock(raw->mu);
+    raw->staged.reserve(depth);
     raw->completer = std::thread([raw] { raw->reap_loop(); });
     raw->completer_id = raw->completer.get_id();
   }
@@ -366,8 +366,8 @@ IoQueue::IoQueue(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 IoQueue::~IoQueue() {
   Impl& q = *impl_;
   {
-    std::unique_lock<std::mutex> lock(q.mu);
-    q.space.wait(lock, [&] { return q.in_flight == 0; });
+    MutexLock lock(q.mu);
+    q.space.wait(q.mu, [&]() REQUIRES(q.mu) { return q.in_flight == 0; });
   }
   q.enqueue(nullptr, true);  // the stop NOP: the completion thread exits when it sees it
   q.completer.join();
@@ -384,9 +384,9 @@ void IoQueue::submit(IoRequest* req) {
 Result<uint64_t> IoQueue::run(IoRequest::Op op, uint64_t offset, std::vector<iovec> iov) {
   if (std::this_thread::get_id() == impl_->completer_id)
     return Status::error(EDEADLK, "IoQueue::run called on the completion thread");
-  std::mutex m;
-  std::condition_variable cv;
-  bool finished = false;
+  Mutex m;
+  CondVar cv;
+  bool finished = false;  // guarded by m
   int64_t result = 0;
   IoRequest req;
   req.op = op;
@@ -394,14 +394,16 @@ Result<uint64_t> IoQueue::run(IoRequest::Op op, uint64_t offset, std::vector<iov
   req.iov = std::move(iov);
   uint64_t length = iov_total(req.iov);
   req.on_complete = [&](IoRequest&, int64_t r) {
-    std::lock_guard<std::mutex> lock(m);
+    MutexLock lock(m);
     result = r;
     finished = true;
     cv.notify_one();
   };
   submit(&req);
-  std::unique_lock<std::mutex> lock(m);
-  cv.wait(lock, [&] { return finished; });
+  {
+    MutexLock lock(m);
+    cv.wait(m, [&]() REQUIRES(m) { return finished; });
+  }
   if (result >= 0) return static_cast<uint64_t>(result);
   std::string msg = op_name(op);
   if (op != IoRequest::Op::kFlush) {

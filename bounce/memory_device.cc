@@ -11,7 +11,7 @@ MemoryDevice::MemoryDevice(std::vector<uint8_t> image, std::string name)
     : image_(std::move(image)), name_(std::move(name)) {}
 
 Status MemoryDevice::read(uint64_t offset, void* buf, size_t len) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (offset > image_.size() || len > image_.size() - offset)
     return Status::error(EIO, name_ + ": read beyond end of device");
   std::memcpy(buf, image_.data() + offset, len);
@@ -19,7 +19,7 @@ Status MemoryDevice::read(uint64_t offset, void* buf, size_t len) {
 }
 
 Status MemoryDevice::write(uint64_t offset, const void* buf, size_t len) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (offset > image_.size() || len > image_.size() - offset)
     return Status::error(ENOSPC, name_ + ": write beyond end of device");
   std::memcpy(image_.data() + offset, buf, len);
@@ -31,19 +31,19 @@ Status MemoryDevice::write(uint64_t offset, const void* buf, size_t len) {
 }
 
 Status MemoryDevice::flush() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (recording_) log_.push_back({true, 0, {}});
   return {};
 }
 
 void MemoryDevice::set_recording(bool on) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   recording_ = on;
   if (on) log_.clear();
 }
 
 std::vector<uint8_t> MemoryDevice::snapshot() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return image_;
 }
 

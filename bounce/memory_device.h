@@ -5,11 +5,11 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "bounce/block_device.h"
+#include "bounce/mutex.h"
 
 namespace stablefs {
 
@@ -43,8 +43,8 @@ class MemoryDevice : public BlockDevice {
   std::vector<uint8_t>& raw() { return image_; }
 
  private:
-  mutable std::mutex mu_;
-  std::vector<uint8_t> image_;
+  mutable Mutex mu_;
+  std::vector<uint8_t> image_;  // raw() hands it out unguarded: tests only, while idle
   std::string name_;
   bool recording_ = false;
   std::vector<LoggedWrite> log_;

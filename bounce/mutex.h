@@ -51,7 +51,7 @@ class CAPABILITY("mutex") Mutex {
   void assert_held() const ASSERT_CAPABILITY(this) {}
 
  private:
-  friend class CondVar;
+  friend class CondVar;  // waits on mu_
   std::mutex mu_;
 };
 
@@ -67,30 +67,33 @@ class SCOPED_CAPABILITY MutexLock {
   Mutex& mu_;
 };
 
-// A condition variable over a Mutex. wait() REQUIRES the mutex held; it is released while
-// waiting and held again when wait() returns.
+// A condition variable used with a Mutex. Every wait REQUIRES that mutex held; it is released
+// while waiting and held again when the wait returns.
 class CondVar {
  public:
-  explicit CondVar(Mutex& mu) : mu_(mu) {}
+  // Waits for one notification (or a spurious wakeup).
+  void wait(Mutex& mu) REQUIRES(mu) {
+    std::unique_lock<std::mutex> lock(mu.mu_, std::adopt_lock);
+    cv_.wait(lock);
+    lock.release();
+  }
   template <typename Pred>
-  void wait(Pred pred) REQUIRES(mu_) {
-    std::unique_lock<std::mutex> lock(mu_.mu_, std::adopt_lock);
+  void wait(Mutex& mu, Pred pred) REQUIRES(mu) {
+    std::unique_lock<std::mutex> lock(mu.mu_, std::adopt_lock);
     cv_.wait(lock, pred);
     lock.release();
   }
-  // Waits until pred holds or timeout passes; returns pred().
-  template <typename Duration, typename Pred>
-  bool wait_for(Duration timeout, Pred pred) REQUIRES(mu_) {
-    std::unique_lock<std::mutex> lock(mu_.mu_, std::adopt_lock);
-    bool ok = cv_.wait_for(lock, timeout, pred);
+  // Waits for one notification or until timeout passes (or a spurious wakeup).
+  template <typename Duration>
+  void wait_for(Mutex& mu, Duration timeout) REQUIRES(mu) {
+    std::unique_lock<std::mutex> lock(mu.mu_, std::adopt_lock);
+    cv_.wait_for(lock, timeout);
     lock.release();
-    return ok;
   }
   void notify_one() { cv_.notify_one(); }
   void notify_all() { cv_.notify_all(); }
 
  private:
-  Mutex& mu_;
   std::condition_variable cv_;
 };
 

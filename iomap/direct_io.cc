@@ -41,10 +41,10 @@ struct DirectIo::Request {
   std::deque<UnitSlot> units;  // deque: slots stay put while later units are added
   std::vector<WrittenRange> ranges;
   Status walk_status;  // mapping failure: the request is cut short there
-  std::mutex mu;
+  Mutex mu;
   // In-flight units plus one reference held by the submitting walk, so the request cannot
   // finish while units are still being built (kernel: iomap_dio's reference count).
-  size_t pending = 1;
+  size_t pending GUARDED_BY(mu) = 1;
   Done done;
 };
 
@@ -160,7 +160,7 @@ void DirectIo::start_read(Request* req) {
 
 void DirectIo::submit_unit(Request* req, UnitSlot* slot) {
   {
-    std::lock_guard lock(req->mu);
+    MutexLock lock(req->mu);
     ++req->pending;
   }
   slot->unit->submit(queue_, stats_, [this, req, slot](IoUnit& unit, Status st) {
@@ -282,7 +282,7 @@ void DirectIo::start_write(Request* req) {
 void DirectIo::unit_done(Request* req) {
   bool last;
   {
-    std::lock_guard lock(req->mu);
+    MutexLock lock(req->mu);
     last = --req->pending == 0;
   }
   if (last) finish(req);
@@ -347,7 +347,7 @@ void DirectIo::finish(Request* req) {
 void DirectIo::log_data_error(const std::string& message) {
   uint64_t suppressed = 0;
   {
-    std::lock_guard lock(log_mu_);
+    MutexLock lock(log_mu_);
     const auto now = std::chrono::steady_clock::now();
     if (now - log_window_ >= std::chrono::seconds(1)) {
       log_window_ = now;

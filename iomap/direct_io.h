@@ -26,13 +26,13 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <span>
 #include <string>
 
 #include "bounce/bounce_pool.h"
 #include "bounce/io_queue.h"
 #include "bounce/io_stats.h"
+#include "bounce/mutex.h"
 #include "iomap/iomap.h"
 #include "iomap/range_lock.h"
 
@@ -104,10 +104,10 @@ class DirectIo {
   DirectIoConfig config_;
   uint32_t block_size_;
 
-  std::mutex log_mu_;
-  std::chrono::steady_clock::time_point log_window_;  // REQUIRES: log_mu_ held
-  int logged_in_window_ = 0;                          // REQUIRES: log_mu_ held
-  uint64_t log_suppressed_ = 0;                       // REQUIRES: log_mu_ held
+  Mutex log_mu_;
+  std::chrono::steady_clock::time_point log_window_ GUARDED_BY(log_mu_);
+  int logged_in_window_ GUARDED_BY(log_mu_) = 0;
+  uint64_t log_suppressed_ GUARDED_BY(log_mu_) = 0;
 };
 
 }  // namespace stablefs

@@ -13,23 +13,23 @@ bool RangeLock::conflicts(const Handle& h, Token self) const {
 }
 
 RangeLock::Token RangeLock::lock(uint64_t start, uint64_t end, bool exclusive) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   Token t = held_.insert(held_.end(), Handle{start, end, exclusive, false});
-  changed_.wait(lock, [&] { return !conflicts(*t, t); });
+  changed_.wait(mu_, [&]() REQUIRES(mu_) { return !conflicts(*t, t); });
   t->granted = true;
   return t;
 }
 
 void RangeLock::unlock(Token token) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     held_.erase(token);
   }
   changed_.notify_all();
 }
 
 bool RangeLock::idle() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return held_.empty();
 }
 
@@ -40,7 +40,7 @@ namespace stablefs {
 FileRangeLocks::Held FileRangeLocks::lock(uint64_t ino, uint64_t start, uint64_t end, bool exclusive) {
   RangeLock* rl;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto& slot = locks_[ino];
     if (!slot) slot = std::make_unique<RangeLock>();
     rl = slot.get();

@@ -7,12 +7,12 @@
 // bounce path unlocks from the I/O completion thread).
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
+
+#include "bounce/mutex.h"
 
 namespace stablefs {
 
@@ -25,15 +25,15 @@ class RangeLock {
   };
   using Token = std::list<Handle>::iterator;
 
-  Token lock(uint64_t start, uint64_t end, bool exclusive);
-  void unlock(Token token);
-  bool idle() const;
+  Token lock(uint64_t start, uint64_t end, bool exclusive) EXCLUDES(mu_);
+  void unlock(Token token) EXCLUDES(mu_);
+  bool idle() const EXCLUDES(mu_);
 
  private:
-  bool conflicts(const Handle& h, Token self) const;  // REQUIRES: mu_ held
-  mutable std::mutex mu_;
-  std::condition_variable changed_;
-  std::list<Handle> held_;  // granted and waiting, in arrival order
+  bool conflicts(const Handle& h, Token self) const REQUIRES(mu_);
+  mutable Mutex mu_;
+  CondVar changed_;
+  std::list<Handle> held_ GUARDED_BY(mu_);  // granted and waiting, in arrival order
 };
 
 }  // namespace stablefs
@@ -52,8 +52,8 @@ class FileRangeLocks {
   static void unlock(const Held& held) { held.lock->unlock(held.token); }
 
  private:
-  std::mutex mu_;
-  std::unordered_map<uint64_t, std::unique_ptr<RangeLock>> locks_;
+  Mutex mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<RangeLock>> locks_ GUARDED_BY(mu_);
 };
 
 }  // namespace stablefs

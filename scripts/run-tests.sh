@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds stablefs twice (release with -Werror, and Debug with ASan+UBSan) and runs every test:
-# the doctest unit tests under both builds and the command-line suite (tests/cli) under the
-# sanitizer build. Ends with "N passed, N failed[, N skipped]" and exits non-zero on any failure.
+# Builds stablefs three ways (release with -Werror; Debug with ASan+UBSan; clang with
+# -Wthread-safety -Werror, which checks the lock annotations and is only compiled) and runs
+# every test: the doctest unit tests under the first two builds and the command-line suite
+# (tests/cli) under the sanitizer build. Ends with "N passed, N failed[, N skipped]" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -12,10 +13,14 @@ passed=0 failed=0 skipped=0
 failures=()
 start=$(date +%s)
 
-build() {  # build DIR CMAKE-ARGS...
+build() {  # build DIR CMAKE-ARGS... [--target TARGET]
   local dir=$1; shift
-  cmake -S "$root" -B "$dir" "$@" >"$dir.configure.log" 2>&1 &&
-    cmake --build "$dir" -j"$jobs" >"$dir.build.log" 2>&1
+  local args=() target=()
+  while [ $# -gt 0 ]; do
+    if [ "$1" = --target ]; then target=(--target "$2"); shift 2; else args+=("$1"); shift; fi
+  done
+  cmake -S "$root" -B "$dir" "${args[@]}" >"$dir.configure.log" 2>&1 &&
+    cmake --build "$dir" -j"$jobs" "${target[@]}" >"$dir.build.log" 2>&1
 }
 
 run_unit() {  # run_unit NAME BINARY
@@ -47,6 +52,13 @@ fi
 echo "== building sanitizers (ASan+UBSan)"
 if ! build build-asan -DCMAKE_BUILD_TYPE=Debug -DSTABLEFS_SANITIZE=ON -DSTABLEFS_WERROR=ON; then
   tail -30 build-asan.build.log build-asan.configure.log 2>/dev/null
+  echo "0 passed, 1 failed"; exit 1
+fi
+
+echo "== building clang thread-safety check (-Wthread-safety -Werror)"
+if ! CXX=clang++ build build-clang -DCMAKE_BUILD_TYPE=Debug -DSTABLEFS_THREAD_SAFETY=ON -DSTABLEFS_WERROR=ON \
+    --target stablefs; then
+  tail -30 build-clang.build.log build-clang.configure.log 2>/dev/null
   echo "0 passed, 1 failed"; exit 1
 fi
 

@@ -105,7 +105,7 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
   SFS_ASSIGN(const uint64_t count, data_blocks_available(store, std::min(n + extra, kMaxMappingBlocks)));
   SFS_TRY(store.begin_operation(kMapOpBlocks));
   SFS_ASSIGN(uint64_t goal, extents.goal_before(fb));
-  auto allocated = [&]() -> Result<Iomap> {
+  auto allocated = [&]() REQUIRES(inodes_.mutex()) -> Result<Iomap> {
     SFS_ASSIGN(Extent e, store.allocator().allocate(goal, count, 1));
     SFS_TRY(extents.replace(fb, e.length, ExtentRecord{e.start, e.length, flags}));
     if (extra > 0) SFS_TRY(add_speculative(store, ino));  // listed in the same operation
@@ -176,7 +176,7 @@ Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> r
   // Until its reservation is claimed, an out-of-place range goes back to the allocator if the
   // ioend fails: the old data stays mapped and nothing is left reserved.
   std::vector<bool> claimed(ranges.size(), false);
-  auto release_unclaimed = [&] {
+  auto release_unclaimed = [&]() REQUIRES(inodes_.mutex()) {
     for (size_t i = 0; i < ranges.size(); ++i)
       if (ranges[i].reached_device && (ranges[i].map.flags & kIomapShared) && !claimed[i]) release_reservation(ranges[i]);
   };
@@ -185,7 +185,7 @@ Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> r
     return began;
   }
   store.note_data_written();
-  Status st = [&]() -> Status {
+  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_ASSIGN(Inode inode, inodes_.load(ino));
     ExtentMap extents(store, ino);
     ChecksumStore checksums(store.csum_tree());

@@ -12,12 +12,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <condition_variable>
-#include <mutex>
 #include <new>
 #include <unordered_map>
 #include <vector>
 
+#include "bounce/mutex.h"
 #include "fs/copy_range.h"
 #include "fs/format/format.h"
 #include "fs/fuse/fuse_receive_loop.h"
@@ -34,16 +33,16 @@ struct FuseServer::State {
   // Requests to be answered from the I/O completion and not answered yet: run() waits for
   // them before it returns, so that no reply is sent on a session already destroyed.
   void reply_pending() {
-    std::lock_guard lock(pending_mu_);
+    MutexLock lock(pending_mu_);
     ++pending_;
   }
   void reply_sent() {
-    std::lock_guard lock(pending_mu_);
+    MutexLock lock(pending_mu_);
     if (--pending_ == 0) pending_cv_.notify_all();
   }
   void wait_for_replies() {
-    std::unique_lock lock(pending_mu_);
-    pending_cv_.wait(lock, [this] { return pending_ == 0; });
+    MutexLock lock(pending_mu_);
+    pending_cv_.wait(pending_mu_, [this]() REQUIRES(pending_mu_) { return pending_ == 0; });
   }
 
   // Each kernel lookup reference and each open handle is a hold on the inode
@@ -57,7 +56,7 @@ struct FuseServer::State {
   // the trim's status.
   void add_handle(uint64_t ino) {
     {
-      std::lock_guard lock(handles_mu_);
+      MutexLock lock(handles_mu_);
       ++open_handles_[ino];
     }
     try {
@@ -79,15 +78,15 @@ struct FuseServer::State {
   }
 
  private:
-  std::mutex pending_mu_;
-  std::condition_variable pending_cv_;
-  uint64_t pending_ = 0;  // REQUIRES: pending_mu_
-  std::mutex handles_mu_;
-  std::unordered_map<uint64_t, uint64_t> open_handles_;  // ino -> open handles; REQUIRES: handles_mu_
+  Mutex pending_mu_;
+  CondVar pending_cv_;
+  uint64_t pending_ GUARDED_BY(pending_mu_) = 0;
+  Mutex handles_mu_;
+  std::unordered_map<uint64_t, uint64_t> open_handles_ GUARDED_BY(handles_mu_);  // ino -> open handles
 
   // Ends one open handle's count; true when it was ino's last.
   bool close_handle(uint64_t ino) noexcept {
-    std::lock_guard lock(handles_mu_);
+    MutexLock lock(handles_mu_);
     auto it = open_handles_.find(ino);
     if (it == open_handles_.end()) return true;
     if (--it->second != 0) return false;

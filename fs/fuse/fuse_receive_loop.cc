@@ -10,12 +10,12 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdlib>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "bounce/mutex.h"
 
 namespace stablefs {
 namespace {
@@ -49,7 +49,7 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   std::shared_ptr<ReceiveBuffer> get() {
     std::unique_ptr<ReceiveBuffer> b;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (!free_.empty()) {
         b = std::move(free_.back());
         free_.pop_back();
@@ -64,11 +64,11 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
  private:
   static constexpr size_t kKeep = 64;
   void put(std::unique_ptr<ReceiveBuffer> b) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (free_.size() < kKeep) free_.push_back(std::move(b));
   }
-  std::mutex mu_;
-  std::vector<std::unique_ptr<ReceiveBuffer>> free_;  // REQUIRES: mu_
+  Mutex mu_;
+  std::vector<std::unique_ptr<ReceiveBuffer>> free_ GUARDED_BY(mu_);
 };
 
 // The buffer of the request the current worker thread is processing (keep_receive_buffer).
@@ -78,10 +78,10 @@ void wake_reader(int) {}  // interrupts a blocking read(); nothing else
 
 struct Shared {
   fuse_session* se;
-  std::mutex mu;
-  std::condition_variable cv;
-  unsigned stopped = 0;  // REQUIRES: mu
-  int error = 0;         // first failure; REQUIRES: mu
+  Mutex mu;
+  CondVar cv;
+  unsigned stopped GUARDED_BY(mu) = 0;
+  int error GUARDED_BY(mu) = 0;  // first failure
 };
 
 // One worker: read a request, process it, until the session ends. Returns 0 or -errno.
@@ -150,7 +150,7 @@ int run_aligned_receive_loop(fuse_session* se, unsigned threads) {
     workers.emplace_back([&shared, pool, flag] {
       const int rc = serve(shared.se, *pool);
       flag->store(true);
-      std::lock_guard lock(shared.mu);
+      MutexLock lock(shared.mu);
       ++shared.stopped;
       if (rc < 0 && shared.error == 0) shared.error = rc;
       shared.cv.notify_all();
@@ -158,8 +158,9 @@ int run_aligned_receive_loop(fuse_session* se, unsigned threads) {
   }
   {
     // A signal handler cannot notify: poll for an exited session as well.
-    std::unique_lock lock(shared.mu);
-    while (shared.stopped == 0 && !fuse_session_exited(se)) shared.cv.wait_for(lock, std::chrono::milliseconds(50));
+    MutexLock lock(shared.mu);
+    while (shared.stopped == 0 && !fuse_session_exited(se))
+      shared.cv.wait_for(shared.mu, std::chrono::milliseconds(50));
   }
   fuse_session_exit(se);
   // Wake the workers still blocked in read() until each has seen the exit. A worker busy with
@@ -172,6 +173,7 @@ int run_aligned_receive_loop(fuse_session* se, unsigned threads) {
     workers[i].join();
   }
   sigaction(SIGUSR2, &old, nullptr);
+  MutexLock lock(shared.mu);
   return shared.error;
 }
 

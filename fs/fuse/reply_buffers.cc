@@ -6,7 +6,7 @@ std::shared_ptr<ReplyBuffers::Lease> ReplyBuffers::get(size_t size) {
   const size_t capacity = size <= kSmall ? kSmall : size <= kLarge ? kLarge : size;
   AlignedBuffer buf;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<AlignedBuffer>* list = capacity == kSmall ? &small_ : capacity == kLarge ? &large_ : nullptr;
     if (list && !list->empty()) {
       buf = std::move(list->back());
@@ -18,7 +18,7 @@ std::shared_ptr<ReplyBuffers::Lease> ReplyBuffers::get(size_t size) {
 }
 
 void ReplyBuffers::give_back(AlignedBuffer buf) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<AlignedBuffer>* list = buf.size() == kSmall ? &small_ : buf.size() == kLarge ? &large_ : nullptr;
   if (list && list->size() < kKeepPerClass) list->push_back(std::move(buf));
 }

@@ -9,11 +9,11 @@
 
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <vector>
 
 #include "bounce/aligned_buffer.h"
+#include "bounce/mutex.h"
 
 namespace stablefs {
 
@@ -46,9 +46,9 @@ class ReplyBuffers {
  private:
   void give_back(AlignedBuffer buf);
 
-  std::mutex mu_;
-  std::vector<AlignedBuffer> small_;  // REQUIRES: mu_
-  std::vector<AlignedBuffer> large_;  // REQUIRES: mu_
+  Mutex mu_;
+  std::vector<AlignedBuffer> small_ GUARDED_BY(mu_);
+  std::vector<AlignedBuffer> large_ GUARDED_BY(mu_);
 };
 
 }  // namespace stablefs

@@ -160,7 +160,6 @@ Allocator::Allocator(MetadataSpace& meta, const Superblock& sb)
     : meta_(meta),
       total_(sb.total_blocks),
       bitmap_start_(sb.bitmap_start),
-      bitmap_blocks_(sb.bitmap_blocks),
       data_start_(sb.data_start),
       bits_per_block_(bits_per_bitmap_block(sb.block_size)) {}
 

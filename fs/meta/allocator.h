@@ -170,7 +170,6 @@ class Allocator {
   MetadataSpace& meta_;
   uint64_t total_;
   uint64_t bitmap_start_;
-  uint64_t bitmap_blocks_;
   uint64_t data_start_;
   uint64_t bits_per_block_;
 

@@ -163,7 +163,7 @@ Result<Inode> Filesystem::create_entry(uint64_t parent_ino, std::string_view nam
   SFS_ASSIGN(auto existing, find_dirent(parent_ino, name));
   if (existing) return Status::error(EEXIST, "entry exists: " + std::string(name));
   if (S_ISDIR(mode) && parent.rec.nlink >= 0xFFFFFFF0u) return Status::error(EMLINK, "too many subdirectories");
-  auto made = [&]() -> Result<Inode> {
+  auto made = [&]() REQUIRES(inodes_.mutex()) -> Result<Inode> {
     SFS_ASSIGN(Inode inode, new_inode(parent, mode, rdev, cred));
     SFS_ASSIGN(InheritedAcl acl, inherited_acl(parent, inode.rec.mode, cred.umask));
     inode.rec.mode = acl.mode;
@@ -253,7 +253,7 @@ Result<Inode> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_vi
   if (parent.rec.nlink == 0) return Status::error(ENOENT, "directory has been removed");
   SFS_ASSIGN(auto existing, find_dirent(new_parent, new_name));
   if (existing) return Status::error(EEXIST, "entry exists: " + std::string(new_name));
-  auto done = [&]() -> Result<Inode> {
+  auto done = [&]() REQUIRES(inodes_.mutex()) -> Result<Inode> {
     SFS_TRY(add_dirent(new_parent, new_name, ino, inode.rec.mode));
     inode.rec.nlink++;
     touch_times(inode, false, true);
@@ -291,7 +291,7 @@ Status Filesystem::unlink(uint64_t parent_ino, std::string_view name) {
   if (!entry) return no_entry(name);
   SFS_ASSIGN(Inode inode, inodes_.load(entry->rec.ino));
   if (S_ISDIR(inode.rec.mode)) return Status::error(EISDIR, "is a directory: " + std::string(name));
-  Status st = [&]() -> Status {
+  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_TRY(remove_dirent(parent_ino, entry->slot));
     SFS_TRY(drop_link(inode));
     touch_times(parent, true, true);
@@ -313,7 +313,7 @@ Status Filesystem::rmdir(uint64_t parent_ino, std::string_view name) {
   if (!S_ISDIR(dir.rec.mode)) return Status::error(ENOTDIR, "not a directory: " + std::string(name));
   SFS_ASSIGN(bool empty, dir_is_empty(dir.ino));
   if (!empty) return Status::error(ENOTEMPTY, "directory not empty: " + std::string(name));
-  Status st = [&]() -> Status {
+  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_TRY(remove_dirent(parent_ino, entry->slot));
     SFS_TRY(inodes_.remove_last_link(dir));
     parent.rec.nlink--;
@@ -384,7 +384,7 @@ Status Filesystem::rename(uint64_t parent_ino, std::string_view name, uint64_t n
     dst = d;
   }
 
-  Status st = [&]() -> Status {
+  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
     Timespec now = now_timespec();
     // Directory link counts follow their ".." entries; same_parent moves leave them alone.
     auto move_dir = [&](Inode& dir, Inode& from, Inode& to) {

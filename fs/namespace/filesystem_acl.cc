@@ -28,7 +28,7 @@ Result<InheritedAcl> Filesystem::inherited_acl(const Inode& parent, uint32_t mod
 }
 
 Status Filesystem::store_inherited_acl(uint64_t ino, const InheritedAcl& acl) {
-  auto put = [&](std::string_view name, const PosixAcl& value) -> Status {
+  auto put = [&](std::string_view name, const PosixAcl& value) REQUIRES(inodes_.mutex()) -> Status {
     SFS_ASSIGN(uint64_t slot, free_xattr_slot(ino, name));
     XattrRecord rec{std::string(name), encode_acl_xattr(value)};
     return store_locked().fs_tree().put({ino, kItemXattr, slot}, rec.encode());

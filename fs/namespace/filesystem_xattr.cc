@@ -73,7 +73,7 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const
     // An ACL is validated and the access ACL sets the mode; one the mode expresses is not kept.
     SFS_ASSIGN(bool keep, set_acl_xattr(inode, name, value, (flags & kXattrAclKillSgid) != 0));
     if (!keep) {
-      Status st = [&]() -> Status {
+      Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
         if (existing) SFS_TRY(store_locked().fs_tree().remove({ino, kItemXattr, existing->first}));
         touch_times(inode, false, true);
         return inodes_.save(inode);
@@ -88,7 +88,7 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const
     SFS_ASSIGN(slot, free_xattr_slot(ino, name));
   }
   XattrRecord rec{std::string(name), std::vector<uint8_t>(value.begin(), value.end())};
-  Status st = [&]() -> Status {
+  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_TRY(store_locked().fs_tree().put({ino, kItemXattr, slot}, rec.encode()));
     touch_times(inode, false, true);
     return inodes_.save(inode);
@@ -130,7 +130,7 @@ Status Filesystem::removexattr(uint64_t ino, std::string_view name) {
   SFS_ASSIGN(Inode inode, inodes_.load(ino));
   SFS_ASSIGN(auto existing, find_xattr(ino, name));
   if (!existing) return Status::error(ENODATA, "no such xattr: " + std::string(name));
-  Status st = [&]() -> Status {
+  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_TRY(store_locked().fs_tree().remove({ino, kItemXattr, existing->first}));
     touch_times(inode, false, true);
     return inodes_.save(inode);

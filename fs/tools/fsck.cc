@@ -260,7 +260,7 @@ class FsckRun {
         if (rec.parent != want_parent) {
           std::string line = ino_name(ino) + ": parent pointer " + std::to_string(rec.parent) + " should be " + std::to_string(want_parent);
           problem(line);
-          repair(line, [&] {
+          repair(line, [&, ino = ino, &rec = rec] {
             rec.parent = want_parent;
             return store_.fs_tree().put({ino, kItemInode, 0}, rec.encode());
           });
@@ -269,7 +269,7 @@ class FsckRun {
       if (rec.nlink != expected) {
         std::string line = ino_name(ino) + ": link count " + std::to_string(rec.nlink) + " should be " + std::to_string(expected);
         problem(line);
-        repair(line, [&] {
+        repair(line, [&, ino = ino, &rec = rec] {
           rec.nlink = static_cast<uint32_t>(expected);
           return store_.fs_tree().put({ino, kItemInode, 0}, rec.encode());
         });

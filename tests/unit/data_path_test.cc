@@ -372,7 +372,8 @@ struct ModelRun {
     ++fig.ops;
     ++fig.per_op[op];
     bool aligned = false;
-    auto [off, len] = pick_range(&aligned);
+    const auto range = pick_range(&aligned);
+    const uint64_t off = range.first, len = range.second;
     if (!aligned) ++fig.unaligned_range;
     fig.largest = std::max(fig.largest, len);
     CAPTURE(fig.ops);

@@ -1315,7 +1315,9 @@ TEST_CASE("hostile: forged journal transactions are refused or ignored, never ha
         {"the backup superblock", p.sb.total_blocks - 1}, {"just past the device", p.sb.total_blocks},
         {"far outside the device", 1ull << 40},           {"all-ones", ~0ull},
     };
-    for (const auto& [what, home] : homes) {
+    for (const auto& entry : homes) {
+      const std::string& what = entry.first;
+      const uint64_t home = entry.second;
       INFO("home block " << what << " (" << home << ")");
       ++cases;
       Image img = c.image;
