@@ -1,6 +1,7 @@
 #include "fs/volume.h"
 
 #include <cstdio>
+#include <future>
 #include <vector>
 
 #include "bounce/aligned_buffer.h"
@@ -128,11 +129,17 @@ void Volume::read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Dire
   engine_->read(ino, pos, dst, std::move(done));
 }
 
-void Volume::write_async(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, DirectIo::Done done,
-                         bool src_stable_until_done) {
-  if (src_stable_until_done || engine_->write_copies_source(pos, src))
-    return engine_->write(ino, pos, src, std::move(done));
-  done(engine_->write_sync(ino, pos, src));
+SourceUse Volume::write_async(uint64_t ino, uint64_t pos, WriteSource src, DirectIo::Done done) {
+  if (src.keep) return engine_->write(ino, pos, std::move(src), std::move(done));
+  // No way to keep src past the call: a borrowed one is waited for.
+  auto finished = std::make_shared<std::promise<void>>();
+  std::future<void> waited = finished->get_future();
+  const SourceUse use = engine_->write(ino, pos, std::move(src), [done = std::move(done), finished](Result<size_t> r) {
+    done(std::move(r));
+    finished->set_value();
+  });
+  if (use == SourceUse::kBorrowed) waited.wait();
+  return use;
 }
 
 Status Volume::release(uint64_t ino) {

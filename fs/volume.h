@@ -54,14 +54,12 @@ class Volume {
   // the I/O completion thread, or on the calling thread before the call returns; it must not
   // start I/O on this Volume.
   //   read_async: dst (the caller's, e.g. a reply buffer) is borrowed until done has run.
-  //   write_async: when the engine copies the data (bounce, or an unaligned request) src is
-  //   free once the call returns and done may come later. On the zero-copy path src must stay
-  //   unchanged until the device has it: with src_stable_until_done the caller promises that
-  //   (it keeps src untouched until done has run) and the call returns at once; without, the
-  //   call waits for the device and done has run when it returns.
+  //   write_async: the engine decides whether it copies src or sends it zero-copy and says
+  //   so (DirectIo::write). A zero-copy write with a src.keep holds what keep gave until done
+  //   has run and the call returns at once; without src.keep the call waits for the device
+  //   (done has run when it returns). kCopied: src is free once the call returns.
   void read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, DirectIo::Done done);
-  void write_async(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, DirectIo::Done done,
-                   bool src_stable_until_done = false);
+  SourceUse write_async(uint64_t ino, uint64_t pos, WriteSource src, DirectIo::Done done);
   // Truncate or extend; the bytes past a shrunken end are zeroed so a later extension reads
   // zeros. Blocks wholly past the new end are freed before that partial block is zeroed (an
   // out-of-place write), so shrinking a file on a full filesystem finds the space it needs;

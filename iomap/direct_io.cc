@@ -33,6 +33,9 @@ struct DirectIo::Request {
   size_t alen = 0;
   std::span<uint8_t> user_dst;
   std::span<const uint8_t> user_src;
+  std::function<std::shared_ptr<const void>()> keep_source;  // WriteSource::keep
+  std::shared_ptr<const void> kept_source;  // what keep gave: held until the request ends
+  bool borrowed_source = false;             // a unit sends user_src zero-copy
   AlignedBuffer temp;         // request-private memory when the caller's is unaligned
   std::span<uint8_t> io_buf;  // what the units read into or write from
   FileRangeLocks::Held lock;
@@ -132,6 +135,7 @@ void DirectIo::start_read(Request* req) {
     if (it.map().needs_zero_on_read()) {
       std::memset(buf.data(), 0, buf.size());
     } else {
+      uint64_t submitted = 0;  // of this mapping
       Status built = out_of_memory_as_status([&]() -> Status {
         for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
           size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
@@ -143,10 +147,12 @@ void DirectIo::start_read(Request* req) {
                                                    config_.bounce, pool_, geometry, std::move(expected)),
                                 0, it.pos() + off, {}, false});
           submit_unit(req, &req->units.back());
+          submitted += piece;
         }
         return {};
       });
       if (!built.ok()) {
+        it.advance(submitted);  // the mapping ends having used what is in flight
         it.fail(built);
         continue;
       }
@@ -176,30 +182,30 @@ void DirectIo::submit_unit(Request* req, UnitSlot* slot) {
   });
 }
 
-void DirectIo::write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done) {
-  write_request(ino, pos, src, std::move(done), true);
+SourceUse DirectIo::write(uint64_t ino, uint64_t pos, WriteSource src, Done done) {
+  return write_request(ino, pos, std::move(src), std::move(done), true);
 }
 
-bool DirectIo::write_copies_source(uint64_t pos, std::span<const uint8_t> src) const {
-  if (config_.bounce) return true;
-  const bool aligned = pos % block_size_ == 0 && src.size() % block_size_ == 0 &&
-                       (reinterpret_cast<uintptr_t>(src.data()) & config_.memory_alignment) == 0;
-  return !aligned;
-}
-
-void DirectIo::write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done, bool take_lock) {
+SourceUse DirectIo::write_request(uint64_t ino, uint64_t pos, WriteSource source, Done done, bool take_lock) {
+  const std::span<const uint8_t> src = source.bytes;
   auto* req = new Request;
   req->write = true;
   req->ino = ino;
   req->pos = pos;
   req->len = src.size();
   req->user_src = src;
+  req->keep_source = std::move(source.keep);
   req->done = std::move(done);
-  if (src.empty()) return finish(req);
+  // Every answer before the units are built is kCopied: nothing of src is used after finish().
+  auto finish_now = [this](Request* r) {
+    finish(r);
+    return SourceUse::kCopied;
+  };
+  if (src.empty()) return finish_now(req);
   if (pos >= kMaxFileBytes || src.size() > kMaxFileBytes - pos) {
     req->walk_status = Status::error(EFBIG, where(ino, pos) + ": write of " + std::to_string(src.size()) +
                                                 " bytes reaches past the largest file offset");
-    return finish(req);
+    return finish_now(req);
   }
   req->apos = round_down(pos, block_size_);
   req->alen = static_cast<size_t>(round_up(pos + src.size(), block_size_) - req->apos);
@@ -214,7 +220,7 @@ void DirectIo::write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t
     req->io_buf = {const_cast<uint8_t*>(src.data()), src.size()};
   } else {
     // Read-modify-write: fetch the partial edge blocks (verified), then merge the new bytes.
-    if (!allocate_temp(req)) return finish(req);
+    if (!allocate_temp(req)) return finish_now(req);
     const uint64_t last_block = req->apos + req->alen - block_size_;
     std::vector<uint64_t> edges;
     if (pos != req->apos) edges.push_back(req->apos);
@@ -223,7 +229,7 @@ void DirectIo::write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t
       auto size = ops_.file_size(ino);
       if (!size.ok()) {
         req->walk_status = size.status();
-        return finish(req);
+        return finish_now(req);
       }
       if (edge >= *size) continue;  // beyond end of file: zeros
       auto* sub = new Request;
@@ -238,16 +244,16 @@ void DirectIo::write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t
       Result<size_t> r = got.get_future().get();
       if (!r.ok()) {
         req->walk_status = r.status();
-        return finish(req);
+        return finish_now(req);
       }
     }
     std::memcpy(req->io_buf.data() + (pos - req->apos), src.data(), src.size());
     stats_.unaligned_copy_bytes.fetch_add(src.size(), std::memory_order_relaxed);
   }
-  start_write(req);
+  return start_write(req);
 }
 
-void DirectIo::start_write(Request* req) {
+SourceUse DirectIo::start_write(Request* req) {
   const IoUnitGeometry geometry{block_size_, config_.memory_alignment};
   IomapIter it(ops_, req->ino, req->apos, req->alen, kIomapWrite | kIomapDirect);
   while (it.next()) {
@@ -257,26 +263,39 @@ void DirectIo::start_write(Request* req) {
       it.fail(Status::error(EIO, where(req->ino, it.pos()) + ": filesystem gave no space to write to"));
       continue;
     }
+    uint64_t submitted = 0;  // of this mapping
     Status built = out_of_memory_as_status([&]() -> Status {
       size_t range = req->ranges.size();
       req->ranges.push_back({it.map(), it.pos(), n, false, {}});
       for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
         size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
         auto buf = req->io_buf.subspan(static_cast<size_t>(it.pos() - req->apos + off), piece);
-        req->units.push_back({IoUnit::build_write(it.dev_addr() + off, buf, config_.bounce, pool_, geometry), range,
-                              it.pos() + off, {}, false});
+        UnitSlot slot{IoUnit::build_write(it.dev_addr() + off, buf, config_.bounce, pool_, geometry), range,
+                      it.pos() + off, {}, false};
+        // The one decision about the caller's memory: a unit that sends it as it is.
+        if (!slot.unit->bounced() && req->temp.data() == nullptr && !req->borrowed_source) {
+          if (req->keep_source) req->kept_source = req->keep_source();
+          req->borrowed_source = true;
+        }
+        req->units.push_back(std::move(slot));
         submit_unit(req, &req->units.back());
+        submitted += piece;
       }
       return {};
     });
     if (!built.ok()) {
-      it.fail(built);  // what was submitted is still written and reported (a short write)
+      // What was submitted is still written and reported (a short write); the mapping ends
+      // having used that much, so end() keeps the space those units write to.
+      it.advance(submitted);
+      it.fail(built);
       continue;
     }
     it.advance(n);
   }
   req->walk_status = it.status();  // e.g. ENOSPC part way: what was mapped is still written
-  unit_done(req);                  // drops the walk's reference
+  const SourceUse use = req->borrowed_source ? SourceUse::kBorrowed : SourceUse::kCopied;
+  unit_done(req);  // drops the walk's reference: req may be gone after this
+  return use;
 }
 
 void DirectIo::unit_done(Request* req) {
@@ -375,14 +394,14 @@ Result<size_t> DirectIo::read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t
 Result<size_t> DirectIo::write_sync(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) {
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
-  write_request(ino, pos, src, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, true);
+  (void)write_request(ino, pos, {src, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, true);
   return f.get();
 }
 
 Result<size_t> DirectIo::write_sync_locked(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) {
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
-  write_request(ino, pos, src, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false);
+  (void)write_request(ino, pos, {src, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false);
   return f.get();
 }
 

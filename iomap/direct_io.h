@@ -10,9 +10,11 @@
 // aligned request-private buffer: the partial edge blocks are read first (verified against
 // their checksums) and merged, then whole blocks are written (read-modify-write).
 //
-// Buffers: read() and write() borrow the caller's buffer until done() has run. With bounce
-// the engine copies a write's data before write() returns; zero-copy units use the caller's
-// memory, so a zero-copy caller must wait for done() (the *_sync forms do).
+// Buffers: read() borrows the caller's buffer until done() has run. write() decides once, as
+// it builds the I/O units, whether it copies the caller's bytes (bounce units, or the
+// request-private buffer of an unaligned request) or sends them as they are (zero-copy), and
+// says which in its answer (SourceUse); a zero-copy write holds what the caller's
+// WriteSource::keep gave it until done() has run.
 // Thread-safety: any thread may start requests; overlapping requests to one file are ordered
 // by range locks, disjoint ones run in parallel. done() runs on the I/O completion thread or,
 // when no device I/O was needed, on the calling thread. Because read() and write() may block
@@ -26,6 +28,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -37,6 +40,20 @@
 #include "iomap/range_lock.h"
 
 namespace stablefs {
+
+// The bytes a write sends and, optionally, the caller's way to keep them alive and unchanged
+// past the call (a FUSE receive buffer). The engine calls keep() at most once, on the calling
+// thread before write() returns, exactly when it decides to send bytes zero-copy, and holds
+// what keep() returns until done() has run. Without keep, a zero-copy write borrows bytes:
+// the caller must leave them untouched until done() has run (write_sync does).
+struct WriteSource {
+  std::span<const uint8_t> bytes;
+  std::function<std::shared_ptr<const void>()> keep;
+};
+
+// How a write used the caller's memory: kCopied, free again once write() has returned;
+// kBorrowed, read by the device until done() has run.
+enum class SourceUse { kCopied, kBorrowed };
 
 struct DirectIoConfig {
   bool bounce = false;              // the mount's policy decision
@@ -61,15 +78,9 @@ class DirectIo {
   // unit's part of dst is left untouched (other units of a large request may have filled
   // theirs with verified data).
   void read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done done);
-  // Writes src at pos, allocating as needed; reports the bytes that reached the device and
-  // were committed (a short count when space runs out part way), or an error if none did.
-  void write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done);
-
-  // Whether write(pos, src) is done with src once it returns: the data is copied (bounce
-  // units, or the request-private buffer of an unaligned request), so the caller may reuse
-  // src and answer from done() instead of waiting. False: zero-copy, src is borrowed until
-  // done() has run.
-  bool write_copies_source(uint64_t pos, std::span<const uint8_t> src) const;
+  // Writes src.bytes at pos, allocating as needed; reports the bytes that reached the device
+  // and were committed (a short count when space runs out part way), or an error if none did.
+  SourceUse write(uint64_t ino, uint64_t pos, WriteSource src, Done done);
 
   Result<size_t> read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t> dst);
   Result<size_t> write_sync(uint64_t ino, uint64_t pos, std::span<const uint8_t> src);
@@ -86,8 +97,8 @@ class DirectIo {
   // Maps the aligned range of a read and submits its units as they are built.
   void start_read(Request* req);
   void submit_unit(Request* req, UnitSlot* slot);
-  void start_write(Request* req);
-  void write_request(uint64_t ino, uint64_t pos, std::span<const uint8_t> src, Done done, bool take_lock);
+  SourceUse start_write(Request* req);
+  SourceUse write_request(uint64_t ino, uint64_t pos, WriteSource src, Done done, bool take_lock);
   void unit_done(Request* req);
   // The request-private aligned buffer of an unaligned request; false (walk_status ENOMEM)
   // when it cannot be had.

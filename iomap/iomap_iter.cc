@@ -39,7 +39,11 @@ bool IomapIter::next() {
 }
 
 void IomapIter::advance(uint64_t bytes) {
-  bytes = std::min(bytes, length());
+  if (!have_map_ || bytes > length()) {
+    fail(Status::error(EIO, "iomap: actor advanced " + std::to_string(bytes) + " bytes at byte " + std::to_string(pos_) +
+                                " past the mapping's " + std::to_string(have_map_ ? length() : 0)));
+    return;
+  }
   pos_ += bytes;
   remaining_ -= bytes;
   processed_ += bytes;

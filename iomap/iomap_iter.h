@@ -8,7 +8,10 @@
 //   SFS_TRY(it.status());
 //
 // The actor advances by what it processed; next() calls IomapOps::end for the previous
-// mapping with that count and IomapOps::begin for the rest. A walk stops at the end of the
+// mapping with that count and IomapOps::begin for the rest. An actor that fails after part
+// of a mapping is under way advances by that part before fail(), so end() never releases
+// what in-flight I/O still uses. Advancing past the current mapping is a bug in the actor:
+// the walk fails with EIO (nothing is clamped). A walk stops at the end of the
 // range, when an actor advances by 0, or on the first error (status() then holds it).
 // Not thread-safe; one walk per request. pos and len must be block aligned.
 #pragma once
@@ -27,6 +30,7 @@ class IomapIter {
 
   // True while a mapping is ready for the actor.
   bool next();
+  // Bytes of the current mapping processed (at most length(); more fails the walk).
   void advance(uint64_t bytes);
   // Records an actor's error: the walk ends after this mapping.
   void fail(Status st);

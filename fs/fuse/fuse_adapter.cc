@@ -369,9 +369,7 @@ class PendingReply {
 };
 
 // Reads and writes are answered from the I/O completion: the worker starts the request and
-// returns. A read goes into a leased reply buffer that lives until the reply is sent. A write
-// returns at once when the engine copies the data (bounce, or libfuse's unaligned payload);
-// on the zero-copy path Volume::write_async waits, as the payload must stay stable.
+// returns. A read goes into a leased reply buffer that lives until the reply is sent.
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   guard(req, [&] {
     FuseServer::State& st = state(req);
@@ -388,24 +386,19 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   });
 }
 
-// A zero-copy write keeps the receive buffer holding its payload (fs/fuse/fuse_receive_loop.h)
-// until the device has the data, so the worker need not wait for it either.
+// The engine decides whether it copies the payload or sends it zero-copy; for the latter it
+// keeps the receive buffer holding it (fs/fuse/fuse_receive_loop.h) until the device has the
+// data, so the worker need not wait either way.
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info*) {
   guard(req, [&] {
     FuseServer::State& st = state(req);
-    const std::span<const uint8_t> src{reinterpret_cast<const uint8_t*>(data), size};
-    // Only a zero-copy write needs the receive buffer after this returns.
-    std::shared_ptr<const void> payload =
-        vol(req).engine().write_copies_source(static_cast<uint64_t>(off), src) ? nullptr : keep_receive_buffer();
+    const WriteSource src{{reinterpret_cast<const uint8_t*>(data), size}, [] { return keep_receive_buffer(); }};
     PendingReply pending(st);
-    vol(req).write_async(
-        ino, static_cast<uint64_t>(off), src,
-        [req, payload, &st](Result<size_t> r) {
-          if (!r.ok()) reply_status(req, r.status());
-          else fuse_reply_write(req, *r);
-          st.reply_sent();
-        },
-        payload != nullptr);
+    (void)vol(req).write_async(ino, static_cast<uint64_t>(off), src, [req, &st](Result<size_t> r) {
+      if (!r.ok()) reply_status(req, r.status());
+      else fuse_reply_write(req, *r);
+      st.reply_sent();
+    });
     pending.handed_over();
   });
 }

@@ -719,8 +719,8 @@ TortureFigures run_torture(BouncePolicy policy, bool async_engine, int rounds) {
       for (size_t i = 0; i < kParts; ++i) {
         auto done = std::make_shared<std::promise<Result<size_t>>>();
         futures.push_back(done->get_future());
-        v.engine().write(ino, i * part, {src.data() + i * part, part},
-                         [done](Result<size_t> r) { done->set_value(std::move(r)); });
+        (void)v.engine().write(ino, i * part, WriteSource{{src.data() + i * part, part}, {}},
+                               [done](Result<size_t> r) { done->set_value(std::move(r)); });
       }
       for (auto& f : futures) {
         if (!wait_bounded(f, 60s)) {

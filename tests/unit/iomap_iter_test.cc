@@ -60,6 +60,34 @@ TEST_CASE("iomap iter: walks a range across mappings, ending each with what was 
   CHECK(ops.ends[1] == std::pair<uint64_t, uint64_t>{3 * 4096, 3 * 4096});
 }
 
+TEST_CASE("iomap iter: an actor failing part way through a mapping ends it with the part it advanced") {
+  ScriptedOps ops;
+  IomapIter it(ops, 7, 0, 9 * 4096, kIomapWrite);
+  REQUIRE(it.next());
+  it.advance(it.length());  // the first mapping whole
+  REQUIRE(it.next());
+  it.advance(4096);  // one block of the second was submitted, then building the rest failed
+  it.fail(Status::error(ENOMEM, "scripted"));
+  CHECK_FALSE(it.next());
+  CHECK(it.status().code() == ENOMEM);
+  REQUIRE(ops.ends.size() == 2);
+  CHECK(ops.ends[1] == std::pair<uint64_t, uint64_t>{3 * 4096, 4096});  // not 0: that block is in flight
+  CHECK(it.processed_total() == 4 * 4096);
+}
+
+TEST_CASE("iomap iter: advancing past the mapping fails the walk instead of clamping") {
+  ScriptedOps ops;
+  IomapIter it(ops, 7, 0, 9 * 4096, kIomapRead);
+  REQUIRE(it.next());
+  const uint64_t len = it.length();
+  it.advance(len + 4096);
+  CHECK_FALSE(it.next());
+  CHECK(it.status().code() == EIO);
+  CHECK(it.processed_total() == 0);
+  REQUIRE(ops.ends.size() == 1);
+  CHECK(ops.ends[0].second == 0);
+}
+
 TEST_CASE("iomap iter: a short actor stops the walk; a failed begin ends it with the error") {
   ScriptedOps ops;
   {

@@ -112,11 +112,11 @@ TEST_CASE("volume: asynchronous forms answer from the completion; a copied write
       AlignedBuffer mem(want.size() + 80);
       std::span<uint8_t> src = mem.span().subspan(aligned ? 0 : 80, want.size());
       std::copy(want.begin(), want.end(), src.begin());
-      const bool copies = v.engine().write_copies_source(0, src);
-      CHECK(copies == (policy == BouncePolicy::kAlways || !aligned));
       std::promise<Result<size_t>> got;
-      v.write_async(ino, 0, src, [&got](Result<size_t> r) { got.set_value(std::move(r)); });
       auto fut = got.get_future();
+      const SourceUse use = v.write_async(ino, 0, {src, {}}, [&got](Result<size_t> r) { got.set_value(std::move(r)); });
+      const bool copies = use == SourceUse::kCopied;
+      CHECK(copies == (policy == BouncePolicy::kAlways || !aligned));
       if (copies) {
         std::fill(src.begin(), src.end(), 0xee);  // the caller's memory is its own again
       } else {
@@ -136,6 +136,44 @@ TEST_CASE("volume: asynchronous forms answer from the completion; a copied write
       REQUIRE_MESSAGE(r.ok(), r.status().message());
       CHECK(*r == want.size());
       CHECK(std::equal(want.begin(), want.end(), back.data()));
+    }
+  }
+}
+
+TEST_CASE("volume: a write calls the caller's keep exactly when it sends the caller's memory zero-copy") {
+  for (BouncePolicy policy : {BouncePolicy::kAlways, BouncePolicy::kNever}) {
+    CAPTURE(bounce_policy_name(policy));
+    TempImage img(64ull << 20);
+    auto vol = Volume::open(img.path, {.bounce = policy});
+    REQUIRE_MESSAGE(vol.ok(), vol.status().message());
+    Volume& v = **vol;
+    const uint64_t ino = v.fs().mknod(kRootIno, "f", S_IFREG | 0644, 0, {})->ino;
+    const std::vector<uint8_t> want = pattern(128u << 10, 3);
+    for (bool aligned : {true, false}) {
+      CAPTURE(aligned);
+      auto mem = std::make_shared<AlignedBuffer>(want.size() + 80);
+      std::span<uint8_t> src = mem->span().subspan(aligned ? 0 : 80, want.size());
+      std::copy(want.begin(), want.end(), src.begin());
+      int keeps = 0;
+      std::promise<Result<size_t>> got;
+      auto fut = got.get_future();
+      const SourceUse use = v.write_async(
+          ino, 0, {src, [&keeps, mem]() -> std::shared_ptr<const void> {
+                     ++keeps;
+                     return mem;
+                   }},
+          [&got](Result<size_t> r) { got.set_value(std::move(r)); });
+      const bool zero_copy = policy == BouncePolicy::kNever && aligned;
+      CHECK(use == (zero_copy ? SourceUse::kBorrowed : SourceUse::kCopied));
+      CHECK(keeps == (zero_copy ? 1 : 0));
+      REQUIRE(fut.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+      Result<size_t> w = fut.get();
+      REQUIRE_MESSAGE(w.ok(), w.status().message());
+      CHECK(*w == want.size());
+      CHECK(mem.use_count() == 1);  // the engine let go of what keep gave once done had run
+      std::vector<uint8_t> back(want.size());
+      REQUIRE(v.read(ino, 0, back).ok());
+      CHECK(back == want);
     }
   }
 }
