@@ -39,22 +39,6 @@ Volume::~Volume() {
   if (!closed_) (void)close();
 }
 
-namespace {
-
-// The whole file's range lock, held exclusively for as long as the guard lives.
-class WholeFileLock {
- public:
-  WholeFileLock(FileRangeLocks& locks, uint64_t ino) : held_(locks.lock(ino, 0, ~0ull, true)) {}
-  ~WholeFileLock() { FileRangeLocks::unlock(held_); }
-  WholeFileLock(const WholeFileLock&) = delete;
-  WholeFileLock& operator=(const WholeFileLock&) = delete;
-
- private:
-  FileRangeLocks::Held held_;
-};
-
-}  // namespace
-
 Status Volume::zero_bytes(uint64_t ino, uint64_t offset, uint64_t length) {
   if (length == 0) return {};
   std::vector<uint8_t> zeros(static_cast<size_t>(length), 0);
@@ -65,7 +49,7 @@ Status Volume::zero_bytes(uint64_t ino, uint64_t offset, uint64_t length) {
 
 Status Volume::set_size(uint64_t ino, uint64_t size) {
   if (size > DirectIo::kMaxFileBytes) return Status::error(EFBIG, "size " + std::to_string(size) + " is too large");
-  WholeFileLock lock(locks_, ino);
+  const FileRangeLocks::Held whole_file = locks_.lock(ino, 0, ~0ull, true);
   return set_size_locked(ino, size);
 }
 
@@ -87,7 +71,7 @@ Status Volume::fallocate(uint64_t ino, unsigned mode, uint64_t offset, uint64_t 
   if (length == 0) return Status::error(EINVAL, "fallocate of zero bytes");
   if (offset > DirectIo::kMaxFileBytes || length > DirectIo::kMaxFileBytes - offset)
     return Status::error(EFBIG, "fallocate range reaches past the largest file offset");
-  WholeFileLock lock(locks_, ino);
+  const FileRangeLocks::Held whole_file = locks_.lock(ino, 0, ~0ull, true);
   return fallocate_locked(ino, mode, offset, length);
 }
 
@@ -143,7 +127,7 @@ SourceUse Volume::write_async(uint64_t ino, uint64_t pos, WriteSource src, Direc
 }
 
 Status Volume::release(uint64_t ino) {
-  WholeFileLock lock(locks_, ino);
+  const FileRangeLocks::Held whole_file = locks_.lock(ino, 0, ~0ull, true);
   return space_->trim_speculative(ino);
 }
 

@@ -38,8 +38,7 @@ struct DirectIo::Request {
   bool borrowed_source = false;             // a unit sends user_src zero-copy
   AlignedBuffer temp;         // request-private memory when the caller's is unaligned
   std::span<uint8_t> io_buf;  // what the units read into or write from
-  FileRangeLocks::Held lock;
-  bool locked = false;
+  FileRangeLocks::Held lock;  // empty for the edge reads of a write, which holds the range
 
   std::deque<UnitSlot> units;  // deque: slots stay put while later units are added
   std::vector<WrittenRange> ranges;
@@ -97,23 +96,48 @@ DirectIo::DirectIo(IomapOps& ops, IomapWriteCompletion& completion, IoQueue& que
       config_(config),
       block_size_(ops.block_size()) {}
 
-void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done done) {
-  auto* req = new Request;
+Result<uint64_t> DirectIo::file_size(uint64_t ino) {
+  try {
+    return ops_.file_size(ino);
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM, "out of memory");  // short: no allocation
+  }
+}
+
+std::unique_ptr<DirectIo::Request> DirectIo::new_request(uint64_t ino, uint64_t start, uint64_t end, bool write,
+                                                         bool take_lock, Done& done) {
+  std::unique_ptr<Request> req;
+  try {
+    req = std::make_unique<Request>();
+    if (take_lock) req->lock = locks_.lock(ino, start, end, write);
+  } catch (const std::bad_alloc&) {
+    req.reset();  // drops the range lock if it was granted
+    done(Status::error(ENOMEM, "out of memory"));  // short: no allocation
+    return nullptr;
+  }
+  req->write = write;
   req->ino = ino;
-  req->pos = pos;
   req->done = std::move(done);
-  if (pos >= kMaxFileBytes) return finish(req);  // no file reaches there: end of file
-  dst = dst.first(static_cast<size_t>(std::min<uint64_t>(dst.size(), kMaxFileBytes - pos)));
+  return req;
+}
+
+void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done done) {
+  // No file reaches past kMaxFileBytes: a read there finds end of file.
+  if (pos < kMaxFileBytes) dst = dst.first(static_cast<size_t>(std::min<uint64_t>(dst.size(), kMaxFileBytes - pos)));
+  else dst = {};
+  std::unique_ptr<Request> req =
+      new_request(ino, round_down(pos, block_size_), round_up(pos + dst.size(), block_size_), false, !dst.empty(), done);
+  if (!req) return;
+  req->pos = pos;
   req->user_dst = dst;
-  req->lock = locks_.lock(ino, round_down(pos, block_size_), round_up(pos + dst.size(), block_size_), false);
-  req->locked = true;
-  auto size = ops_.file_size(ino);
+  if (dst.empty()) return finish(req.release());
+  auto size = file_size(ino);
   if (!size.ok()) {
     req->walk_status = size.status();
-    return finish(req);
+    return finish(req.release());
   }
   req->len = pos >= *size ? 0 : static_cast<size_t>(std::min<uint64_t>(dst.size(), *size - pos));
-  if (req->len == 0) return finish(req);
+  if (req->len == 0) return finish(req.release());
   req->apos = round_down(pos, block_size_);
   req->alen = static_cast<size_t>(round_up(pos + req->len, block_size_) - req->apos);
   bool aligned = req->apos == pos && req->alen == req->len &&
@@ -121,9 +145,9 @@ void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done don
   if (aligned) {
     req->io_buf = dst.subspan(0, req->len);
   } else {
-    if (!allocate_temp(req)) return finish(req);
+    if (!allocate_temp(req.get())) return finish(req.release());
   }
-  start_read(req);
+  start_read(req.release());
 }
 
 void DirectIo::start_read(Request* req) {
@@ -188,31 +212,28 @@ SourceUse DirectIo::write(uint64_t ino, uint64_t pos, WriteSource src, Done done
 
 SourceUse DirectIo::write_request(uint64_t ino, uint64_t pos, WriteSource source, Done done, bool take_lock) {
   const std::span<const uint8_t> src = source.bytes;
-  auto* req = new Request;
-  req->write = true;
-  req->ino = ino;
+  const bool fits = pos < kMaxFileBytes && src.size() <= kMaxFileBytes - pos;
+  const uint64_t apos = round_down(pos, block_size_);
+  const uint64_t aend = fits ? round_up(pos + src.size(), block_size_) : apos;
+  std::unique_ptr<Request> req = new_request(ino, apos, aend, true, take_lock && fits && !src.empty(), done);
+  if (!req) return SourceUse::kCopied;
   req->pos = pos;
   req->len = src.size();
   req->user_src = src;
   req->keep_source = std::move(source.keep);
-  req->done = std::move(done);
   // Every answer before the units are built is kCopied: nothing of src is used after finish().
-  auto finish_now = [this](Request* r) {
-    finish(r);
+  auto finish_now = [this, &req] {
+    finish(req.release());
     return SourceUse::kCopied;
   };
-  if (src.empty()) return finish_now(req);
-  if (pos >= kMaxFileBytes || src.size() > kMaxFileBytes - pos) {
+  if (src.empty()) return finish_now();
+  if (!fits) {
     req->walk_status = Status::error(EFBIG, where(ino, pos) + ": write of " + std::to_string(src.size()) +
                                                 " bytes reaches past the largest file offset");
-    return finish_now(req);
+    return finish_now();
   }
-  req->apos = round_down(pos, block_size_);
-  req->alen = static_cast<size_t>(round_up(pos + src.size(), block_size_) - req->apos);
-  if (take_lock) {
-    req->lock = locks_.lock(ino, req->apos, req->apos + req->alen, true);
-    req->locked = true;
-  }
+  req->apos = apos;
+  req->alen = static_cast<size_t>(aend - apos);
   bool aligned = req->apos == pos && req->alen == req->len &&
                  (reinterpret_cast<uintptr_t>(src.data()) & config_.memory_alignment) == 0;
   if (aligned) {
@@ -220,37 +241,39 @@ SourceUse DirectIo::write_request(uint64_t ino, uint64_t pos, WriteSource source
     req->io_buf = {const_cast<uint8_t*>(src.data()), src.size()};
   } else {
     // Read-modify-write: fetch the partial edge blocks (verified), then merge the new bytes.
-    if (!allocate_temp(req)) return finish_now(req);
+    if (!allocate_temp(req.get())) return finish_now();
     const uint64_t last_block = req->apos + req->alen - block_size_;
     std::vector<uint64_t> edges;
     if (pos != req->apos) edges.push_back(req->apos);
     if ((pos + src.size()) % block_size_ != 0 && (edges.empty() || last_block != req->apos)) edges.push_back(last_block);
     for (uint64_t edge : edges) {
-      auto size = ops_.file_size(ino);
+      auto size = file_size(ino);
       if (!size.ok()) {
         req->walk_status = size.status();
-        return finish_now(req);
+        return finish_now();
       }
       if (edge >= *size) continue;  // beyond end of file: zeros
-      auto* sub = new Request;
-      sub->ino = ino;
-      sub->pos = edge;
-      sub->len = sub->alen = block_size_;
-      sub->apos = edge;
-      sub->io_buf = req->io_buf.subspan(static_cast<size_t>(edge - req->apos), block_size_);
       std::promise<Result<size_t>> got;
-      sub->done = [&got](Result<size_t> r) { got.set_value(std::move(r)); };
-      start_read(sub);  // no lock: this request already holds the range exclusively
+      Done edge_done = [&got](Result<size_t> r) { got.set_value(std::move(r)); };
+      // No lock: this request already holds the range exclusively.
+      std::unique_ptr<Request> sub = new_request(ino, edge, edge + block_size_, false, false, edge_done);
+      if (sub) {
+        sub->pos = edge;
+        sub->len = sub->alen = block_size_;
+        sub->apos = edge;
+        sub->io_buf = req->io_buf.subspan(static_cast<size_t>(edge - req->apos), block_size_);
+        start_read(sub.release());
+      }
       Result<size_t> r = got.get_future().get();
       if (!r.ok()) {
         req->walk_status = r.status();
-        return finish_now(req);
+        return finish_now();
       }
     }
     std::memcpy(req->io_buf.data() + (pos - req->apos), src.data(), src.size());
     stats_.unaligned_copy_bytes.fetch_add(src.size(), std::memory_order_relaxed);
   }
-  return start_write(req);
+  return start_write(req.release());
 }
 
 SourceUse DirectIo::start_write(Request* req) {
@@ -324,40 +347,46 @@ void DirectIo::finish(Request* req) {
       result = req->len;
     }
   } else if (req->len > 0) {
-    // The contiguous prefix of units that reached the device is what gets committed; every
-    // piece after it is handed back unwritten so its space is released.
-    Status first_error = req->walk_status;
-    std::vector<WrittenRange> written;
-    uint64_t prefix_end = req->apos;
-    bool broken = false;
-    size_t last_range = SIZE_MAX;
-    for (auto& slot : req->units) {
-      const WrittenRange& r = req->ranges[slot.range];
-      if (!broken && !slot.status.ok()) {
-        if (first_error.ok()) first_error = slot.status;
-        broken = true;
+    // The ioend runs on the completion thread: out of memory here is an ENOMEM answer, never
+    // an exception (the in-memory reservation of the pieces is then lost until remount).
+    try {
+      // The contiguous prefix of units that reached the device is what gets committed; every
+      // piece after it is handed back unwritten so its space is released.
+      Status first_error = req->walk_status;
+      std::vector<WrittenRange> written;
+      uint64_t prefix_end = req->apos;
+      bool broken = false;
+      size_t last_range = SIZE_MAX;
+      for (auto& slot : req->units) {
+        const WrittenRange& r = req->ranges[slot.range];
+        if (!broken && !slot.status.ok()) {
+          if (first_error.ok()) first_error = slot.status;
+          broken = true;
+        }
+        const bool ok = !broken;
+        // One WrittenRange per mapping and outcome (a mapping's units are contiguous).
+        if (written.empty() || slot.range != last_range || written.back().reached_device != ok)
+          written.push_back({r.map, slot.file_pos, 0, ok, {}});
+        last_range = slot.range;
+        WrittenRange& w = written.back();
+        w.len += slot.unit->length();
+        if (ok) {
+          w.checksums.insert(w.checksums.end(), slot.unit->checksums().begin(), slot.unit->checksums().end());
+          prefix_end = slot.file_pos + slot.unit->length();
+        }
       }
-      const bool ok = !broken;
-      // One WrittenRange per mapping and outcome (a mapping's units are contiguous).
-      if (written.empty() || slot.range != last_range || written.back().reached_device != ok)
-        written.push_back({r.map, slot.file_pos, 0, ok, {}});
-      last_range = slot.range;
-      WrittenRange& w = written.back();
-      w.len += slot.unit->length();
-      if (ok) {
-        w.checksums.insert(w.checksums.end(), slot.unit->checksums().begin(), slot.unit->checksums().end());
-        prefix_end = slot.file_pos + slot.unit->length();
-      }
+      const uint64_t user_end = req->pos + req->len;
+      const uint64_t end_pos = std::min(prefix_end, user_end);
+      Status st = completion_.complete_writes(req->ino, written, end_pos, first_error);
+      size_t bytes = end_pos > req->pos ? static_cast<size_t>(end_pos - req->pos) : 0;
+      if (!st.ok()) result = st;
+      else if (bytes == 0 && !first_error.ok()) result = first_error;
+      else result = bytes;
+    } catch (const std::bad_alloc&) {
+      result = Status::error(ENOMEM, "out of memory");  // short: no allocation
     }
-    const uint64_t user_end = req->pos + req->len;
-    const uint64_t end_pos = std::min(prefix_end, user_end);
-    Status st = completion_.complete_writes(req->ino, written, end_pos, first_error);
-    size_t bytes = end_pos > req->pos ? static_cast<size_t>(end_pos - req->pos) : 0;
-    if (!st.ok()) result = st;
-    else if (bytes == 0 && !first_error.ok()) result = first_error;
-    else result = bytes;
   }
-  if (req->locked) FileRangeLocks::unlock(req->lock);
+  req->lock.reset();
   Done done = std::move(req->done);
   owned.reset();  // frees bounce chunks and the private buffer before answering
   done(std::move(result));

@@ -94,6 +94,13 @@ class DirectIo {
  private:
   struct Request;
   struct UnitSlot;
+  // A request answering done, holding ino's range lock over [start, end) when take_lock
+  // (exclusive for writes). Out of memory: answers done with ENOMEM itself (no lock is left
+  // held) and returns null. done is moved from only on success.
+  std::unique_ptr<Request> new_request(uint64_t ino, uint64_t start, uint64_t end, bool write, bool take_lock,
+                                       Done& done);
+  // IomapOps::file_size; std::bad_alloc becomes ENOMEM.
+  Result<uint64_t> file_size(uint64_t ino);
   // Maps the aligned range of a read and submits its units as they are built.
   void start_read(Request* req);
   void submit_unit(Request* req, UnitSlot* slot);

@@ -1,6 +1,7 @@
 #include "iomap/iomap_iter.h"
 
 #include <algorithm>
+#include <new>
 
 namespace stablefs {
 
@@ -11,8 +12,13 @@ uint64_t IomapIter::length() const { return std::min(remaining_, map_.end() - po
 void IomapIter::end_current() {
   if (!have_map_) return;
   have_map_ = false;
-  Status st = ops_.end(ino_, map_, map_start_pos_, std::min(remaining_ + processed_, map_.end() - map_start_pos_),
-                       processed_, op_);
+  Status st;
+  try {
+    st = ops_.end(ino_, map_, map_start_pos_, std::min(remaining_ + processed_, map_.end() - map_start_pos_),
+                  processed_, op_);
+  } catch (const std::bad_alloc&) {
+    st = Status::error(ENOMEM, "out of memory");  // short: no allocation
+  }
   if (status_.ok() && !st.ok()) status_ = st;
 }
 
@@ -22,7 +28,12 @@ bool IomapIter::next() {
     end_current();
   }
   if (stop_ || !status_.ok() || remaining_ == 0) return false;
-  auto m = ops_.begin(ino_, pos_, remaining_, op_);
+  Result<Iomap> m = Iomap{};
+  try {
+    m = ops_.begin(ino_, pos_, remaining_, op_);
+  } catch (const std::bad_alloc&) {
+    m = Status::error(ENOMEM, "out of memory");  // short: no allocation
+  }
   if (!m.ok()) {
     status_ = m.status();
     return false;

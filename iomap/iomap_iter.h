@@ -13,6 +13,7 @@
 // what in-flight I/O still uses. Advancing past the current mapping is a bug in the actor:
 // the walk fails with EIO (nothing is clamped). A walk stops at the end of the
 // range, when an actor advances by 0, or on the first error (status() then holds it).
+// IomapOps calls that throw std::bad_alloc end the walk with ENOMEM: nothing escapes next().
 // Not thread-safe; one walk per request. pos and len must be block aligned.
 #pragma once
 

@@ -11,6 +11,7 @@
 #include <list>
 #include <memory>
 #include <unordered_map>
+#include <utility>
 
 #include "bounce/mutex.h"
 
@@ -44,12 +45,34 @@ namespace stablefs {
 // long as the registry (one RangeLock per inode ever locked; a few hundred bytes each).
 class FileRangeLocks {
  public:
-  struct Held {
-    RangeLock* lock = nullptr;
-    RangeLock::Token token;
+  // A granted range: released when the guard is destroyed or reset(), from any thread.
+  // Move-only; an empty guard holds nothing.
+  class Held {
+   public:
+    Held() = default;
+    Held(RangeLock* lock, RangeLock::Token token) : lock_(lock), token_(token) {}
+    Held(Held&& o) noexcept : lock_(std::exchange(o.lock_, nullptr)), token_(o.token_) {}
+    Held& operator=(Held&& o) noexcept {
+      if (this != &o) {
+        reset();
+        lock_ = std::exchange(o.lock_, nullptr);
+        token_ = o.token_;
+      }
+      return *this;
+    }
+    Held(const Held&) = delete;
+    Held& operator=(const Held&) = delete;
+    ~Held() { reset(); }
+    void reset() {
+      if (lock_) std::exchange(lock_, nullptr)->unlock(token_);
+    }
+
+   private:
+    RangeLock* lock_ = nullptr;
+    RangeLock::Token token_;
   };
-  Held lock(uint64_t ino, uint64_t start, uint64_t end, bool exclusive);
-  static void unlock(const Held& held) { held.lock->unlock(held.token); }
+  // Blocks until [start, end) of ino is granted. std::bad_alloc if the registry cannot grow.
+  [[nodiscard]] Held lock(uint64_t ino, uint64_t start, uint64_t end, bool exclusive);
 
  private:
   Mutex mu_;

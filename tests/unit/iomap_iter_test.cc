@@ -116,22 +116,22 @@ TEST_CASE("iomap range lock: overlapping exclusive ranges wait, disjoint ones do
   auto b = locks.lock(1, 100, 200, true);  // disjoint: granted at once
   auto c = locks.lock(2, 0, 100, true);    // another file
   auto r1 = locks.lock(1, 200, 210, false);  // shared, disjoint
-  FileRangeLocks::unlock(r1);
+  r1.reset();
   std::atomic<bool> got{false};
   std::thread t([&] {
     auto d = locks.lock(1, 50, 150, false);  // overlaps a and b
     got = true;
-    FileRangeLocks::unlock(d);
+    d.reset();
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   CHECK_FALSE(got.load());
-  FileRangeLocks::unlock(a);
+  a.reset();
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK_FALSE(got.load());
-  FileRangeLocks::unlock(b);
+  b.reset();
   t.join();
   CHECK(got.load());
-  FileRangeLocks::unlock(c);
+  c.reset();
 }
 
 }  // namespace stablefs
