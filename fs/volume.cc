@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <future>
+#include <new>
 #include <vector>
 
 #include "bounce/aligned_buffer.h"
@@ -124,6 +125,41 @@ SourceUse Volume::write_async(uint64_t ino, uint64_t pos, WriteSource src, Direc
   });
   if (use == SourceUse::kBorrowed) waited.wait();
   return use;
+}
+
+void Volume::open_file(uint64_t ino) {
+  {
+    MutexLock lock(handles_mu_);
+    ++open_handles_[ino];
+  }
+  try {
+    fs_->acquire_inode(ino);
+  } catch (const std::bad_alloc&) {
+    MutexLock lock(handles_mu_);
+    if (--open_handles_[ino] == 0) open_handles_.erase(ino);
+    throw;
+  }
+}
+
+Status Volume::close_file(uint64_t ino) noexcept {
+  bool last = true;
+  {
+    MutexLock lock(handles_mu_);
+    auto it = open_handles_.find(ino);
+    if (it != open_handles_.end() && --it->second != 0) last = false;
+    else if (it != open_handles_.end()) open_handles_.erase(it);
+  }
+  // Each step on its own: a trim that fails still lets the hold go.
+  auto step = [](auto&& fn) noexcept -> Status {
+    try {
+      return fn();
+    } catch (const std::bad_alloc&) {
+      return Status::error(ENOMEM, "out of memory");  // short: no allocation
+    }
+  };
+  Status trimmed = last ? step([&] { return release(ino); }) : Status{};
+  Status dropped = step([&] { return fs_->release_inode(ino); });
+  return trimmed.ok() ? dropped : trimmed;
 }
 
 Status Volume::release(uint64_t ino) {

@@ -12,11 +12,13 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include "bounce/bounce_pool.h"
 #include "bounce/file_device.h"
 #include "bounce/io_queue.h"
 #include "bounce/io_stats.h"
+#include "bounce/mutex.h"
 #include "bounce/stable_pages.h"
 #include "fs/data/file_mapper.h"
 #include "fs/data/file_space.h"
@@ -74,11 +76,22 @@ class Volume {
   Status fallocate(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length);
   Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return space_->seek_data(ino, offset); }
   Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset) { return space_->seek_hole(ino, offset); }
+  // An open file handle of ino: a hold on the inode (Filesystem::acquire_inode, so an
+  // unlinked open file stays until its last close) and a count of ino's open handles.
+  // std::bad_alloc leaves nothing counted or held.
+  void open_file(uint64_t ino) EXCLUDES(handles_mu_);
+  // Closes one handle of open_file: the last one of ino trims its speculative preallocation
+  // (release()), then the hold goes (which may free an unlinked file). Never throws; returns
+  // the first failure, to be logged (the handle is closed whatever it says).
+  Status close_file(uint64_t ino) noexcept EXCLUDES(handles_mu_);
   // The last open handle of ino was closed: frees the speculative preallocation past its
   // EOF (waits for the file's I/O in flight). A file that no longer exists is not an error.
   Status release(uint64_t ino);
   // Everything written so far durable: journal commit and device cache flush.
   Status sync();
+  // fsync(2) (datasync: fdatasync(2)) of ino: its data and the metadata needed to read it
+  // back durable; commits only when ino has such a change uncommitted (Filesystem::fsync).
+  Status fsync(uint64_t ino, bool datasync) { return fs_->fsync(ino, datasync); }
   Status close();
 
   const BounceDecision& bounce_decision() const { return decision_; }
@@ -107,6 +120,8 @@ class Volume {
   std::unique_ptr<FileMapper> mapper_;
   std::unique_ptr<FileSpace> space_;
   std::unique_ptr<DirectIo> engine_;
+  Mutex handles_mu_;
+  std::unordered_map<uint64_t, uint64_t> open_handles_ GUARDED_BY(handles_mu_);  // ino -> open handles
   bool closed_ = false;
 };
 

@@ -213,10 +213,15 @@ Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> r
         SFS_TRY(checksums.set(dev, r.checksums));
       }
     }
+    // An overwrite in place that does not grow the file changes only the times: fdatasync
+    // need not commit for it.
+    bool in_place_only = end_pos <= inode.rec.size;
+    for (const WrittenRange& r : ranges)
+      if (r.reached_device && (r.map.type != IomapType::kMapped || (r.map.flags & kIomapShared))) in_place_only = false;
     if (end_pos > inode.rec.size) inode.rec.size = end_pos;
     Timespec now = now_timespec();
     inode.rec.mtime = inode.rec.ctime = now;
-    return inodes_.save(inode);
+    return inodes_.save(inode, in_place_only ? InodeChange::kTimesOnly : InodeChange::kMetadata);
   }();
   if (!st.ok()) release_unclaimed();
   return store.end_operation(st);

@@ -50,30 +50,12 @@ struct FuseServer::State {
   // until the forget or release that drops its last hold frees it.
   void add_lookup(uint64_t ino) { volume->fs().acquire_inode(ino); }
   void forget(uint64_t ino, uint64_t n) { drop(ino, n); }
-  // An open handle: a hold, and a count of the inode's open handles. end_handle (release, or
-  // an open whose reply failed) ends both: the last handle of ino trims its speculative
-  // preallocation (Volume::release), then the hold goes. end_handle never throws and returns
-  // the trim's status.
-  void add_handle(uint64_t ino) {
-    {
-      MutexLock lock(handles_mu_);
-      ++open_handles_[ino];
-    }
-    try {
-      volume->fs().acquire_inode(ino);
-    } catch (...) {
-      (void)close_handle(ino);
-      throw;
-    }
-  }
+  // An open handle (Volume::open_file); end_handle (release, or an open whose reply failed)
+  // closes it (Volume::close_file) and logs what no reply can carry.
+  void add_handle(uint64_t ino) { volume->open_file(ino); }
   Status end_handle(uint64_t ino) noexcept {
-    Status st;
-    try {
-      if (close_handle(ino)) st = volume->release(ino);
-    } catch (...) {
-      st = Status::error(ENOMEM, "out of memory");  // short: no allocation here
-    }
-    drop(ino, 1);
+    Status st = volume->close_file(ino);
+    if (!st.ok()) std::fprintf(stderr, "stablefs: %s\n", st.message().c_str());
     return st;
   }
 
@@ -81,18 +63,6 @@ struct FuseServer::State {
   Mutex pending_mu_;
   CondVar pending_cv_;
   uint64_t pending_ GUARDED_BY(pending_mu_) = 0;
-  Mutex handles_mu_;
-  std::unordered_map<uint64_t, uint64_t> open_handles_ GUARDED_BY(handles_mu_);  // ino -> open handles
-
-  // Ends one open handle's count; true when it was ino's last.
-  bool close_handle(uint64_t ino) noexcept {
-    MutexLock lock(handles_mu_);
-    auto it = open_handles_.find(ino);
-    if (it == open_handles_.end()) return true;
-    if (--it->second != 0) return false;
-    open_handles_.erase(it);
-    return true;
-  }
 
   // No reply carries an error of forget or release: a failed free is logged, and the orphan
   // stays listed for unmount or the next mount to free.
@@ -413,8 +383,8 @@ void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   });
 }
 
-void op_fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
-  guard(req, [&] { reply_status(req, vol(req).sync()); });
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  guard(req, [&] { reply_status(req, vol(req).fsync(ino, datasync != 0)); });
 }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -509,8 +479,8 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
-void op_fsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
-  guard(req, [&] { reply_status(req, vol(req).sync()); });
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  guard(req, [&] { reply_status(req, vol(req).fsync(ino, datasync != 0)); });
 }
 
 void op_statfs(fuse_req_t req, fuse_ino_t) {
@@ -530,23 +500,17 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
   });
 }
 
-// Whether the caller is root or a member of ino's group (its own gid or a supplementary one).
-bool caller_in_group_or_root(fuse_req_t req, fuse_ino_t ino) {
-  const fuse_ctx* ctx = fuse_req_ctx(req);
-  if (ctx->uid == 0) return true;
-  auto inode = fsys(req).getattr(ino);
-  if (!inode.ok()) return true;  // the setxattr itself will fail
-  const gid_t gid = inode->rec.gid;
-  if (ctx->gid == gid) return true;
+// The caller with its supplementary groups (libfuse reads them from /proc: only where needed).
+Credentials creds_with_groups(fuse_req_t req) {
+  Credentials c = creds(req);
   std::vector<gid_t> groups(64);
   int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
   if (n > static_cast<int>(groups.size())) {
     groups.resize(static_cast<size_t>(n));
     n = fuse_req_getgroups(req, n, groups.data());
   }
-  for (int i = 0; i < n && i < static_cast<int>(groups.size()); ++i)
-    if (groups[static_cast<size_t>(i)] == gid) return true;
-  return false;
+  for (int i = 0; i < n && i < static_cast<int>(groups.size()); ++i) c.groups.push_back(groups[static_cast<size_t>(i)]);
+  return c;
 }
 
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
@@ -554,10 +518,10 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* v
     int f = 0;
     if (flags & XATTR_CREATE) f |= kXattrCreate;
     if (flags & XATTR_REPLACE) f |= kXattrReplace;
-    // The kernel's FUSE_SETXATTR_ACL_KILL_SGID does not reach this op in libfuse 3.14: decide
-    // here, as the kernel does for local filesystems.
-    if (std::string_view(name) == kAclAccessXattr && !caller_in_group_or_root(req, ino)) f |= kXattrAclKillSgid;
-    reply_status(req, fsys(req).setxattr(ino, name, {reinterpret_cast<const uint8_t*>(value), size}, f));
+    // The kernel's FUSE_SETXATTR_ACL_KILL_SGID does not reach this op in libfuse 3.14: the
+    // filesystem decides from the caller's groups, as the kernel does for local filesystems.
+    reply_status(req, fsys(req).setxattr(ino, name, {reinterpret_cast<const uint8_t*>(value), size}, f,
+                                         creds_with_groups(req)));
   });
 }
 
@@ -590,27 +554,9 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   guard(req, [&] { reply_status(req, fsys(req).removexattr(ino, name)); });
 }
 
-// With default_permissions the kernel checks permissions itself and rarely asks; when it does
-// (access(2), chdir), answer from the mode bits the way the kernel would.
-void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
-  guard(req, [&] {
-    auto r = fsys(req).getattr(ino);
-    if (!r.ok()) return reply_status(req, r.status());
-    const fuse_ctx* ctx = fuse_req_ctx(req);
-    const uint32_t mode = r->rec.mode;
-    if (mask == F_OK) return (void)fuse_reply_err(req, 0);
-    if (ctx->uid == 0) {
-      // root: everything but execute of a file that nobody may execute
-      bool ok = !(mask & X_OK) || S_ISDIR(mode) || (mode & 0111);
-      return (void)fuse_reply_err(req, ok ? 0 : EACCES);
-    }
-    uint32_t bits;
-    if (ctx->uid == r->rec.uid) bits = (mode >> 6) & 7;
-    else if (ctx->gid == r->rec.gid) bits = (mode >> 3) & 7;
-    else bits = mode & 7;
-    fuse_reply_err(req, (static_cast<uint32_t>(mask) & ~bits & 7) ? EACCES : 0);
-  });
-}
+// No access operation: every mount has default_permissions, under which the kernel decides
+// access(2) and chdir itself (generic_permission, with supplementary groups and the ACLs
+// this filesystem stores) and never sends FUSE_ACCESS.
 
 void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info*) {
   guard(req, [&] {
@@ -680,7 +626,6 @@ const fuse_lowlevel_ops kOps = [] {
   o.getxattr = op_getxattr;
   o.listxattr = op_listxattr;
   o.removexattr = op_removexattr;
-  o.access = op_access;
   o.fallocate = op_fallocate;
   o.lseek = op_lseek;
   o.copy_file_range = op_copy_file_range;

@@ -10,6 +10,9 @@ namespace {
 
 Key inode_key(uint64_t ino) { return {ino, kItemInode, 0}; }
 
+// pending_ is pruned of committed entries when it reaches this many.
+constexpr size_t kPendingPruneAt = 4096;
+
 }  // namespace
 
 Timespec now_timespec() {
@@ -32,7 +35,24 @@ Result<Inode> InodeTable::load(uint64_t ino) {
   return Inode{ino, rec};
 }
 
-Status InodeTable::save(const Inode& inode) { return store_->fs_tree().put(inode_key(inode.ino), inode.rec.encode()); }
+Status InodeTable::save(const Inode& inode, InodeChange change) {
+  SFS_TRY(store_->fs_tree().put(inode_key(inode.ino), inode.rec.encode()));
+  const uint64_t committed = store_->stats().transactions_committed;
+  if (pending_.size() >= kPendingPruneAt) std::erase_if(pending_, [committed](const auto& e) { return e.second.any <= committed; });
+  PendingChange& p = pending_[inode.ino];
+  p.any = committed + 1;
+  if (change == InodeChange::kMetadata) p.data = committed + 1;
+  return {};
+}
+
+Status InodeTable::sync_inode(uint64_t ino, bool datasync) {
+  MutexLock lock(mu_);
+  if (store_->read_only()) return {};
+  auto it = pending_.find(ino);
+  const uint64_t needed = it == pending_.end() ? 0 : datasync ? it->second.data : it->second.any;
+  if (needed > store_->stats().transactions_committed) SFS_TRY(store_->commit());
+  return store_->device().flush();
+}
 
 void InodeTable::acquire(uint64_t ino, uint64_t n) {
   MutexLock lock(mu_);

@@ -33,6 +33,10 @@ struct Inode {
 // The wall clock as an inode timestamp.
 Timespec now_timespec();
 
+// What a save() changed, for fdatasync: only the timestamps, or anything a later read of the
+// data may need (size, extents, mode, links...).
+enum class InodeChange { kMetadata, kTimesOnly };
+
 class InodeTable {
  public:
   explicit InodeTable(std::unique_ptr<MetadataStore> store);
@@ -50,8 +54,13 @@ class InodeTable {
 
   // ENOENT when ino does not exist; EUCLEAN when its record does not decode.
   Result<Inode> load(uint64_t ino) REQUIRES(mu_);
-  // REQUIRES: inside an operation (MetadataStore::begin_operation).
-  Status save(const Inode& inode) REQUIRES(mu_);
+  // REQUIRES: inside an operation (MetadataStore::begin_operation). The change is noted as
+  // belonging to the running transaction (for sync_inode).
+  Status save(const Inode& inode, InodeChange change = InodeChange::kMetadata) REQUIRES(mu_);
+  // fsync(2) / fdatasync(2) of ino: commits the running transaction when it holds a change of
+  // ino that must be durable (datasync: any but a times-only one), then flushes the device so
+  // the file's data written directly is on stable media too. Nothing to do on a read-only mount.
+  Status sync_inode(uint64_t ino, bool datasync) EXCLUDES(mu_);
 
   // Adds n holds on ino (no I/O; ino need not exist: the caller got it from a successful
   // lookup or create and takes the hold before handing it out).
@@ -81,6 +90,13 @@ class InodeTable {
   std::unordered_map<uint64_t, uint64_t> holds_ GUARDED_BY(mu_);  // ino -> holds
   std::unordered_set<uint64_t> orphans_ GUARDED_BY(mu_);          // inodes this mount listed
   bool closed_ GUARDED_BY(mu_) = false;
+  // The transaction (committed count + 1 when saved) holding each inode's last change, and
+  // its last change other than times. Entries already committed are pruned as it grows.
+  struct PendingChange {
+    uint64_t any = 0;
+    uint64_t data = 0;
+  };
+  std::unordered_map<uint64_t, PendingChange> pending_ GUARDED_BY(mu_);
 };
 
 }  // namespace stablefs

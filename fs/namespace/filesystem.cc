@@ -463,7 +463,9 @@ Result<Inode> Filesystem::setattr(uint64_t ino, const SetAttrRequest& req) {
   for (const Timespec* t : {&inode.rec.atime, &inode.rec.mtime})
     if (t->nsec >= 1000000000u) return Status::error(EINVAL, "invalid timestamp");
   inode.rec.ctime = now;
-  SFS_TRY(store_locked().end_operation(inodes_.save(inode)));
+  const bool times_only = !req.mode && !req.uid && !req.gid;
+  SFS_TRY(store_locked().end_operation(
+      inodes_.save(inode, times_only ? InodeChange::kTimesOnly : InodeChange::kMetadata)));
   return inode;
 }
 

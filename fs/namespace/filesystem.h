@@ -17,6 +17,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -32,10 +33,16 @@
 
 namespace stablefs {
 
+// Who asks. Root (uid 0) by default.
 struct Credentials {
   uint32_t uid = 0;
   uint32_t gid = 0;
-  uint32_t umask = 0;  // masks a new inode's mode, unless its directory has a default ACL
+  uint32_t umask = 0;            // masks a new inode's mode, unless its directory has a default ACL
+  std::vector<uint32_t> groups{};  // supplementary groups (setxattr needs them)
+  // Root, or gid is the caller's group or one of its supplementary groups.
+  bool root_or_in_group(uint32_t g) const {
+    return uid == 0 || gid == g || std::find(groups.begin(), groups.end(), g) != groups.end();
+  }
 };
 
 struct SetAttrRequest {
@@ -64,9 +71,7 @@ struct FsStats {
 };
 
 enum RenameFlags : unsigned { kRenameNoReplace = 1u << 0, kRenameExchange = 1u << 1 };
-// kXattrAclKillSgid: setting an access ACL also clears the set-group-ID bit (the caller is
-// neither in the file's group nor privileged, as the kernel decides for local filesystems).
-enum XattrFlags : int { kXattrCreate = 1, kXattrReplace = 2, kXattrAclKillSgid = 4 };
+enum XattrFlags : int { kXattrCreate = 1, kXattrReplace = 2 };
 
 class Filesystem {
  public:
@@ -81,6 +86,9 @@ class Filesystem {
   Status close();
   // Makes every completed operation durable (journal commit + device flush).
   Status sync();
+  // fsync(2)/fdatasync(2) of ino (InodeTable::sync_inode): commits only when the running
+  // transaction holds a change of ino that must be durable; always flushes the device.
+  Status fsync(uint64_t ino, bool datasync) { return inodes_.sync_inode(ino, datasync); }
 
   Result<Inode> getattr(uint64_t ino);
   Result<Inode> lookup(uint64_t parent, std::string_view name);
@@ -98,7 +106,10 @@ class Filesystem {
   // "." and ".." are not stored and not listed.
   Status readdir(uint64_t dir, uint64_t cookie, const std::function<bool(const DirEntry&)>& fn);
 
-  Status setxattr(uint64_t ino, std::string_view name, std::span<const uint8_t> value, int flags);
+  // Setting an access ACL by a caller neither privileged nor in the file's group also clears
+  // the set-group-ID bit, as the kernel decides for local filesystems.
+  Status setxattr(uint64_t ino, std::string_view name, std::span<const uint8_t> value, int flags,
+                  const Credentials& caller = {});
   Result<std::vector<uint8_t>> getxattr(uint64_t ino, std::string_view name);
   Result<std::vector<std::string>> listxattr(uint64_t ino);
   Status removexattr(uint64_t ino, std::string_view name);
@@ -161,7 +172,7 @@ class Filesystem {
   // setxattr of an ACL: validates value (EINVAL), a default ACL only on a directory (EACCES);
   // an access ACL sets the inode's mode bits. Returns whether to store the value (false: the
   // mode says it all; any stored one is to be removed). kill_sgid: an access ACL also clears
-  // S_ISGID (XattrFlags::kXattrAclKillSgid).
+  // S_ISGID.
   Result<bool> set_acl_xattr(Inode& inode, std::string_view name, std::span<const uint8_t> value, bool kill_sgid)
       REQUIRES(inodes_.mutex());
   static void touch_times(Inode& inode, bool mtime, bool ctime);

@@ -59,7 +59,8 @@ Result<uint64_t> Filesystem::free_xattr_slot(uint64_t ino, std::string_view name
   return slot;
 }
 
-Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const uint8_t> value, int flags) {
+Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const uint8_t> value, int flags,
+                            const Credentials& caller) {
   MutexLock lock(inodes_.mutex());
   SFS_TRY(check_xattr_name(name));
   if (value.size() > max_xattr_value())
@@ -71,7 +72,8 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const
   if (!existing && (flags & kXattrReplace)) return Status::error(ENODATA, "no such xattr: " + std::string(name));
   if (is_acl_xattr(name)) {
     // An ACL is validated and the access ACL sets the mode; one the mode expresses is not kept.
-    SFS_ASSIGN(bool keep, set_acl_xattr(inode, name, value, (flags & kXattrAclKillSgid) != 0));
+    const bool kill_sgid = name == kAclAccessXattr && !caller.root_or_in_group(inode.rec.gid);
+    SFS_ASSIGN(bool keep, set_acl_xattr(inode, name, value, kill_sgid));
     if (!keep) {
       Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
         if (existing) SFS_TRY(store_locked().fs_tree().remove({ino, kItemXattr, existing->first}));

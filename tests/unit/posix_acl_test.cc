@@ -181,4 +181,34 @@ TEST_CASE("posix_acl: through the Filesystem") {
   CHECK(problems.empty());
 }
 
+TEST_CASE("posix_acl: an access ACL set by a caller outside the file's group clears set-group-ID") {
+  MemoryDevice dev(64ull << 20, "mem");
+  REQUIRE(make_filesystem(dev, MkfsOptions{}).ok());
+  auto opened = Filesystem::open(dev, {});
+  REQUIRE(opened.ok());
+  Filesystem& fs = **opened;
+  const Credentials owner{1000, 1000, 0};
+  const auto value = encode_acl_xattr(named_user_acl());
+  struct Case {
+    const char* name;
+    Credentials caller;
+    bool keeps_sgid;
+  };
+  const Case cases[] = {
+      {"root", Credentials{}, true},
+      {"the file's group", Credentials{1000, 1000, 0}, true},
+      {"a supplementary group", Credentials{1000, 2000, 0, {3000, 1000}}, true},
+      {"outside the group", Credentials{1000, 2000, 0, {3000}}, false},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
+    auto f = fs.mknod(kRootIno, c.name, S_IFREG | 02775, 0, owner);
+    REQUIRE(f.ok());
+    REQUIRE((f->rec.mode & S_ISGID) != 0);
+    REQUIRE(fs.setxattr(f->ino, kAclAccessXattr, value, 0, c.caller).ok());
+    CHECK(((fs.getattr(f->ino)->rec.mode & S_ISGID) != 0) == c.keeps_sgid);
+  }
+  REQUIRE(fs.close().ok());
+}
+
 }  // namespace stablefs

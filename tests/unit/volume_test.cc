@@ -178,4 +178,48 @@ TEST_CASE("volume: a write calls the caller's keep exactly when it sends the cal
   }
 }
 
+TEST_CASE("volume: fsync commits only what the inode needs; fdatasync skips a times-only change") {
+  for (bool checksums : {true, false}) {
+    CAPTURE(checksums);
+    MkfsOptions mkfs;
+    mkfs.data_checksums = checksums;
+    TempImage img(64ull << 20, mkfs);
+    auto vol = Volume::open(img.path, {.bounce = BouncePolicy::kNever});
+    REQUIRE_MESSAGE(vol.ok(), vol.status().message());
+    Volume& v = **vol;
+    auto commits = [&v] { return v.fs().store().stats().transactions_committed; };
+    const uint64_t a = v.fs().mknod(kRootIno, "a", S_IFREG | 0644, 0, {})->ino;
+    const uint64_t b = v.fs().mknod(kRootIno, "b", S_IFREG | 0644, 0, {})->ino;
+    const std::vector<uint8_t> data = pattern(64u << 10, 5);
+    REQUIRE(v.write(a, 0, data).ok());
+
+    uint64_t before = commits();
+    REQUIRE(v.fsync(a, true).ok());  // new blocks, a new size: fdatasync must commit
+    CHECK(commits() == before + 1);
+    before = commits();
+    REQUIRE(v.fsync(a, false).ok());  // nothing of a is uncommitted any more
+    CHECK(commits() == before);
+
+    SetAttrRequest touch;
+    touch.mtime_now = true;
+    REQUIRE(v.fs().setattr(a, touch).ok());
+    before = commits();
+    REQUIRE(v.fsync(a, true).ok());  // times only: fdatasync has nothing to commit
+    CHECK(commits() == before);
+    REQUIRE(v.fsync(b, false).ok());  // another inode's change is not b's
+    CHECK(commits() == before);
+    REQUIRE(v.fsync(a, false).ok());  // fsync wants the times too
+    CHECK(commits() == before + 1);
+
+    // An overwrite: in place without checksums (times only), out of place with them (a remap).
+    REQUIRE(v.write(a, 0, data).ok());
+    before = commits();
+    REQUIRE(v.fsync(a, true).ok());
+    CHECK(commits() == before + (checksums ? 1 : 0));
+    REQUIRE(v.close().ok());
+    vol->reset();  // releases the image
+    test::expect_fsck_clean(img.path);
+  }
+}
+
 }  // namespace stablefs
