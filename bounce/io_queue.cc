@@ -108,19 +108,26 @@ struct IoQueue::Impl {
       mu.unlock();
       size_t i = 0;
       bool stalled = false;
-      for (; i < batch.size(); ++i) {
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring);
-        if (!sqe) {  // SQ full: hand what is queued to the kernel, then retry
-          stalled = !submit_ready(on_completer);
-          if (!stalled) sqe = io_uring_get_sqe(&ring);
-          if (!sqe) {
-            stalled = true;
-            break;
+      try {
+        for (; i < batch.size(); ++i) {
+          io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+          if (!sqe) {  // SQ full: hand what is queued to the kernel, then retry
+            stalled = !submit_ready(on_completer);
+            if (!stalled) sqe = io_uring_get_sqe(&ring);
+            if (!sqe) {
+              stalled = true;
+              break;
+            }
           }
+          prepare(sqe, batch[i]);
         }
-        prepare(sqe, batch[i]);
+        if (!stalled) stalled = !submit_ready(on_completer);
+      } catch (...) {
+        // Out of memory in prepare: leave as the caller expects, holding mu, not flushing.
+        mu.lock();
+        flushing = false;
+        throw;
       }
-      if (!stalled) stalled = !submit_ready(on_completer);
       mu.lock();
       if (stalled) {
         // The kernel wants completions reaped first, and this is the thread that reaps them:

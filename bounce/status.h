@@ -6,9 +6,12 @@
 #pragma once
 
 #include <cerrno>
+#include <new>
 #include <string>
 #include <utility>
 #include <variant>
+
+#include "bounce/mutex.h"
 
 namespace stablefs {
 
@@ -55,6 +58,24 @@ class [[nodiscard]] Result {
  private:
   std::variant<T, Status> v_;
 };
+
+}  // namespace stablefs
+
+namespace stablefs {
+
+// Runs fn (returning Status or Result<T>); std::bad_alloc becomes an ENOMEM error of the same
+// type, so a step that cannot get memory fails as a value (its caller still ends what it
+// began: an operation, a mapping, a request). The message is short: making it allocates
+// nothing.
+// (Not analysed for locks: fn carries its own REQUIRES, checked where it is written.)
+template <typename Fn>
+NO_THREAD_SAFETY_ANALYSIS auto out_of_memory_as_error(Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM, "out of memory");
+  }
+}
 
 }  // namespace stablefs
 

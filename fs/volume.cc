@@ -115,15 +115,25 @@ void Volume::read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Dire
 }
 
 SourceUse Volume::write_async(uint64_t ino, uint64_t pos, WriteSource src, DirectIo::Done done) {
-  if (src.keep) return engine_->write(ino, pos, std::move(src), std::move(done));
-  // No way to keep src past the call: a borrowed one is waited for.
+  // A keep that gives nothing (a caller outside the receive loop) is no way to keep src: the
+  // call then waits for a borrowed source like a caller without keep.
+  auto kept_nothing = std::make_shared<bool>(false);
+  if (src.keep) {
+    src.keep = [keep = std::move(src.keep), kept_nothing] {
+      std::shared_ptr<const void> k = keep();
+      *kept_nothing = k == nullptr;
+      return k;
+    };
+  } else {
+    *kept_nothing = true;
+  }
   auto finished = std::make_shared<std::promise<void>>();
   std::future<void> waited = finished->get_future();
   const SourceUse use = engine_->write(ino, pos, std::move(src), [done = std::move(done), finished](Result<size_t> r) {
     done(std::move(r));
     finished->set_value();
   });
-  if (use == SourceUse::kBorrowed) waited.wait();
+  if (use == SourceUse::kBorrowed && *kept_nothing) waited.wait();
   return use;
 }
 

@@ -57,9 +57,10 @@ class Volume {
   // start I/O on this Volume.
   //   read_async: dst (the caller's, e.g. a reply buffer) is borrowed until done has run.
   //   write_async: the engine decides whether it copies src or sends it zero-copy and says
-  //   so (DirectIo::write). A zero-copy write with a src.keep holds what keep gave until done
-  //   has run and the call returns at once; without src.keep the call waits for the device
-  //   (done has run when it returns). kCopied: src is free once the call returns.
+  //   so (DirectIo::write). A zero-copy write whose src.keep gave something holds it until the
+  //   device has the data and the call returns at once; without src.keep, or when it gave
+  //   null, the call waits for the device (done has run when it returns). kCopied: src is free
+  //   once the call returns.
   void read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, DirectIo::Done done);
   SourceUse write_async(uint64_t ino, uint64_t pos, WriteSource src, DirectIo::Done done);
   // Truncate or extend; the bytes past a shrunken end are zeroed so a later extension reads

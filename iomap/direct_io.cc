@@ -63,21 +63,10 @@ std::string where(uint64_t ino, uint64_t file_pos) {
   return s;
 }
 
-// Runs fn; std::bad_alloc becomes ENOMEM, so a request that cannot get memory part way still
-// ends its mapping, drops its range lock and answers its caller.
-template <typename Fn>
-Status out_of_memory_as_status(Fn&& fn) {
-  try {
-    return fn();
-  } catch (const std::bad_alloc&) {
-    return Status::error(ENOMEM, "out of memory building I/O");
-  }
-}
-
 }  // namespace
 
 bool DirectIo::allocate_temp(Request* req) {
-  req->walk_status = out_of_memory_as_status([&]() -> Status {
+  req->walk_status = out_of_memory_as_error([&]() -> Status {
     req->temp = AlignedBuffer(req->alen, 4096);
     req->io_buf = req->temp.span();
     return {};
@@ -160,7 +149,7 @@ void DirectIo::start_read(Request* req) {
       std::memset(buf.data(), 0, buf.size());
     } else {
       uint64_t submitted = 0;  // of this mapping
-      Status built = out_of_memory_as_status([&]() -> Status {
+      Status built = out_of_memory_as_error([&]() -> Status {
         for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
           size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
           std::vector<std::optional<uint64_t>> expected(piece / block_size_);
@@ -283,11 +272,12 @@ SourceUse DirectIo::start_write(Request* req) {
     const uint64_t n = it.length();
     if (it.map().type == IomapType::kHole || it.map().type == IomapType::kInline) {
       // next() then ends this mapping (IomapOps::end) before the request can finish.
-      it.fail(Status::error(EIO, where(req->ino, it.pos()) + ": filesystem gave no space to write to"));
+      it.fail(out_of_memory_as_error(
+          [&] { return Status::error(EIO, where(req->ino, it.pos()) + ": filesystem gave no space to write to"); }));
       continue;
     }
     uint64_t submitted = 0;  // of this mapping
-    Status built = out_of_memory_as_status([&]() -> Status {
+    Status built = out_of_memory_as_error([&]() -> Status {
       size_t range = req->ranges.size();
       req->ranges.push_back({it.map(), it.pos(), n, false, {}});
       for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {

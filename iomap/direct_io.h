@@ -14,7 +14,7 @@
 // it builds the I/O units, whether it copies the caller's bytes (bounce units, or the
 // request-private buffer of an unaligned request) or sends them as they are (zero-copy), and
 // says which in its answer (SourceUse); a zero-copy write holds what the caller's
-// WriteSource::keep gave it until done() has run.
+// WriteSource::keep gave it until the device has the data (released just before done()).
 // Thread-safety: any thread may start requests; overlapping requests to one file are ordered
 // by range locks, disjoint ones run in parallel. done() runs on the I/O completion thread or,
 // when no device I/O was needed, on the calling thread. Because read() and write() may block
@@ -44,8 +44,9 @@ namespace stablefs {
 // The bytes a write sends and, optionally, the caller's way to keep them alive and unchanged
 // past the call (a FUSE receive buffer). The engine calls keep() at most once, on the calling
 // thread before write() returns, exactly when it decides to send bytes zero-copy, and holds
-// what keep() returns until done() has run. Without keep, a zero-copy write borrows bytes:
-// the caller must leave them untouched until done() has run (write_sync does).
+// what keep() returns until the device has the data (it lets go just before done()). Without
+// keep, or if keep() gives null, a zero-copy write borrows bytes: the caller must leave them
+// untouched until done() has run (write_sync and Volume::write_async do).
 struct WriteSource {
   std::span<const uint8_t> bytes;
   std::function<std::shared_ptr<const void>()> keep;

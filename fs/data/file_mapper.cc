@@ -105,7 +105,7 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
   SFS_ASSIGN(const uint64_t count, data_blocks_available(store, std::min(n + extra, kMaxMappingBlocks)));
   SFS_TRY(store.begin_operation(kMapOpBlocks));
   SFS_ASSIGN(uint64_t goal, extents.goal_before(fb));
-  auto allocated = [&]() REQUIRES(inodes_.mutex()) -> Result<Iomap> {
+  auto allocated = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Result<Iomap> {
     SFS_ASSIGN(Extent e, store.allocator().allocate(goal, count, 1));
     SFS_TRY(extents.replace(fb, e.length, ExtentRecord{e.start, e.length, flags}));
     if (extra > 0) SFS_TRY(add_speculative(store, ino));  // listed in the same operation
@@ -116,7 +116,7 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
     map.dev_addr = e.start * bs;
     map.length = e.length * bs;
     return map;
-  }();
+  });
   SFS_TRY(store.end_operation(allocated.status()));
   return allocated;
 }
@@ -185,7 +185,7 @@ Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> r
     return began;
   }
   store.note_data_written();
-  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
+  Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_ASSIGN(Inode inode, inodes_.load(ino));
     ExtentMap extents(store, ino);
     ChecksumStore checksums(store.csum_tree());
@@ -222,7 +222,7 @@ Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> r
     Timespec now = now_timespec();
     inode.rec.mtime = inode.rec.ctime = now;
     return inodes_.save(inode, in_place_only ? InodeChange::kTimesOnly : InodeChange::kMetadata);
-  }();
+  });
   if (!st.ok()) release_unclaimed();
   return store.end_operation(st);
 }

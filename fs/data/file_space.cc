@@ -31,12 +31,12 @@ Status FileSpace::set_size(uint64_t ino, uint64_t size) {
     inode.rec.size = size;
     Timespec now = now_timespec();
     inode.rec.mtime = inode.rec.ctime = now;
-    Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
+    Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
       // Shrinking leaves extents past EOF until the steps below free them; speculative ones
       // the file had grown over would be stranded by a crash in between unless listed.
       if (shrinks) SFS_TRY(add_speculative(store, ino));
       return inodes_.save(inode);
-    }();
+    });
     SFS_TRY(store.end_operation(st));
     first_free_block = (size + bs - 1) / bs;
   }
@@ -108,7 +108,7 @@ Status FileSpace::free_blocks(uint64_t ino, uint64_t first_block, uint64_t nbloc
     }
     const uint64_t n = std::min({piece.nblocks, end - pos, kStepBlocks});
     SFS_TRY(store.begin_operation(kStepOpBlocks));
-    Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
+    Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
       SFS_ASSIGN(Inode inode, inodes_.load(ino));
       SFS_ASSIGN(auto displaced, extents.replace(pos, n, std::nullopt));
       for (const DisplacedPiece& d : displaced) {
@@ -117,7 +117,7 @@ Status FileSpace::free_blocks(uint64_t ino, uint64_t first_block, uint64_t nbloc
       }
       if (touch_times) inode.rec.ctime = inode.rec.mtime = now_timespec();
       return inodes_.save(inode);
-    }();
+    });
     SFS_TRY(store.end_operation(st));
     pos += n;
   }
@@ -149,7 +149,7 @@ Status FileSpace::preallocate(uint64_t ino, uint64_t first_block, uint64_t nbloc
     SFS_TRY(store.begin_operation(kStepOpBlocks));
     SFS_ASSIGN(uint64_t goal, extents.goal_before(pos));
     uint64_t got = 0;
-    Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
+    Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
       SFS_ASSIGN(Inode inode, inodes_.load(ino));
       if (!S_ISREG(inode.rec.mode)) return Status::error(EINVAL, "not a regular file");
       SFS_ASSIGN(Extent e, store.allocator().allocate(goal, can, 1));
@@ -158,7 +158,7 @@ Status FileSpace::preallocate(uint64_t ino, uint64_t first_block, uint64_t nbloc
       inode.rec.ctime = now_timespec();
       got = e.length;
       return inodes_.save(inode);
-    }();
+    });
     SFS_TRY(store.end_operation(st));  // ENOSPC here changed nothing in this step
     pos += got;
   }
