@@ -1,5 +1,7 @@
 #include "fs/inode/extent_map.h"
 
+#include "fs/meta/item_scan.h"
+
 namespace stablefs {
 
 Result<MappedPiece> ExtentMap::find(uint64_t file_block) {
@@ -51,19 +53,13 @@ Result<std::vector<DisplacedPiece>> ExtentMap::replace(uint64_t file_block, uint
     SFS_ASSIGN(ExtentRecord e, ExtentRecord::decode(v, found));
     if (found.offset + e.nblocks > file_block) overlapping.emplace_back(found, e);
   }
-  Status decode_error;
   if (end > file_block) {
-    SFS_TRY(tree.scan({ino_, kItemExtent, file_block}, {ino_, kItemExtent, end - 1}, [&](const Key& k, std::span<const uint8_t> val) {
-      auto e = ExtentRecord::decode(val, k);
-      if (!e.ok()) {
-        decode_error = e.status();
-        return false;
-      }
-      overlapping.emplace_back(k, *e);
-      return true;
-    }));
+    SFS_TRY(scan_items<ExtentRecord>(tree, {ino_, kItemExtent, file_block}, {ino_, kItemExtent, end - 1},
+                                     [&](const Key& k, const ExtentRecord& e) {
+                                       overlapping.emplace_back(k, e);
+                                       return true;
+                                     }));
   }
-  SFS_TRY(decode_error);
   std::vector<DisplacedPiece> displaced;
   for (auto& [key, e] : overlapping) {
     const uint64_t e_start = key.offset, e_end = key.offset + e.nblocks;
@@ -118,17 +114,11 @@ Result<std::vector<DisplacedPiece>> ExtentMap::replace(uint64_t file_block, uint
 
 Result<std::vector<DisplacedPiece>> ExtentMap::all() {
   std::vector<DisplacedPiece> out;
-  Status decode_error;
-  SFS_TRY(store_.fs_tree().scan({ino_, kItemExtent, 0}, {ino_, kItemExtent, ~0ull}, [&](const Key& k, std::span<const uint8_t> v) {
-    auto e = ExtentRecord::decode(v, k);
-    if (!e.ok()) {
-      decode_error = e.status();
-      return false;
-    }
-    out.push_back({k.offset, *e});
-    return true;
-  }));
-  SFS_TRY(decode_error);
+  SFS_TRY(scan_items<ExtentRecord>(store_.fs_tree(), {ino_, kItemExtent, 0}, {ino_, kItemExtent, ~0ull},
+                                   [&](const Key& k, const ExtentRecord& e) {
+                                     out.push_back({k.offset, e});
+                                     return true;
+                                   }));
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "fs/inode/data_release.h"
+#include "fs/meta/item_scan.h"
 #include "fs/format/fs_items.h"
 #include "fs/inode/speculative_list.h"
 
@@ -15,21 +16,15 @@ Result<bool> release_inode_extents(MetadataStore& store, uint64_t ino, size_t ma
   SFS_ASSIGN(InodeRecord rec, InodeRecord::decode(v, ino));
   std::vector<std::pair<Key, ExtentRecord>> extents;
   bool more = false;
-  Status decode_error;
-  SFS_TRY(store.fs_tree().scan({ino, kItemExtent, 0}, {ino, kItemExtent, ~0ull}, [&](const Key& k, std::span<const uint8_t> val) {
-    if (extents.size() == max_extents) {
-      more = true;
-      return false;
-    }
-    auto e = ExtentRecord::decode(val, k);
-    if (!e.ok()) {
-      decode_error = e.status();
-      return false;
-    }
-    extents.emplace_back(k, *e);
-    return true;
-  }));
-  SFS_TRY(decode_error);
+  SFS_TRY(scan_items<ExtentRecord>(store.fs_tree(), {ino, kItemExtent, 0}, {ino, kItemExtent, ~0ull},
+                                   [&](const Key& k, const ExtentRecord& e) {
+                                     if (extents.size() == max_extents) {
+                                       more = true;
+                                       return false;
+                                     }
+                                     extents.emplace_back(k, e);
+                                     return true;
+                                   }));
   if (extents.empty()) return true;
   uint64_t freed = 0;
   for (const auto& [k, e] : extents) {

@@ -1,7 +1,9 @@
 #include "fs/inode/orphan_list.h"
 
 #include "fs/format/format.h"
+#include "fs/inode/inode_list.h"
 #include "fs/inode/inode_release.h"
+#include "fs/meta/item_scan.h"
 
 namespace stablefs {
 namespace {
@@ -25,32 +27,20 @@ auto in_operation(MetadataStore& store, size_t blocks, Fn&& fn) -> decltype(fn()
 
 }  // namespace
 
+constexpr InodeList kOrphanList{kItemOrphan, &Superblock::ro_compat, kRoCompatOrphans};
+
 Status add_orphan(MetadataStore& store, uint64_t ino, uint64_t generation) {
-  SFS_TRY(store.fs_tree().insert(orphan_key(ino), OrphanRecord{generation}.encode()));
-  store.superblock().ro_compat |= kRoCompatOrphans;
-  return {};
+  return kOrphanList.add(store, ino, OrphanRecord{generation}.encode(), false);
 }
 
-Status remove_orphan(MetadataStore& store, uint64_t ino) {
-  SFS_TRY(store.fs_tree().remove(orphan_key(ino)));
-  SFS_ASSIGN(const bool any, store.fs_tree().contains_any(orphan_key(0), orphan_key(~0ull)));
-  if (!any) store.superblock().ro_compat &= ~kRoCompatOrphans;
-  return {};
-}
+Status remove_orphan(MetadataStore& store, uint64_t ino) { return kOrphanList.remove(store, ino, false); }
 
 Result<std::vector<Orphan>> list_orphans(MetadataStore& store) {
   std::vector<Orphan> out;
-  Status decode_error;
-  SFS_TRY(store.fs_tree().scan(orphan_key(0), orphan_key(~0ull), [&](const Key& k, std::span<const uint8_t> v) {
-    auto rec = OrphanRecord::decode(v, k);
-    if (!rec.ok()) {
-      decode_error = rec.status();
-      return false;
-    }
-    out.push_back({k.offset, *rec});
+  SFS_TRY(scan_items<OrphanRecord>(store.fs_tree(), orphan_key(0), orphan_key(~0ull), [&](const Key& k, OrphanRecord rec) {
+    out.push_back({k.offset, rec});
     return true;
   }));
-  SFS_TRY(decode_error);
   return out;
 }
 

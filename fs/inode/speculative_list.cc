@@ -1,23 +1,19 @@
 #include "fs/inode/speculative_list.h"
 
 #include "fs/format/format.h"
+#include "fs/inode/inode_list.h"
 
 namespace stablefs {
 
-Status add_speculative(MetadataStore& store, uint64_t ino) {
-  SFS_ASSIGN(const bool listed, store.fs_tree().lookup(speculative_key(ino), nullptr));
-  if (!listed) SFS_TRY(store.fs_tree().insert(speculative_key(ino), {}));
-  store.superblock().incompat |= kIncompatSpeculative;
-  return {};
-}
+namespace {
 
-Status remove_speculative(MetadataStore& store, uint64_t ino) {
-  SFS_ASSIGN(const bool listed, store.fs_tree().lookup(speculative_key(ino), nullptr));
-  if (listed) SFS_TRY(store.fs_tree().remove(speculative_key(ino)));
-  SFS_ASSIGN(const bool any, store.fs_tree().contains_any(speculative_key(0), speculative_key(~0ull)));
-  if (!any) store.superblock().incompat &= ~kIncompatSpeculative;
-  return {};
-}
+constexpr InodeList kSpeculativeList{kItemSpeculative, &Superblock::incompat, kIncompatSpeculative};
+
+}  // namespace
+
+Status add_speculative(MetadataStore& store, uint64_t ino) { return kSpeculativeList.add(store, ino, {}, true); }
+
+Status remove_speculative(MetadataStore& store, uint64_t ino) { return kSpeculativeList.remove(store, ino, true); }
 
 Result<std::vector<uint64_t>> list_speculative(MetadataStore& store) {
   std::vector<uint64_t> out;

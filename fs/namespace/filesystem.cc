@@ -6,6 +6,7 @@
 
 #include "fs/inode/inode_release.h"
 #include "fs/inode/orphan_list.h"
+#include "fs/meta/item_scan.h"
 
 namespace stablefs {
 namespace {
@@ -95,36 +96,13 @@ void Filesystem::touch_times(Inode& inode, bool mtime, bool ctime) {
 }
 
 Result<std::optional<Filesystem::DirentSlot>> Filesystem::find_dirent(uint64_t dir, std::string_view name) {
-  uint64_t base = name_slot_base(name);
-  std::optional<DirentSlot> found;
-  Status decode_error;
-  SFS_TRY(store_locked().fs_tree().scan({dir, kItemDirent, base}, {dir, kItemDirent, base + kSlotsPerHash - 1},
-                                 [&](const Key& k, std::span<const uint8_t> v) {
-                                   auto rec = DirentRecord::decode(v, k);
-                                   if (!rec.ok()) {
-                                     decode_error = rec.status();
-                                     return false;
-                                   }
-                                   if (rec->name == name) {
-                                     found = DirentSlot{k.offset, std::move(rec).value()};
-                                     return false;
-                                   }
-                                   return true;
-                                 }));
-  SFS_TRY(decode_error);
-  return found;
+  SFS_ASSIGN(auto found, find_named_item<DirentRecord>(store_locked().fs_tree(), dir, kItemDirent, name));
+  if (!found) return std::optional<DirentSlot>();
+  return std::optional<DirentSlot>(DirentSlot{found->first, std::move(found->second)});
 }
 
 Status Filesystem::add_dirent(uint64_t dir, std::string_view name, uint64_t ino, uint32_t mode) {
-  uint64_t base = name_slot_base(name);
-  uint64_t slot = base;
-  SFS_TRY(store_locked().fs_tree().scan({dir, kItemDirent, base}, {dir, kItemDirent, base + kSlotsPerHash - 1},
-                                 [&](const Key& k, std::span<const uint8_t>) {
-                                   if (k.offset != slot) return false;  // a gap: take it
-                                   ++slot;
-                                   return true;
-                                 }));
-  if (slot >= base + kSlotsPerHash) return Status::error(ENOSPC, "too many names with one hash in this directory");
+  SFS_ASSIGN(const uint64_t slot, free_name_slot(store_locked().fs_tree(), dir, kItemDirent, name));
   DirentRecord rec{ino, dtype_of_mode(mode), std::string(name)};
   return store_locked().fs_tree().insert({dir, kItemDirent, slot}, rec.encode());
 }
@@ -472,17 +450,10 @@ Result<Inode> Filesystem::setattr(uint64_t ino, const SetAttrRequest& req) {
 Status Filesystem::readdir(uint64_t dir, uint64_t cookie, const std::function<bool(const DirEntry&)>& fn) {
   MutexLock lock(inodes_.mutex());
   SFS_TRY(load_dir(dir));
-  Status decode_error;
-  SFS_TRY(store_locked().fs_tree().scan({dir, kItemDirent, cookie}, {dir, kItemDirent, ~0ull},
-                                 [&](const Key& k, std::span<const uint8_t> v) {
-                                   auto rec = DirentRecord::decode(v, k);
-                                   if (!rec.ok()) {
-                                     decode_error = rec.status();
-                                     return false;
-                                   }
-                                   return fn(DirEntry{rec->name, rec->ino, rec->dtype, k.offset + 1});
-                                 }));
-  return decode_error;
+  return scan_items<DirentRecord>(store_locked().fs_tree(), {dir, kItemDirent, cookie}, {dir, kItemDirent, ~0ull},
+                                  [&](const Key& k, const DirentRecord& rec) {
+                                    return fn(DirEntry{rec.name, rec.ino, rec.dtype, k.offset + 1});
+                                  });
 }
 
 FsStats Filesystem::statfs() {

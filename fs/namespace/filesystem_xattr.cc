@@ -3,6 +3,7 @@
 
 #include "fs/namespace/filesystem.h"
 #include "fs/format/posix_acl.h"
+#include "fs/meta/item_scan.h"
 
 namespace stablefs {
 namespace {
@@ -26,37 +27,11 @@ size_t Filesystem::max_xattr_value() const {
 }
 
 Result<std::optional<std::pair<uint64_t, XattrRecord>>> Filesystem::find_xattr(uint64_t ino, std::string_view name) {
-  uint64_t base = name_slot_base(name);
-  std::optional<std::pair<uint64_t, XattrRecord>> found;
-  Status decode_error;
-  SFS_TRY(store_locked().fs_tree().scan({ino, kItemXattr, base}, {ino, kItemXattr, base + kSlotsPerHash - 1},
-                                 [&](const Key& k, std::span<const uint8_t> v) {
-                                   auto rec = XattrRecord::decode(v, k);
-                                   if (!rec.ok()) {
-                                     decode_error = rec.status();
-                                     return false;
-                                   }
-                                   if (rec->name == name) {
-                                     found.emplace(k.offset, std::move(rec).value());
-                                     return false;
-                                   }
-                                   return true;
-                                 }));
-  SFS_TRY(decode_error);
-  return found;
+  return find_named_item<XattrRecord>(store_locked().fs_tree(), ino, kItemXattr, name);
 }
 
 Result<uint64_t> Filesystem::free_xattr_slot(uint64_t ino, std::string_view name) {
-  const uint64_t base = name_slot_base(name);
-  uint64_t slot = base;
-  SFS_TRY(store_locked().fs_tree().scan({ino, kItemXattr, base}, {ino, kItemXattr, base + kSlotsPerHash - 1},
-                                 [&](const Key& k, std::span<const uint8_t>) {
-                                   if (k.offset != slot) return false;
-                                   ++slot;
-                                   return true;
-                                 }));
-  if (slot >= base + kSlotsPerHash) return Status::error(ENOSPC, "too many xattr names with one hash");
-  return slot;
+  return free_name_slot(store_locked().fs_tree(), ino, kItemXattr, name);
 }
 
 Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const uint8_t> value, int flags,
@@ -111,17 +86,11 @@ Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino) {
   MutexLock lock(inodes_.mutex());
   SFS_TRY(inodes_.load(ino));
   std::vector<std::string> names;
-  Status decode_error;
-  SFS_TRY(store_locked().fs_tree().scan({ino, kItemXattr, 0}, {ino, kItemXattr, ~0ull}, [&](const Key& k, std::span<const uint8_t> v) {
-    auto rec = XattrRecord::decode(v, k);
-    if (!rec.ok()) {
-      decode_error = rec.status();
-      return false;
-    }
-    names.push_back(std::move(rec->name));
-    return true;
-  }));
-  SFS_TRY(decode_error);
+  SFS_TRY(scan_items<XattrRecord>(store_locked().fs_tree(), {ino, kItemXattr, 0}, {ino, kItemXattr, ~0ull},
+                                  [&](const Key&, XattrRecord rec) {
+                                    names.push_back(std::move(rec.name));
+                                    return true;
+                                  }));
   return names;
 }
 
