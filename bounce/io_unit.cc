@@ -118,64 +118,70 @@ std::string check_shape(uint64_t dev_offset, size_t length, const IoUnitGeometry
 
 }  // namespace
 
-std::unique_ptr<IoUnit> IoUnit::build_write(uint64_t dev_offset, std::span<const uint8_t> src, bool bounce,
-                                            BouncePool& pool, const IoUnitGeometry& geometry) {
+std::unique_ptr<IoUnit> IoUnit::start_build(bool write, uint64_t dev_offset, uint8_t* user, size_t length,
+                                            const IoUnitGeometry& geometry) {
   std::unique_ptr<IoUnit> u(new IoUnit());
-  u->write_ = true;
+  u->write_ = write;
   u->dev_offset_ = dev_offset;
-  u->length_ = src.size();
+  u->length_ = length;
   u->geometry_ = geometry;
-  u->user_ = const_cast<uint8_t*>(src.data());
-  if (std::string why = check_shape(dev_offset, src.size(), geometry); !why.empty()) {
-    u->invalidate(why);
-    return u;
-  }
-  u->bounced_ = bounce || needs_bounce(src.data(), src.size(), dev_offset, geometry);
-  if (u->bounced_ && src.size() > pool.capacity()) {
-    u->invalidate("larger than the bounce pool");
-    return u;
-  }
+  u->user_ = user;
+  if (std::string why = check_shape(dev_offset, length, geometry); !why.empty()) u->invalidate(why);
+  return u;
+}
 
-  const size_t block = geometry.checksum_block;
-  const size_t nblocks = src.size() / block;
-  u->checksums_.resize(nblocks);
-  std::vector<iovec>& iov = u->request_.iov;
-  if (u->bounced_) {
-    u->chunks_ = pool.get_total(src.size());
-    iov.reserve(u->chunks_.size());
-    size_t left = src.size();
-    for (const BounceBuffer& c : u->chunks_) {
+bool IoUnit::take_memory(bool bounce, BouncePool& pool) {
+  bounced_ = bounce || needs_bounce(user_, length_, dev_offset_, geometry_);
+  if (bounced_ && length_ > pool.capacity()) {
+    invalidate("larger than the bounce pool");
+    return false;
+  }
+  std::vector<iovec>& iov = request_.iov;
+  if (bounced_) {
+    chunks_ = pool.get_total(length_);
+    iov.reserve(chunks_.size());
+    size_t left = length_;
+    for (const BounceBuffer& c : chunks_) {
       size_t n = std::min(left, c.size());
       iov.push_back({c.data(), n});
       left -= n;
     }
+  } else {
+    iov.push_back({user_, length_});
+  }
+  return true;
+}
+
+void IoUnit::finish_build() {
+  request_.op = write_ ? IoRequest::Op::kWrite : IoRequest::Op::kRead;
+  request_.offset = dev_offset_;
+  request_.on_complete = [this](IoRequest&, int64_t result) { complete(result); };
+}
+
+std::unique_ptr<IoUnit> IoUnit::build_write(uint64_t dev_offset, std::span<const uint8_t> src, bool bounce,
+                                            BouncePool& pool, const IoUnitGeometry& geometry) {
+  // The memory is only read; the pointer is non-const because a read unit shares the field.
+  std::unique_ptr<IoUnit> u = start_build(true, dev_offset, const_cast<uint8_t*>(src.data()), src.size(), geometry);
+  if (!u->invalid_.ok() || !u->take_memory(bounce, pool)) return u;
+  const size_t block = geometry.checksum_block;
+  const size_t nblocks = src.size() / block;
+  u->checksums_.resize(nblocks);
+  if (u->bounced_) {
     // Copy and hash block by block: what is hashed is the copy, which nobody else can touch.
-    BlockWalker walk(iov.data(), iov.size(), block);
+    BlockWalker walk(u->request_.iov.data(), u->request_.iov.size(), block);
     for (size_t i = 0; i < nblocks; ++i) u->checksums_[i] = walk.next(src.data() + i * block);
   } else {
-    iov.push_back({const_cast<uint8_t*>(src.data()), src.size()});
     for (size_t i = 0; i < nblocks; ++i) u->checksums_[i] = xxh3_64(src.data() + i * block, block);
   }
-  u->request_.op = IoRequest::Op::kWrite;
-  u->request_.offset = dev_offset;
-  IoUnit* raw = u.get();
-  u->request_.on_complete = [raw](IoRequest&, int64_t result) { raw->complete(result); };
+  u->finish_build();
   return u;
 }
 
 std::unique_ptr<IoUnit> IoUnit::build_read(uint64_t dev_offset, std::span<uint8_t> dst, bool bounce, BouncePool& pool,
                                            const IoUnitGeometry& geometry,
                                            std::vector<std::optional<uint64_t>> expected) {
-  std::unique_ptr<IoUnit> u(new IoUnit());
-  u->write_ = false;
-  u->dev_offset_ = dev_offset;
-  u->length_ = dst.size();
-  u->geometry_ = geometry;
-  u->user_ = dst.data();
-  if (std::string why = check_shape(dev_offset, dst.size(), geometry); !why.empty()) {
-    u->invalidate(why);
-    return u;
-  }
+  std::unique_ptr<IoUnit> u = start_build(false, dev_offset, dst.data(), dst.size(), geometry);
+  if (!u->invalid_.ok()) return u;
   if (!expected.empty() && expected.size() != dst.size() / geometry.checksum_block) {
     std::string why = std::to_string(expected.size());
     why += " expected checksums for ";
@@ -185,28 +191,8 @@ std::unique_ptr<IoUnit> IoUnit::build_read(uint64_t dev_offset, std::span<uint8_
     return u;
   }
   u->expected_ = std::move(expected);
-  u->bounced_ = bounce || needs_bounce(dst.data(), dst.size(), dev_offset, geometry);
-  if (u->bounced_ && dst.size() > pool.capacity()) {
-    u->invalidate("larger than the bounce pool");
-    return u;
-  }
-  std::vector<iovec>& iov = u->request_.iov;
-  if (u->bounced_) {
-    u->chunks_ = pool.get_total(dst.size());
-    iov.reserve(u->chunks_.size());
-    size_t left = dst.size();
-    for (const BounceBuffer& c : u->chunks_) {
-      size_t n = std::min(left, c.size());
-      iov.push_back({c.data(), n});
-      left -= n;
-    }
-  } else {
-    iov.push_back({dst.data(), dst.size()});
-  }
-  u->request_.op = IoRequest::Op::kRead;
-  u->request_.offset = dev_offset;
-  IoUnit* raw = u.get();
-  u->request_.on_complete = [raw](IoRequest&, int64_t result) { raw->complete(result); };
+  if (!u->take_memory(bounce, pool)) return u;
+  u->finish_build();
   return u;
 }
 

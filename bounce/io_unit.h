@@ -85,6 +85,14 @@ class IoUnit {
 
  private:
   IoUnit() = default;
+  // The fields every unit has, checked against the geometry (invalid_ says what is wrong).
+  static std::unique_ptr<IoUnit> start_build(bool write, uint64_t dev_offset, uint8_t* user, size_t length,
+                                             const IoUnitGeometry& geometry);
+  // The one choice of memory: bounce (pool chunks, taken now) or the caller's range. False
+  // when the unit cannot be built (then invalid).
+  bool take_memory(bool bounce, BouncePool& pool);
+  // The IoRequest, completing into complete().
+  void finish_build();
   void complete(int64_t result);
   Status verify_read();  // checks the blocks read against expected_
   void invalidate(const std::string& why);
