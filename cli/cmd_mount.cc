@@ -17,19 +17,19 @@
 
 #include <chrono>
 #include <climits>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <sstream>
 #include <thread>
 
 #include "cli/commands.h"
 #include "cli/mount_table.h"
 #include "bounce/file_device.h"
+#include "fs/fuse/commit_timer.h"
 #include "fs/fuse/fuse_adapter.h"
+#include "fs/fuse/stats_server.h"
 #include "fs/format/superblock_io.h"
 #include "fs/volume.h"
 
@@ -89,35 +89,6 @@ std::string parse_options(const std::vector<std::string>& lists, MountConfig& cf
   return "";
 }
 
-// Process-wide handle for the commit thread's wakeup.
-struct CommitTimer {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stop = false;
-  std::thread thread;
-
-  void start(Volume& v, unsigned seconds) {
-    if (seconds == 0) return;
-    thread = std::thread([this, &v, seconds] {
-      std::unique_lock lock(mu);
-      while (!cv.wait_for(lock, std::chrono::seconds(seconds), [this] { return stop; })) {
-        lock.unlock();
-        Status st = v.sync();
-        if (!st.ok()) syslog(LOG_ERR, "periodic commit failed: %s", st.message().c_str());
-        lock.lock();
-      }
-    });
-  }
-  void finish() {
-    {
-      std::lock_guard lock(mu);
-      stop = true;
-    }
-    cv.notify_all();
-    if (thread.joinable()) thread.join();
-  }
-};
-
 bool write_all(int fd, const std::string& s) {
   size_t off = 0;
   while (off < s.size()) {
@@ -172,13 +143,12 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
       if (null > 2) ::close(null);
     }
   }
-  CommitTimer timer;
-  timer.start(**volume, cfg.commit_seconds);
-  auto stats = StatsServer::start(**volume, a.mountpoint, a.device);
+  auto timer = std::make_unique<CommitTimer>(**volume, cfg.commit_seconds);
+  auto stats = StatsServer::start(**volume, stats_socket_path(a.mountpoint), a.mountpoint, a.device);
   if (!stats) syslog(LOG_WARNING, "%s: stablefs stats will not answer (socket)", a.mountpoint.c_str());
   Status run = (*server)->run();
   stats.reset();
-  timer.finish();
+  timer.reset();
   server->reset();  // the session is gone: no request can reach the volume any more
   Status closed = (*volume)->close();
   volume->reset();  // releases the device

@@ -10,10 +10,6 @@
 #include <string>
 #include <vector>
 
-namespace stablefs {
-class Volume;
-}
-
 namespace stablefs::cli {
 
 using RunFn = std::function<int()>;
@@ -42,19 +38,5 @@ bool is_mounted(const std::string& path);
 std::string runtime_file(const std::string& mountpoint);
 // The unix socket on which a mount daemon answers `stablefs stats`.
 std::string stats_socket_path(const std::string& mountpoint);
-
-// The daemon side of `stablefs stats`: a thread answering on stats_socket_path(mountpoint)
-// with the Volume's bounce decision and I/O counters. start() returns null when the socket
-// cannot be made (the mount works without it). The Volume must outlive the server.
-class StatsServer {
- public:
-  static std::unique_ptr<StatsServer> start(Volume& v, const std::string& mountpoint, const std::string& device);
-  ~StatsServer();
-
- private:
-  StatsServer() = default;
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
 
 }  // namespace stablefs::cli
