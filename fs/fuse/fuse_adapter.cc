@@ -397,32 +397,30 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
-// readdir and readdirplus: "." (offset 1) and ".." (offset 2), then the stored entries, whose
-// cookies are >= 257. Entries are collected first and the reply built outside the metadata
-// lock (readdirplus looks each one up).
+// readdir and readdirplus: the listing and its positions are the filesystem's
+// (Filesystem::list_directory); this only encodes it.
 void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   Filesystem& fs = fsys(req);
-  auto dir = fs.getattr(ino);
-  if (!dir.ok()) return reply_status(req, dir.status());
   std::vector<char> buf(size);
   size_t used = 0;
   std::vector<uint64_t> held;  // readdirplus: the lookup references the reply hands out
-  // Adds one entry; false when it does not fit.
-  auto add = [&](const char* name, const Inode* inode, uint64_t dot_ino, uint32_t mode, off_t next) -> bool {
+  // Adds one entry; false when it does not fit. inode null: attributes from e alone.
+  auto add = [&](const DirEntry& e, const Inode* inode) -> bool {
+    const off_t next = static_cast<off_t>(e.next_cookie);
     size_t n;
     if (plus) {
-      fuse_entry_param e{};
-      if (inode) e = to_entry(req, *inode);
+      fuse_entry_param p{};
+      if (inode) p = to_entry(req, *inode);
       else {
-        e.attr.st_ino = dot_ino;
-        e.attr.st_mode = mode;
+        p.attr.st_ino = e.ino;
+        p.attr.st_mode = static_cast<uint32_t>(e.dtype) << 12;
       }
-      n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
+      n = fuse_add_direntry_plus(req, buf.data() + used, size - used, e.name.c_str(), &p, next);
     } else {
       struct stat st {};
-      st.st_ino = inode ? inode->ino : dot_ino;
-      st.st_mode = inode ? inode->rec.mode : mode;
-      n = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
+      st.st_ino = e.ino;
+      st.st_mode = static_cast<uint32_t>(e.dtype) << 12;
+      n = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st, next);
     }
     if (n > size - used) return false;
     if (plus && inode) {
@@ -432,37 +430,30 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
     used += n;
     return true;
   };
-  if (off < 1 && !add(".", nullptr, ino, S_IFDIR, 1)) return (void)fuse_reply_buf(req, buf.data(), used);
-  if (off < 2) {
-    uint64_t parent = dir->rec.parent ? dir->rec.parent : ino;
-    if (!add("..", nullptr, parent, S_IFDIR, 2)) return (void)fuse_reply_buf(req, buf.data(), used);
-  }
-  const uint64_t cookie = off <= 2 ? 0 : static_cast<uint64_t>(off);
-  // Collect at most what can fit (each entry needs at least 24 bytes plus its name, padded).
+  // Collect at most what can fit (each entry needs at least 24 bytes plus its name, padded);
+  // the reply is built outside the metadata lock (readdirplus looks each entry up).
   std::vector<DirEntry> entries;
-  size_t estimate = used;
+  size_t estimate = 0;
   const size_t per_entry = plus ? sizeof(fuse_entry_param) : 24;
-  Status st = fs.readdir(ino, cookie, [&](const DirEntry& e) {
+  Status st = fs.list_directory(ino, off < 0 ? 0 : static_cast<uint64_t>(off), [&](const DirEntry& e) {
     entries.push_back(e);
     estimate += per_entry + ((e.name.size() + 7) & ~size_t(7));
     return estimate < size;
   });
   if (!st.ok()) return reply_status(req, st);
   for (const DirEntry& e : entries) {
-    if (plus) {
-      auto inode = fs.getattr(e.ino);
-      if (!inode.ok()) {
-        if (inode.status().code() == ENOENT) continue;  // removed since readdir listed it
-        if (used == 0) return reply_status(req, inode.status());
-        break;
-      }
-      if (!add(e.name.c_str(), &*inode, 0, 0, static_cast<off_t>(e.next_cookie))) break;
-    } else {
-      Inode i;
-      i.ino = e.ino;
-      i.rec.mode = static_cast<uint32_t>(e.dtype) << 12;
-      if (!add(e.name.c_str(), &i, 0, 0, static_cast<off_t>(e.next_cookie))) break;
+    // The kernel takes no lookup reference for "." and "..": they carry no attributes.
+    if (!plus || e.name == "." || e.name == "..") {
+      if (!add(e, nullptr)) break;
+      continue;
     }
+    auto inode = fs.getattr(e.ino);
+    if (!inode.ok()) {
+      if (inode.status().code() == ENOENT) continue;  // removed since it was listed
+      if (used == 0) return reply_status(req, inode.status());
+      break;
+    }
+    if (!add(e, &*inode)) break;
   }
   // A reply the kernel never got (the request was interrupted) hands out no references.
   if (fuse_reply_buf(req, buf.data(), used) != 0)

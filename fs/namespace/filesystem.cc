@@ -447,6 +447,17 @@ Result<Inode> Filesystem::setattr(uint64_t ino, const SetAttrRequest& req) {
   return inode;
 }
 
+Status Filesystem::list_directory(uint64_t dir, uint64_t offset, const std::function<bool(const DirEntry&)>& fn) {
+  {
+    MutexLock lock(inodes_.mutex());
+    SFS_ASSIGN(Inode d, load_dir(dir));
+    if (offset < 1 && !fn(DirEntry{".", dir, DT_DIR, 1})) return {};
+    if (offset < 2 && !fn(DirEntry{"..", d.rec.parent ? d.rec.parent : dir, DT_DIR, 2})) return {};
+  }
+  // Stored entries' cookies are name slots (name_slot_base: 256 and up), above the dots.
+  return readdir(dir, offset <= 2 ? 0 : offset, fn);
+}
+
 Status Filesystem::readdir(uint64_t dir, uint64_t cookie, const std::function<bool(const DirEntry&)>& fn) {
   MutexLock lock(inodes_.mutex());
   SFS_TRY(load_dir(dir));

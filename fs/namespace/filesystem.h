@@ -105,6 +105,11 @@ class Filesystem {
   // Entries after cookie (0: from the start), in cookie order, until fn returns false.
   // "." and ".." are not stored and not listed.
   Status readdir(uint64_t dir, uint64_t cookie, const std::function<bool(const DirEntry&)>& fn);
+  // The listing readdir(3) sees, from position offset (0: the start): "." (its next position
+  // is 1), ".." (2; the root is its own parent), then the stored entries from readdir(), whose
+  // positions are their cookies (all above 2). Until fn returns false. A position stays valid
+  // across changes to the directory (a removed entry is skipped, not shifted).
+  Status list_directory(uint64_t dir, uint64_t offset, const std::function<bool(const DirEntry&)>& fn);
 
   // Setting an access ACL by a caller neither privileged nor in the file's group also clears
   // the set-group-ID bit, as the kernel decides for local filesystems.

@@ -79,6 +79,56 @@ TEST_CASE("filesystem: create, lookup, readdir, unlink") {
   CHECK(f.fsck() == 0);
 }
 
+TEST_CASE("filesystem: list_directory gives dot, dot-dot and stable positions to resume from") {
+  Fixture f;
+  auto d = f.fs->mkdir(kRootIno, "d", 0755, f.cred);
+  REQUIRE(d.ok());
+  for (const char* n : {"x", "y", "z"}) REQUIRE(f.fs->mknod(d->ino, n, S_IFREG | 0644, 0, f.cred).ok());
+  auto list = [&](uint64_t offset, size_t most) {
+    std::vector<DirEntry> out;
+    REQUIRE(f.fs->list_directory(d->ino, offset, [&](const DirEntry& e) {
+      out.push_back(e);
+      return out.size() < most;
+    }).ok());
+    return out;
+  };
+  const std::vector<DirEntry> all = list(0, 100);
+  REQUIRE(all.size() == 5);
+  CHECK(all[0].name == ".");
+  CHECK(all[0].ino == d->ino);
+  CHECK(all[0].next_cookie == 1);
+  CHECK(all[1].name == "..");
+  CHECK(all[1].ino == kRootIno);
+  CHECK(all[1].next_cookie == 2);
+  std::set<std::string> stored;
+  for (size_t i = 2; i < all.size(); ++i) {
+    CHECK(all[i].next_cookie > 2);
+    stored.insert(all[i].name);
+  }
+  CHECK(stored == std::set<std::string>{"x", "y", "z"});
+  // Resuming from each position gives exactly the rest, also after an entry before it went.
+  for (size_t i = 0; i < all.size(); ++i) {
+    CAPTURE(i);
+    const std::vector<DirEntry> rest = list(all[i].next_cookie, 100);
+    REQUIRE(rest.size() == all.size() - i - 1);
+    for (size_t j = 0; j < rest.size(); ++j) CHECK(rest[j].name == all[i + 1 + j].name);
+  }
+  REQUIRE(f.fs->unlink(d->ino, all[2].name).ok());
+  const std::vector<DirEntry> after = list(all[2].next_cookie, 100);
+  REQUIRE(after.size() == 2);
+  CHECK(after[0].name == all[3].name);
+  // The root is its own parent.
+  std::vector<DirEntry> root;
+  REQUIRE(f.fs->list_directory(kRootIno, 0, [&](const DirEntry& e) {
+    root.push_back(e);
+    return root.size() < 2;
+  }).ok());
+  REQUIRE(root.size() == 2);
+  CHECK(root[1].ino == kRootIno);
+  CHECK(f.fs->list_directory(all[3].ino, 0, [](const DirEntry&) { return true; }).code() == ENOTDIR);  // a file
+  CHECK(f.fsck() == 0);
+}
+
 TEST_CASE("filesystem: directories, link counts, rmdir") {
   Fixture f;
   auto d = f.fs->mkdir(kRootIno, "d", 0755, f.cred);
