@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bounce/aligned_buffer.h"
+#include "iomap/seek.h"
 
 namespace stablefs {
 
@@ -175,6 +176,11 @@ Status Volume::close_file(uint64_t ino) noexcept {
 Status Volume::release(uint64_t ino) {
   const FileRangeLocks::Held whole_file = locks_.lock(ino, 0, ~0ull, true);
   return space_->trim_speculative(ino);
+}
+
+Result<uint64_t> Volume::seek(uint64_t ino, uint64_t offset, bool want_data) {
+  const FileRangeLocks::Held whole_file = locks_.lock(ino, 0, ~0ull, false);
+  return iomap_seek(*mapper_, ino, offset, want_data);
 }
 
 Status Volume::sync() {

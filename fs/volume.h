@@ -75,8 +75,10 @@ class Volume {
   // filesystem); an error part way leaves the range partly zeroed. Preallocation that runs
   // out of space keeps what it allocated.
   Status fallocate(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length);
-  Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return space_->seek_data(ino, offset); }
-  Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset) { return space_->seek_hole(ino, offset); }
+  // lseek(2) SEEK_DATA / SEEK_HOLE (iomap/seek.h), ordered against size changes and writes
+  // of ino by its range lock (held shared over the whole file).
+  Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return seek(ino, offset, true); }
+  Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset) { return seek(ino, offset, false); }
   // An open file handle of ino: a hold on the inode (Filesystem::acquire_inode, so an
   // unlinked open file stays until its last close) and a count of ino's open handles.
   // std::bad_alloc leaves nothing counted or held.
@@ -106,6 +108,7 @@ class Volume {
   // Writes zeros over [offset, offset + length) through the engine (partial blocks).
   // REQUIRES: the whole-file range lock of ino held.
   Status zero_bytes(uint64_t ino, uint64_t offset, uint64_t length);
+  Result<uint64_t> seek(uint64_t ino, uint64_t offset, bool want_data);
   // set_size and fallocate under the whole-file lock.
   Status set_size_locked(uint64_t ino, uint64_t size);
   Status fallocate_locked(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length);

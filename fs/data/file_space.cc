@@ -172,23 +172,4 @@ Status FileSpace::preallocate(uint64_t ino, uint64_t first_block, uint64_t nbloc
   return store.end_operation(inodes_.save(inode));
 }
 
-Result<uint64_t> FileSpace::seek(uint64_t ino, uint64_t offset, bool want_data) {
-  MutexLock lock(inodes_.mutex());
-  MetadataStore& store = inodes_.store();
-  SFS_ASSIGN(Inode inode, inodes_.load(ino));
-  const uint64_t size = inode.rec.size, bs = store.superblock().block_size;
-  if (offset >= size) return Status::error(ENXIO, "offset is past the end of the file");
-  // Walk the pieces (extents and holes) from offset up to EOF; unwritten extents count as holes.
-  std::optional<uint64_t> found;
-  SFS_TRY(ExtentMap(store, ino).walk(offset / bs, [&](const MappedPiece& piece) {
-    if (piece.file_block * bs >= size) return false;
-    const bool is_data = piece.extent && !(piece.extent->flags & kExtentUnwritten);
-    if (is_data == want_data) found = std::max(offset, piece.file_block * bs);
-    return !found;
-  }));
-  if (found) return *found;
-  if (want_data) return Status::error(ENXIO, "no data past the offset");
-  return size;  // the implicit hole at end of file
-}
-
 }  // namespace stablefs

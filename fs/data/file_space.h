@@ -1,5 +1,5 @@
 // FileSpace: the space operations on a regular file's blocks that are pure metadata —
-// changing the size, punching and preallocating whole blocks, and SEEK_DATA/SEEK_HOLE.
+// changing the size, punching and preallocating whole blocks (SEEK_DATA/SEEK_HOLE: iomap/seek.h).
 //
 // Partial blocks at the edges of these operations hold data and are the caller's to zero
 // through the I/O engine first (see fs/volume.h); everything here works on whole blocks.
@@ -36,16 +36,11 @@ class FileSpace {
   // mount, what a crash left; at unmount, every stream still open. An inode that fails stays
   // listed and the rest are still trimmed; returns the first failure. REQUIRES: no I/O in flight.
   Status trim_listed_speculative();
-  // lseek SEEK_DATA / SEEK_HOLE semantics; unwritten extents count as holes. ENXIO past data.
-  Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return seek(ino, offset, true); }
-  Result<uint64_t> seek_hole(uint64_t ino, uint64_t offset) { return seek(ino, offset, false); }
 
  private:
   static constexpr uint64_t kStepBlocks = 2048;
   // Frees [first_block, +nblocks) in bounded steps (punch, set_size, trim_speculative).
   Status free_blocks(uint64_t ino, uint64_t first_block, uint64_t nblocks, bool touch_times);
-  // The first offset >= offset that is data (want_data) or a hole.
-  Result<uint64_t> seek(uint64_t ino, uint64_t offset, bool want_data);
   InodeTable& inodes_;
 };
 
