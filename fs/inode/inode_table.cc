@@ -38,7 +38,12 @@ Result<Inode> InodeTable::load(uint64_t ino) {
 Status InodeTable::save(const Inode& inode, InodeChange change) {
   SFS_TRY(store_->fs_tree().put(inode_key(inode.ino), inode.rec.encode()));
   const uint64_t committed = store_->stats().transactions_committed;
-  if (pending_.size() >= kPendingPruneAt) std::erase_if(pending_, [committed](const auto& e) { return e.second.any <= committed; });
+  // Pruned at most once per commit: between commits every entry is uncommitted, so scanning
+  // again would find nothing to drop.
+  if (pending_.size() >= kPendingPruneAt && pruned_at_ != committed) {
+    std::erase_if(pending_, [committed](const auto& e) { return e.second.any <= committed; });
+    pruned_at_ = committed;
+  }
   PendingChange& p = pending_[inode.ino];
   p.any = committed + 1;
   if (change == InodeChange::kMetadata) p.data = committed + 1;

@@ -91,12 +91,14 @@ class InodeTable {
   std::unordered_set<uint64_t> orphans_ GUARDED_BY(mu_);          // inodes this mount listed
   bool closed_ GUARDED_BY(mu_) = false;
   // The transaction (committed count + 1 when saved) holding each inode's last change, and
-  // its last change other than times. Entries already committed are pruned as it grows.
+  // its last change other than times. Entries already committed are pruned as it grows
+  // (at most once per commit).
   struct PendingChange {
     uint64_t any = 0;
     uint64_t data = 0;
   };
   std::unordered_map<uint64_t, PendingChange> pending_ GUARDED_BY(mu_);
+  uint64_t pruned_at_ GUARDED_BY(mu_) = 0;  // transactions committed at the last prune
 };
 
 }  // namespace stablefs
