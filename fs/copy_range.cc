@@ -1,5 +1,5 @@
-// copy_file_range: a walk over the source's data and holes (SEEK_DATA/SEEK_HOLE), copying data
-// through a bounce-sized buffer and turning holes into holes (see copy_range.h).
+// copy_file_range: an actor over the extent report of the source (iomap/report.h), copying
+// written data through a bounce-sized buffer and turning holes into holes (see copy_range.h).
 #include "fs/copy_range.h"
 
 #include <sys/stat.h>
@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "bounce/aligned_buffer.h"
+#include "iomap/report.h"
 
 namespace stablefs {
 namespace {
@@ -64,48 +65,31 @@ Result<uint64_t> copy_file_range(Volume& v, uint64_t ino_in, uint64_t off_in, ui
   if (count == 0) return uint64_t{0};
 
   AlignedBuffer buf(static_cast<size_t>(std::min(count, kChunk)));
-  uint64_t copied = 0;
+  uint64_t copied = 0;  // bytes from off_in the destination now holds
   Status failure;
-  while (copied < count) {
-    const uint64_t pos = off_in + copied;
-    // The next data at or after pos; ENXIO: only hole up to the end of file.
-    uint64_t data = off_in + count;
-    auto d = v.seek_data(ino_in, pos);
-    if (d.ok()) data = std::min(*d, off_in + count);
-    else if (d.status().code() != ENXIO) {
-      failure = d.status();
-      break;
+  // The walk holds no lock of its own: each piece is read and written through the Volume (which
+  // takes the files' range locks), so a concurrent change of the source is seen as with read(2).
+  Status walked = iomap_report(v.mapper(), ino_in, off_in, count, [&](const ReportedExtent& e) {
+    const uint64_t dst = off_out + (e.pos - off_in);
+    if (e.map.type != IomapType::kMapped) {  // a hole or unwritten: reads as zeros
+      failure = copy_hole(v, ino_out, dst, e.len);
+      if (!failure.ok()) return false;
+      copied = e.pos + e.len - off_in;
+      return true;
     }
-    if (data > pos) {
-      Status st = copy_hole(v, ino_out, off_out + copied, data - pos);
-      if (!st.ok()) {
-        failure = st;
-        break;
-      }
-      copied = data - off_in;
-      continue;
-    }
-    auto h = v.seek_hole(ino_in, pos);
-    if (!h.ok()) {
-      failure = h.status();
-      break;
-    }
-    const uint64_t data_end = std::min(std::max(*h, pos + 1), off_in + count);
-    auto n = copy_data(v, buf, ino_in, pos, ino_out, off_out + copied, data_end - pos);
+    auto n = copy_data(v, buf, ino_in, e.pos, ino_out, dst, e.len);
     if (!n.ok()) {
       failure = n.status();
-      break;
+      return false;
     }
-    copied += *n;
-    if (*n < data_end - pos) break;  // the source shrank under us
-  }
+    copied = e.pos + *n - off_in;
+    return *n == e.len;  // short: the source shrank under us
+  });
+  if (failure.ok()) failure = walked;
   if (copied > 0) {
     // A trailing hole was not written: the destination still has to reach off_out + copied.
-    auto now = v.fs().getattr(ino_out);
-    if (now.ok() && now->rec.size < off_out + copied) {
-      Status st = v.set_size(ino_out, off_out + copied);
-      if (!st.ok()) return st;
-    }
+    // Only ever grown: a write that extended the destination meanwhile keeps its bytes.
+    SFS_TRY(v.extend_size(ino_out, off_out + copied));
     return copied;
   }
   if (!failure.ok()) return failure;

@@ -7,6 +7,7 @@
 
 #include "bounce/aligned_buffer.h"
 #include "iomap/seek.h"
+#include "iomap/space.h"
 
 namespace stablefs {
 
@@ -23,7 +24,7 @@ Result<std::unique_ptr<Volume>> Volume::open(const std::string& path, VolumeOpti
   if (!queue.ok()) return queue.status().with_context(path + ": io_uring");
   v->queue_ = std::move(queue).value();
   v->mapper_ = std::make_unique<FileMapper>(v->fs_->inodes());
-  v->space_ = std::make_unique<FileSpace>(v->fs_->inodes());
+  v->space_ = std::make_unique<FileSpace>(v->fs_->inodes(), *v->mapper_);
   DirectIoConfig cfg;
   cfg.bounce = v->decision_.bounce;
   cfg.memory_alignment = v->device_->memory_alignment();
@@ -42,11 +43,12 @@ Volume::~Volume() {
 }
 
 Status Volume::zero_bytes(uint64_t ino, uint64_t offset, uint64_t length) {
-  if (length == 0) return {};
-  std::vector<uint8_t> zeros(static_cast<size_t>(length), 0);
-  SFS_ASSIGN(size_t n, engine_->write_sync_locked(ino, offset, zeros));
-  if (n != length) return Status::error(ENOSPC, "could not zero a partial block");
-  return {};
+  return iomap_zero_range(*mapper_, ino, offset, length, [&](uint64_t at, uint64_t n) -> Status {
+    std::vector<uint8_t> zeros(static_cast<size_t>(n), 0);
+    SFS_ASSIGN(size_t written, engine_->write_sync_locked(ino, at, zeros));
+    if (written != n) return Status::error(ENOSPC, "could not zero a partial block");
+    return {};
+  });
 }
 
 Status Volume::set_size(uint64_t ino, uint64_t size) {
@@ -97,18 +99,34 @@ Status Volume::fallocate_locked(uint64_t ino, unsigned mode, uint64_t offset, ui
     } else {
       // Whole blocks first: the edge writes go out of place, and on a full filesystem the
       // space the punch frees is what they need.
-      if (end_full > first_full) SFS_TRY(space_->punch(ino, first_full, end_full - first_full));
+      if (end_full > first_full)
+        SFS_TRY(iomap_unmap_range(*mapper_, *space_, ino, first_full * bs, (end_full - first_full) * bs,
+                                  UnmapWhat::kAll, true));
       SFS_TRY(zero_edge(offset, first_full * bs));
       SFS_TRY(zero_edge(end_full * bs, end));
     }
     if (mode & kFallocZeroRange) {
-      if (end_full > first_full) SFS_TRY(space_->preallocate(ino, first_full, end_full - first_full, 0));
-      if (!(mode & kFallocKeepSize) && end > size) SFS_TRY(space_->preallocate(ino, end / bs, 0, end));
+      if (end_full > first_full) SFS_TRY(iomap_preallocate(*mapper_, ino, first_full * bs, (end_full - first_full) * bs));
+      if (!(mode & kFallocKeepSize)) SFS_TRY(space_->extend_size(ino, end, false));
     }
     return {};
   }
-  const uint64_t first = offset / bs, last = (end + bs - 1) / bs;
-  return space_->preallocate(ino, first, last - first, (mode & kFallocKeepSize) ? 0 : end);
+  const uint64_t first = offset / bs * bs, last = (end + bs - 1) / bs * bs;
+  SFS_TRY(iomap_preallocate(*mapper_, ino, first, last - first));
+  if (!(mode & kFallocKeepSize)) SFS_TRY(space_->extend_size(ino, end, false));
+  return {};
+}
+
+Status Volume::extend_size(uint64_t ino, uint64_t size) {
+  if (size > DirectIo::kMaxFileBytes) return Status::error(EFBIG, "size " + std::to_string(size) + " is too large");
+  const FileRangeLocks::Held whole_file = locks_.lock(ino, 0, ~0ull, true);
+  return space_->extend_size(ino, size, true);
+}
+
+Status Volume::map_extents(uint64_t ino, uint64_t offset, uint64_t length,
+                           const std::function<bool(const ReportedExtent&)>& fn) {
+  const FileRangeLocks::Held whole_file = locks_.lock(ino, 0, ~0ull, false);
+  return iomap_report(*mapper_, ino, offset, length, fn);
 }
 
 void Volume::read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, DirectIo::Done done) {

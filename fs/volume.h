@@ -10,6 +10,7 @@
 // speculative preallocation, then unmounts cleanly.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -24,6 +25,7 @@
 #include "fs/data/file_space.h"
 #include "fs/namespace/filesystem.h"
 #include "iomap/direct_io.h"
+#include "iomap/report.h"
 
 namespace stablefs {
 
@@ -75,6 +77,14 @@ class Volume {
   // filesystem); an error part way leaves the range partly zeroed. Preallocation that runs
   // out of space keeps what it allocated.
   Status fallocate(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length);
+  // Grows ino to size when it is smaller, never shrinking it (a write that grew it meanwhile
+  // stays whole); mtime and ctime change when it grows. Under the whole-file range lock.
+  Status extend_size(uint64_t ino, uint64_t size);
+  // The extent report of [offset, offset+length) of ino (iomap/report.h), under its range
+  // lock held shared: ordered against writes, size changes and fallocate of ino; fn must not
+  // start I/O or space changes on ino.
+  Status map_extents(uint64_t ino, uint64_t offset, uint64_t length,
+                     const std::function<bool(const ReportedExtent&)>& fn);
   // lseek(2) SEEK_DATA / SEEK_HOLE (iomap/seek.h), ordered against size changes and writes
   // of ino by its range lock (held shared over the whole file).
   Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return seek(ino, offset, true); }

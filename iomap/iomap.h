@@ -27,6 +27,8 @@ enum IomapFlags : uint32_t {
   kIomapNew = 1u << 0,     // blocks allocated by this begin() call
   kIomapShared = 1u << 1,  // out-of-place: dev_addr is new space; the file still maps the old
                            // data until complete_writes() remaps it
+  kIomapSpeculative = 1u << 2,  // reports: space the filesystem allocated ahead of an appending
+                                // stream, freed when the file is closed unless written
 };
 
 enum IomapOp : uint32_t {
@@ -34,6 +36,9 @@ enum IomapOp : uint32_t {
   kIomapWrite = 1u << 0,
   kIomapDirect = 1u << 1,
   kIomapReport = 1u << 2,  // SEEK_DATA/SEEK_HOLE, extent maps: never allocate
+  kIomapPrealloc = 1u << 3,  // with kIomapWrite (fallocate): holes become unwritten extents
+                             // (kIomapNew), nothing speculative; existing extents are given as
+                             // they are, and speculative ones become the file's own
 };
 
 struct Iomap {
@@ -65,6 +70,19 @@ class IomapOps {
   // The file's size in bytes now.
   virtual Result<uint64_t> file_size(uint64_t ino) = 0;
   virtual uint32_t block_size() const = 0;
+};
+
+// Space changes the range actors ask of the filesystem (punch, truncate, trims: iomap/space.h),
+// one bounded atomic step per call. Thread-safe as IomapOps is.
+class IomapSpaceOps {
+ public:
+  virtual ~IomapSpaceOps() = default;
+  // Frees whatever backs [pos, pos+len) of ino, leaving a hole, in one atomic step, and returns
+  // the bytes handled from pos: at least one block, at most len (a large range takes several
+  // calls). change_times: mtime and ctime become now when something was freed (a punch);
+  // otherwise they stay (trimming speculative space). REQUIRES: pos and len block aligned; no
+  // I/O of the range in flight (the caller holds the file's range lock).
+  virtual Result<uint64_t> unmap(uint64_t ino, uint64_t pos, uint64_t len, bool change_times) = 0;
 };
 
 // One mapped piece [pos, pos+len) of a write request under map. reached_device: the data

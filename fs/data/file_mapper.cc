@@ -64,19 +64,38 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
   const uint64_t want = std::max<uint64_t>(1, (len + bs - 1) / bs);
   ExtentMap extents(store, ino);
   SFS_ASSIGN(MappedPiece piece, extents.find(fb));
-  const uint64_t n = std::min(piece.nblocks, want);
+  uint64_t n = std::min(piece.nblocks, want);
   Iomap map;
   map.offset = fb * bs;
 
-  if (!(op & kIomapWrite)) {
+  auto as_stored = [&] {
     map.length = n * bs;
     if (piece.extent) {
       map.type = piece.extent->flags & kExtentUnwritten ? IomapType::kUnwritten : IomapType::kMapped;
       map.dev_addr = piece.extent->dev_block * bs;
+      if (piece.extent->flags & kExtentSpeculative) map.flags |= kIomapSpeculative;
     }
     return map;
-  }
+  };
+  if (!(op & kIomapWrite)) return as_stored();
   if (store.read_only()) return Status::error(EROFS, "filesystem is read-only");
+
+  if ((op & kIomapPrealloc) && piece.extent) {
+    // Speculative space the caller asks for explicitly is the caller's now: not trimmed.
+    if (piece.extent->flags & kExtentSpeculative) {
+      const uint64_t step = std::min(n, kMaxMappingBlocks);
+      SFS_TRY(store.begin_operation(kMapOpBlocks));
+      ExtentRecord kept = *piece.extent;
+      kept.nblocks = step;
+      kept.flags &= ~kExtentSpeculative;
+      SFS_TRY(store.end_operation(out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
+        return extents.replace(fb, step, kept).status();
+      })));
+      n = step;
+      piece.extent = kept;
+    }
+    return as_stored();
+  }
 
   if (piece.extent && (piece.extent->flags & kExtentUnwritten || !store.superblock().data_checksums())) {
     map.type = piece.extent->flags & kExtentUnwritten ? IomapType::kUnwritten : IomapType::kMapped;
@@ -99,8 +118,9 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
   // whole extent is marked speculative until written: what the stream does not use is freed
   // when the file is closed).
   const uint64_t eof_block = (inode.rec.size + bs - 1) / bs;
-  const uint64_t extra =
-      fb >= eof_block ? speculative_blocks(store.allocator(), inode.rec.blocks, n, piece.nblocks) : 0;
+  const uint64_t extra = fb >= eof_block && !(op & kIomapPrealloc)
+                             ? speculative_blocks(store.allocator(), inode.rec.blocks, n, piece.nblocks)
+                             : 0;
   const uint32_t flags = extra > 0 ? kExtentUnwritten | kExtentSpeculative : kExtentUnwritten;
   SFS_ASSIGN(const uint64_t count, data_blocks_available(store, std::min(n + extra, kMaxMappingBlocks)));
   SFS_TRY(store.begin_operation(kMapOpBlocks));
@@ -110,6 +130,7 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
     SFS_TRY(extents.replace(fb, e.length, ExtentRecord{e.start, e.length, flags}));
     if (extra > 0) SFS_TRY(add_speculative(store, ino));  // listed in the same operation
     inode.rec.blocks += e.length;
+    if (op & kIomapPrealloc) inode.rec.ctime = now_timespec();  // fallocate(2) changes ctime
     SFS_TRY(inodes_.save(inode));
     map.type = IomapType::kUnwritten;
     map.flags = kIomapNew;

@@ -3,23 +3,25 @@
 #include <sys/stat.h>
 
 #include <optional>
-#include <utility>
 #include <vector>
 
 #include "fs/inode/data_release.h"
 #include "fs/inode/extent_map.h"
-#include "fs/data/file_mapper.h"
 #include "fs/inode/speculative_list.h"
+#include "iomap/space.h"
 
 namespace stablefs {
 namespace {
 
 constexpr size_t kStepOpBlocks = 96;
+// Past the last block of the largest file (DirectIo::kMaxFileBytes) and block aligned for any
+// block size: the end of the walks that free "everything past" an offset.
+constexpr uint64_t kEndOfAnyFile = 1ull << 63;
 
 }  // namespace
 
 Status FileSpace::set_size(uint64_t ino, uint64_t size) {
-  uint64_t first_free_block;
+  uint64_t first_free;
   {
     MutexLock lock(inodes_.mutex());
     MetadataStore& store = inodes_.store();
@@ -38,36 +40,67 @@ Status FileSpace::set_size(uint64_t ino, uint64_t size) {
       return inodes_.save(inode);
     });
     SFS_TRY(store.end_operation(st));
-    first_free_block = (size + bs - 1) / bs;
+    first_free = (size + bs - 1) / bs * bs;
   }
   // Blocks past the new end, in steps (each leaves a consistent file: extents past EOF are legal).
-  return punch(ino, first_free_block, ~0ull - first_free_block);
+  if (first_free >= kEndOfAnyFile) return {};
+  return iomap_unmap_range(mapper_, *this, ino, first_free, kEndOfAnyFile - first_free, UnmapWhat::kAll, true);
 }
 
-Status FileSpace::punch(uint64_t ino, uint64_t first_block, uint64_t nblocks) {
-  return free_blocks(ino, first_block, nblocks, true);
+Status FileSpace::extend_size(uint64_t ino, uint64_t size, bool change_mtime) {
+  MutexLock lock(inodes_.mutex());
+  MetadataStore& store = inodes_.store();
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
+  if (size <= inode.rec.size) return {};
+  SFS_TRY(store.begin_operation(kStepOpBlocks));
+  inode.rec.size = size;
+  inode.rec.ctime = now_timespec();
+  if (change_mtime) inode.rec.mtime = inode.rec.ctime;
+  return store.end_operation(inodes_.save(inode));
+}
+
+Result<uint64_t> FileSpace::unmap(uint64_t ino, uint64_t pos, uint64_t len, bool change_times) {
+  MutexLock lock(inodes_.mutex());
+  MetadataStore& store = inodes_.store();
+  const uint64_t bs = store.superblock().block_size;
+  const uint64_t fb = pos / bs, want = std::max<uint64_t>(1, len / bs);
+  ExtentMap extents(store, ino);
+  SFS_ASSIGN(MappedPiece piece, extents.find(fb));
+  const uint64_t n = std::min({piece.nblocks, want, kStepBlocks});
+  if (!piece.extent) return n * bs;  // a hole already
+  SFS_TRY(store.begin_operation(kStepOpBlocks));
+  Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
+    SFS_ASSIGN(Inode inode, inodes_.load(ino));
+    SFS_ASSIGN(auto displaced, extents.replace(fb, n, std::nullopt));
+    for (const DisplacedPiece& d : displaced) {
+      SFS_TRY(release_data_blocks(store, d.extent.dev_block, d.extent.nblocks));
+      inode.rec.blocks -= d.extent.nblocks;
+    }
+    if (change_times) inode.rec.ctime = inode.rec.mtime = now_timespec();
+    return inodes_.save(inode);
+  });
+  SFS_TRY(store.end_operation(st));
+  return n * bs;
 }
 
 Status FileSpace::trim_speculative(uint64_t ino) {
-  // Find the speculative extents past EOF first, then free them step by step; the inode
-  // leaves the speculative list last (a crash before that leaves it listed for the next mount).
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  // The speculative extents past EOF go step by step; the inode leaves the speculative list
+  // last (a crash before that leaves it listed for the next mount).
+  uint64_t eof = 0;
+  bool regular = false;
   {
     MutexLock lock(inodes_.mutex());
-    MetadataStore& store = inodes_.store();
-    if (store.read_only()) return {};  // left for a read-write mount to trim
+    if (inodes_.store().read_only()) return {};  // left for a read-write mount to trim
     Result<Inode> inode = inodes_.load(ino);
     if (!inode.ok() && inode.status().code() != ENOENT) return inode.status();
     if (inode.ok() && S_ISREG(inode->rec.mode)) {
-      const uint64_t bs = store.superblock().block_size;
-      SFS_TRY(ExtentMap(store, ino).walk((inode->rec.size + bs - 1) / bs, [&](const MappedPiece& piece) {
-        if (piece.extent && (piece.extent->flags & kExtentSpeculative))
-          ranges.emplace_back(piece.file_block, piece.nblocks);
-        return true;
-      }));
+      const uint64_t bs = inodes_.block_size();
+      regular = true;
+      eof = (inode->rec.size + bs - 1) / bs * bs;
     }
   }
-  for (const auto& [first, n] : ranges) SFS_TRY(free_blocks(ino, first, n, false));
+  if (regular && eof < kEndOfAnyFile)
+    SFS_TRY(iomap_unmap_range(mapper_, *this, ino, eof, kEndOfAnyFile - eof, UnmapWhat::kSpeculative, false));
   MutexLock lock(inodes_.mutex());
   MetadataStore& store = inodes_.store();
   SFS_ASSIGN(const bool listed, store.fs_tree().lookup(speculative_key(ino), nullptr));
@@ -91,85 +124,6 @@ Status FileSpace::trim_listed_speculative() {
       first_error = s.with_context("inode " + std::to_string(ino) + ": trimming speculative preallocation");
   }
   return first_error;
-}
-
-Status FileSpace::free_blocks(uint64_t ino, uint64_t first_block, uint64_t nblocks, bool touch_times) {
-  const uint64_t end = nblocks > ~0ull - first_block ? ~0ull : first_block + nblocks;
-  uint64_t pos = first_block;
-  while (pos < end) {
-    MutexLock lock(inodes_.mutex());
-    MetadataStore& store = inodes_.store();
-    ExtentMap extents(store, ino);
-    SFS_ASSIGN(MappedPiece piece, extents.find(pos));
-    if (!piece.extent) {
-      if (piece.nblocks >= end - pos) return {};  // nothing more to punch
-      pos += piece.nblocks;
-      continue;
-    }
-    const uint64_t n = std::min({piece.nblocks, end - pos, kStepBlocks});
-    SFS_TRY(store.begin_operation(kStepOpBlocks));
-    Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
-      SFS_ASSIGN(Inode inode, inodes_.load(ino));
-      SFS_ASSIGN(auto displaced, extents.replace(pos, n, std::nullopt));
-      for (const DisplacedPiece& d : displaced) {
-        SFS_TRY(release_data_blocks(store, d.extent.dev_block, d.extent.nblocks));
-        inode.rec.blocks -= d.extent.nblocks;
-      }
-      if (touch_times) inode.rec.ctime = inode.rec.mtime = now_timespec();
-      return inodes_.save(inode);
-    });
-    SFS_TRY(store.end_operation(st));
-    pos += n;
-  }
-  return {};
-}
-
-Status FileSpace::preallocate(uint64_t ino, uint64_t first_block, uint64_t nblocks, uint64_t extend_to) {
-  uint64_t pos = first_block;
-  const uint64_t end = first_block + nblocks;
-  while (pos < end) {
-    MutexLock lock(inodes_.mutex());
-    MetadataStore& store = inodes_.store();
-    ExtentMap extents(store, ino);
-    SFS_ASSIGN(MappedPiece piece, extents.find(pos));
-    const uint64_t n = std::min({piece.nblocks, end - pos, kStepBlocks});
-    if (piece.extent) {
-      // Speculative space the caller asks for explicitly is the caller's now: not trimmed.
-      if (piece.extent->flags & kExtentSpeculative) {
-        SFS_TRY(store.begin_operation(kStepOpBlocks));
-        ExtentRecord kept = *piece.extent;
-        kept.nblocks = n;
-        kept.flags &= ~kExtentSpeculative;
-        SFS_TRY(store.end_operation(extents.replace(pos, n, kept).status()));
-      }
-      pos += n;
-      continue;
-    }
-    SFS_ASSIGN(const uint64_t can, data_blocks_available(store, n));
-    SFS_TRY(store.begin_operation(kStepOpBlocks));
-    SFS_ASSIGN(uint64_t goal, extents.goal_before(pos));
-    uint64_t got = 0;
-    Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
-      SFS_ASSIGN(Inode inode, inodes_.load(ino));
-      if (!S_ISREG(inode.rec.mode)) return Status::error(EINVAL, "not a regular file");
-      SFS_ASSIGN(Extent e, store.allocator().allocate(goal, can, 1));
-      SFS_TRY(extents.replace(pos, e.length, ExtentRecord{e.start, e.length, kExtentUnwritten}));
-      inode.rec.blocks += e.length;
-      inode.rec.ctime = now_timespec();
-      got = e.length;
-      return inodes_.save(inode);
-    });
-    SFS_TRY(store.end_operation(st));  // ENOSPC here changed nothing in this step
-    pos += got;
-  }
-  MutexLock lock(inodes_.mutex());
-  MetadataStore& store = inodes_.store();
-  SFS_ASSIGN(Inode inode, inodes_.load(ino));
-  if (extend_to <= inode.rec.size) return {};
-  SFS_TRY(store.begin_operation(kStepOpBlocks));
-  inode.rec.size = extend_to;
-  inode.rec.ctime = now_timespec();
-  return store.end_operation(inodes_.save(inode));
 }
 
 }  // namespace stablefs

@@ -1,32 +1,38 @@
-// FileSpace: the space operations on a regular file's blocks that are pure metadata —
-// changing the size, punching and preallocating whole blocks (SEEK_DATA/SEEK_HOLE: iomap/seek.h).
+// FileSpace: the space changes of a regular file that are pure metadata — its size, and the
+// filesystem's side of the unmap step (IomapSpaceOps) the range actors of iomap/space.h walk
+// with. Punch, preallocation and zeroing themselves are those actors (Volume runs them);
+// SEEK_DATA/SEEK_HOLE is iomap/seek.h.
 //
 // Partial blocks at the edges of these operations hold data and are the caller's to zero
 // through the I/O engine first (see fs/volume.h); everything here works on whole blocks.
 // Large ranges are processed in bounded steps, each its own atomic operation, in an order
 // that keeps every intermediate state consistent (extents past EOF are legal). Thread-safe:
-// each step takes the metadata lock (InodeTable::mutex()).
+// each step takes the metadata lock (InodeTable::mutex()). Borrows the InodeTable and the
+// mapper (the IomapOps the walks use), which must outlive it.
 #pragma once
 
 #include <cstdint>
 
 #include "fs/inode/inode_table.h"
+#include "iomap/iomap.h"
 
 namespace stablefs {
 
-class FileSpace {
+class FileSpace : public IomapSpaceOps {
  public:
-  explicit FileSpace(InodeTable& inodes) : inodes_(inodes) {}
+  FileSpace(InodeTable& inodes, IomapOps& mapper) : inodes_(inodes), mapper_(mapper) {}
 
   // Sets the size; shrinking also frees every block past the new end. REQUIRES: the tail of
-  // the new last block already zeroed by the caller when it shrinks into the middle of one.
+  // the new last block already zeroed by the caller when it shrinks into the middle of one;
+  // the file's whole-file range lock held.
   Status set_size(uint64_t ino, uint64_t size);
-  // Frees the blocks [first_block, first_block + nblocks), leaving a hole.
-  Status punch(uint64_t ino, uint64_t first_block, uint64_t nblocks);
-  // Allocates unwritten blocks for every hole in [first_block, +nblocks); with extend_to
-  // above the size, the size grows to it (fallocate without KEEP_SIZE). ENOSPC: what was
-  // allocated stays (as fallocate(2) allows).
-  Status preallocate(uint64_t ino, uint64_t first_block, uint64_t nblocks, uint64_t extend_to);
+  // Grows the size to `size` if it is smaller, never shrinks it, in one step under the
+  // metadata lock (fallocate without KEEP_SIZE, copy_file_range's trailing hole): a write
+  // that grew the file meanwhile is never cut back. ctime (and with change_mtime mtime)
+  // change when it grows.
+  Status extend_size(uint64_t ino, uint64_t size, bool change_mtime);
+  // IomapSpaceOps: one step of at most kStepBlocks.
+  Result<uint64_t> unmap(uint64_t ino, uint64_t pos, uint64_t len, bool change_times) override;
   // Frees the speculative preallocation past EOF (kExtentSpeculative extents the data path
   // allocated for an appending stream). Timestamps do not change. A missing inode is not an
   // error (it was freed). REQUIRES: no I/O of ino in flight (the caller holds its whole-file
@@ -39,9 +45,8 @@ class FileSpace {
 
  private:
   static constexpr uint64_t kStepBlocks = 2048;
-  // Frees [first_block, +nblocks) in bounded steps (punch, set_size, trim_speculative).
-  Status free_blocks(uint64_t ino, uint64_t first_block, uint64_t nblocks, bool touch_times);
   InodeTable& inodes_;
+  IomapOps& mapper_;
 };
 
 }  // namespace stablefs

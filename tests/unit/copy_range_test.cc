@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "fs/copy_range.h"
 #include "fs/tools/mkfs.h"
@@ -172,6 +174,40 @@ TEST_CASE("copy_file_range: within one file, overlap, flags, types, overflow") {
   CHECK(copy_file_range(*img.vol, f, INT64_MAX - 5, g, 0, 10, 0).status().code() == EOVERFLOW);
   CHECK(copy_file_range(*img.vol, f, 0, 999999, 0, 10, 0).status().code() == ENOENT);
   CHECK(img.attr(g).rec.size == 0);
+}
+
+TEST_CASE("copy_file_range: a trailing hole never cuts back a destination an append grew meanwhile") {
+  CopyImage img;
+  const uint64_t src = img.file("src");
+  REQUIRE(img.vol->set_size(src, 1 << 20).ok());  // all hole: a copy of it only sets the size
+  constexpr size_t kChunk = 256 << 10, kChunks = 64;
+  const uint64_t dst = img.file("dst");
+  std::vector<std::vector<uint8_t>> chunks;
+  for (size_t k = 0; k < kChunks; ++k) chunks.push_back(pattern(kChunk, static_cast<uint32_t>(k + 10)));
+  std::atomic<size_t> written{0};  // chunks the appender has written
+  std::thread appender([&] {
+    for (size_t k = 0; k < kChunks; ++k) {
+      (void)img.vol->write(dst, k * kChunk, chunks[k]);
+      written = k + 1;
+    }
+  });
+  // Copies of 4 KiB of hole to the end of what the appender has written, while the next
+  // append is in flight: each copy's size update races it. A copy may punch the first 4 KiB
+  // of a chunk (concurrent writers to one range see a mix), never more.
+  size_t copies = 0;
+  for (size_t k; (k = written) < kChunks;) {
+    auto r = copy_file_range(*img.vol, src, 0, dst, k * kChunk, 4096, 0);
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    ++copies;
+  }
+  appender.join();
+  MESSAGE(copies << " copies raced the appends");
+  CHECK(img.attr(dst).rec.size == kChunks * kChunk);
+  for (size_t k = 0; k < kChunks; ++k) {
+    const auto got = img.read(dst, k * kChunk, kChunk);
+    REQUIRE(got.size() == kChunk);
+    CHECK(std::equal(got.begin() + 4096, got.end(), chunks[k].begin() + 4096));  // never cut back
+  }
 }
 
 }  // namespace stablefs

@@ -11,12 +11,13 @@
 
 #include "bounce/aligned_buffer.h"
 #include "bounce/memory_device.h"
-#include "fs/data/file_space.h"
+#include "fs/data/file_mapper.h"
 #include "fs/namespace/filesystem.h"
 #include "fs/tools/fsck.h"
 #include "fs/tools/mkfs.h"
 #include "fs/inode/orphan_list.h"
 #include "fs/volume.h"
+#include "iomap/space.h"
 #include "support/formatted_image.h"
 #include "support/random_bytes.h"
 
@@ -58,8 +59,9 @@ bool orphan_bit(Filesystem& fs) { return fs.store().superblock().ro_compat & kRo
 Inode make_fragmented_file(Filesystem& fs, const std::string& name, uint64_t extents) {
   auto f = fs.mknod(kRootIno, name, S_IFREG | 0644, 0, kCred);
   REQUIRE(f.ok());
-  FileSpace space(fs.inodes());
-  for (uint64_t i = 0; i < extents; ++i) REQUIRE(space.preallocate(f->ino, 2 * i, 1, 0).ok());
+  FileMapper mapper(fs.inodes());
+  const uint64_t bs = fs.statfs().block_size;
+  for (uint64_t i = 0; i < extents; ++i) REQUIRE(iomap_preallocate(mapper, f->ino, 2 * i * bs, bs).ok());
   auto again = fs.getattr(f->ino);
   REQUIRE(again.ok());
   CHECK(again->rec.blocks == extents);
