@@ -1,5 +1,6 @@
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -53,6 +54,27 @@ bool is_mounted(const std::string& path) {
       return true;
   }
   return false;
+}
+
+}  // namespace stablefs::cli
+
+namespace stablefs::cli {
+
+std::string mountpoint_of(const std::string& resolved) {
+  struct stat st {};
+  if (::stat(resolved.c_str(), &st) != 0) return {};
+  std::string dir = resolved;
+  if (!S_ISDIR(st.st_mode)) dir = dir.substr(0, std::max<size_t>(1, dir.find_last_of('/')));
+  for (;;) {
+    struct stat here {};
+    if (::stat(dir.c_str(), &here) != 0 || here.st_dev != st.st_dev) return {};
+    if (dir == "/") return dir;
+    const std::string parent = dir.substr(0, std::max<size_t>(1, dir.find_last_of('/')));
+    struct stat up {};
+    if (::stat(parent.c_str(), &up) != 0) return {};
+    if (up.st_dev != st.st_dev) return dir;
+    dir = parent;
+  }
 }
 
 }  // namespace stablefs::cli

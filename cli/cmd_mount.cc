@@ -29,7 +29,7 @@
 #include "bounce/file_device.h"
 #include "fs/fuse/commit_timer.h"
 #include "fs/fuse/fuse_adapter.h"
-#include "fs/fuse/stats_server.h"
+#include "fs/fuse/control_server.h"
 #include "fs/format/superblock_io.h"
 #include "fs/volume.h"
 
@@ -144,10 +144,10 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
     }
   }
   auto timer = std::make_unique<CommitTimer>(**volume, cfg.commit_seconds);
-  auto stats = StatsServer::start(**volume, stats_socket_path(a.mountpoint), a.mountpoint, a.device);
-  if (!stats) syslog(LOG_WARNING, "%s: stablefs stats will not answer (socket)", a.mountpoint.c_str());
+  auto control = ControlServer::start(**volume, control_socket_path(a.mountpoint), a.mountpoint, a.device);
+  if (!control) syslog(LOG_WARNING, "%s: stablefs stats and map will not answer (control socket)", a.mountpoint.c_str());
   Status run = (*server)->run();
-  stats.reset();
+  control.reset();
   timer.reset();
   server->reset();  // the session is gone: no request can reach the volume any more
   Status closed = (*volume)->close();

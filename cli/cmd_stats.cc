@@ -1,26 +1,23 @@
-// stablefs stats MNT: the bounce policy of a mount, its reason, and the per-path I/O counters.
-//
-// The mount daemon answers on a unix socket beside its runtime file (stats_socket_path());
-// each connection gets one text report and is closed (fs/fuse/stats_server.h, the daemon side).
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
+// stablefs stats MNT: the bounce policy of a mount, its reason, and the per-path I/O counters,
+// as the mount daemon reports them through its control socket (fs/fuse/control_protocol.h).
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "cli/commands.h"
-#include "fs/fuse/stats_server.h"
+#include "fs/fuse/control_protocol.h"
 
 namespace stablefs::cli {
 
-std::string stats_socket_path(const std::string& mountpoint) {
+std::string control_socket_path(const std::string& mountpoint) {
   std::string p = runtime_file(mountpoint);
   return p.substr(0, p.size() - 4) + ".sock";
 }
 
 namespace {
+
+constexpr int kAnswerSeconds = 30;
 
 int run_stats(const std::string& mnt_arg) {
   char resolved[PATH_MAX];
@@ -29,25 +26,18 @@ int run_stats(const std::string& mnt_arg) {
     return 1;
   }
   const std::string mnt = resolved;
-  sockaddr_un addr;
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || !unix_socket_address(stats_socket_path(mnt), addr) ||
-      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    if (fd >= 0) ::close(fd);
-    print_error("stats", mnt + ": no stablefs daemon answers for this mountpoint");
+  Result<nlohmann::json> reply = control_call(control_socket_path(mnt), {{"op", "stats"}}, kAnswerSeconds);
+  if (!reply.ok()) {
+    print_error("stats", mnt + ": " + reply.status().message());
     return 1;
   }
-  std::string out;
-  char buf[1024];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
+  auto report = reply->find("report");
+  if (report == reply->end() || !report->is_string()) {
+    print_error("stats", mnt + ": the daemon's answer has no report");
+    return 1;
   }
-  ::close(fd);
-  std::fputs(out.c_str(), stdout);
-  return out.empty() ? 1 : 0;
+  std::fputs(report->get<std::string>().c_str(), stdout);
+  return 0;
 }
 
 }  // namespace

@@ -20,6 +20,8 @@ RunFn add_fsck_command(CLI::App& root);
 RunFn add_mount_command(CLI::App& root);
 RunFn add_umount_command(CLI::App& root);
 RunFn add_stats_command(CLI::App& root);
+RunFn add_map_command(CLI::App& root);
+RunFn add_verify_command(CLI::App& root);
 
 // argv of mount.stablefs (mount(8)'s helper convention) as "stablefs mount ..." argv, and
 // argv of umount.stablefs as "stablefs umount ..." argv. An empty result (mount -f, a dry
@@ -36,7 +38,10 @@ bool is_mounted(const std::string& path);
 // The runtime file a mount daemon keeps for MOUNTPOINT (a resolved path): "PID\nDEVICE\n",
 // under /run/stablefs (root) or $XDG_RUNTIME_DIR/stablefs-UID; creates the directory.
 std::string runtime_file(const std::string& mountpoint);
-// The unix socket on which a mount daemon answers `stablefs stats`.
-std::string stats_socket_path(const std::string& mountpoint);
+// The unix socket on which a mount daemon answers control requests (fs/fuse/control_protocol.h).
+std::string control_socket_path(const std::string& mountpoint);
+// The mountpoint of the filesystem holding `resolved` (an absolute path without symlinks): the
+// topmost directory above it on the same device. Empty when it cannot be told (stat fails).
+std::string mountpoint_of(const std::string& resolved);
 
 }  // namespace stablefs::cli

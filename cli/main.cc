@@ -1,8 +1,11 @@
-// The stablefs command: dispatches to subcommands (mkfs, fsck, info, mount, umount, stats).
+// The stablefs command: dispatches to subcommands (mkfs, fsck, info, mount, umount, stats, map,
+// verify).
 // Invoked as mkfs.stablefs or fsck.stablefs it behaves as that subcommand; as mount.stablefs
 // (mount(8)'s helper) or umount.stablefs / umount.fuse.stablefs (umount(8)'s helpers) it takes
 // their argument conventions and runs mount / umount. "stablefs SOURCE MNT -o OPTS" (how
 // mount.fuse3 runs the fuse.stablefs type) is "stablefs mount SOURCE MNT -o OPTS".
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -24,10 +27,21 @@ int main(int argc, char** argv) {
   if (self == "umount.stablefs" || self == "umount.fuse.stablefs") args = stablefs::cli::umount_helper_args(args);
   if (args.empty()) return 0;
   // mount.fuse3 runs a "fuse.stablefs" mount as "stablefs SOURCE MOUNTPOINT -o OPTIONS".
-  static const char* const kSubcommands[] = {"mkfs", "info", "fsck", "mount", "umount", "stats"};
-  if (args.size() >= 3 && args[1][0] != '-' &&
-      std::none_of(std::begin(kSubcommands), std::end(kSubcommands), [&](const char* c) { return args[1] == c; }))
-    args.insert(args.begin() + 1, "mount");
+  static const char* const kSubcommands[] = {"mkfs", "info", "fsck", "mount", "umount", "stats", "map", "verify"};
+  // Only a source that is a path is taken for one: a mistyped subcommand is an error, never a
+  // mount attempt.
+  if (args.size() >= 2 && !args[1].empty() && args[1][0] != '-' &&
+      std::none_of(std::begin(kSubcommands), std::end(kSubcommands), [&](const char* c) { return args[1] == c; })) {
+    struct stat st {};
+    if (args.size() >= 3 && (args[1].find('/') != std::string::npos || ::stat(args[1].c_str(), &st) == 0)) {
+      args.insert(args.begin() + 1, "mount");
+    } else {
+      std::string names;
+      for (const char* c : kSubcommands) names += std::string(names.empty() ? "" : ", ") + c;
+      std::fprintf(stderr, "stablefs: unknown command '%s' (commands: %s; see --help)\n", args[1].c_str(), names.c_str());
+      return 1;
+    }
+  }
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
 
@@ -42,6 +56,8 @@ int main(int argc, char** argv) {
   add(stablefs::cli::add_mount_command(app));
   add(stablefs::cli::add_umount_command(app));
   add(stablefs::cli::add_stats_command(app));
+  add(stablefs::cli::add_map_command(app));
+  add(stablefs::cli::add_verify_command(app));
   try {
     app.parse(static_cast<int>(cargs.size()), cargs.data());
   } catch (const CLI::ParseError& e) {

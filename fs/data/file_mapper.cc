@@ -73,7 +73,9 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
     if (piece.extent) {
       map.type = piece.extent->flags & kExtentUnwritten ? IomapType::kUnwritten : IomapType::kMapped;
       map.dev_addr = piece.extent->dev_block * bs;
-      if (piece.extent->flags & kExtentSpeculative) map.flags |= kIomapSpeculative;
+      // Speculative only past EOF: space the file has grown over is ordinary unwritten space.
+      const uint64_t eof_block = (inode.rec.size + bs - 1) / bs;
+      if ((piece.extent->flags & kExtentSpeculative) && fb >= eof_block) map.flags |= kIomapSpeculative;
     }
     return map;
   };

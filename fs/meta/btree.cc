@@ -49,7 +49,7 @@ class TreeChecker {
 
   void run(uint64_t root) {
     if (root < first_ || root >= end_) {
-      problem("btree block " + std::to_string(root) + ": root lies outside the data area [" + std::to_string(first_) +
+      problem(root, "btree block " + std::to_string(root) + ": root lies outside the data area [" + std::to_string(first_) +
               ", " + std::to_string(end_) + ")");
       return;
     }
@@ -57,59 +57,61 @@ class TreeChecker {
   }
 
  private:
-  void problem(const std::string& line) {
+  // A problem of node blocknr: the line names it too.
+  void problem(uint64_t blocknr, const std::string& line) {
     if (cb_.problem) cb_.problem(line);
+    if (cb_.bad_node) cb_.bad_node(blocknr);
   }
   static std::string where(uint64_t blocknr) { return "btree block " + std::to_string(blocknr) + ": "; }
 
   void visit(uint64_t blocknr, int expected_level, const Key& lo, const std::optional<Key>& hi, size_t depth) {
     const bool is_root = expected_level < 0;
     if (!seen_.insert(blocknr).second) {
-      problem(where(blocknr) + "node is reached more than once");
+      problem(blocknr, where(blocknr) + "node is reached more than once");
       return;
     }
     if (cb_.on_block) cb_.on_block(blocknr);
     Result<BufferRef> buf = meta_.read(blocknr, BlockType::kBtreeNode);
     if (!buf.ok()) {
-      problem(where(blocknr) + buf.status().message());
+      problem(blocknr, where(blocknr) + buf.status().message());
       return;
     }
     Result<NodeView> opened = NodeView::open(*buf);
     if (!opened.ok()) {
-      problem(opened.status().message());
+      problem(blocknr, opened.status().message());
       return;
     }
     const NodeView& node = *opened;
     if (!is_root && node.level() != expected_level) {
-      problem(where(blocknr) + "level " + std::to_string(node.level()) + " where " + std::to_string(expected_level) +
+      problem(blocknr, where(blocknr) + "level " + std::to_string(node.level()) + " where " + std::to_string(expected_level) +
               " is expected");
       return;
     }
     if (node.count() == 0) {
-      if (!is_root) problem(where(blocknr) + "non-root node is empty");
-      else if (!node.is_leaf()) problem(where(blocknr) + "internal root has no entries");
+      if (!is_root) problem(blocknr, where(blocknr) + "non-root node is empty");
+      else if (!node.is_leaf()) problem(blocknr, where(blocknr) + "internal root has no entries");
       return;
     }
-    if (is_root && !node.is_leaf() && node.count() == 1) problem(where(blocknr) + "internal root has a single child");
+    if (is_root && !node.is_leaf() && node.count() == 1) problem(blocknr, where(blocknr) + "internal root has a single child");
     if (Status s = node.check_key_order(); !s.ok()) {
-      problem(s.message());
+      problem(blocknr, s.message());
       return;
     }
     const Key first = node.key(0);
     const Key last = node.key(node.count() - 1);
     if (node.is_leaf() ? first < lo : first != lo) {
-      problem(where(blocknr) + "first key " + first.to_string() + (node.is_leaf() ? " is below " : " differs from ") +
+      problem(blocknr, where(blocknr) + "first key " + first.to_string() + (node.is_leaf() ? " is below " : " differs from ") +
               "the lower bound " + lo.to_string() + " set by the parent");
       return;
     }
     if (hi && !(last < *hi)) {
-      problem(where(blocknr) + "last key " + last.to_string() + " is not below the bound " + hi->to_string() +
+      problem(blocknr, where(blocknr) + "last key " + last.to_string() + " is not below the bound " + hi->to_string() +
               " set by the parent");
       return;
     }
     if (node.is_leaf()) {
       if (leaf_depth_ && *leaf_depth_ != depth) {
-        problem(where(blocknr) + "leaf at depth " + std::to_string(depth) + ", other leaves at depth " +
+        problem(blocknr, where(blocknr) + "leaf at depth " + std::to_string(depth) + ", other leaves at depth " +
                 std::to_string(*leaf_depth_));
         return;
       }
@@ -121,7 +123,7 @@ class TreeChecker {
     for (size_t i = 0; i < node.count(); ++i) {
       const uint64_t child = node.child(i);
       if (child < first_ || child >= end_) {
-        problem(where(blocknr) + "entry " + std::to_string(i) + " points to block " + std::to_string(child) +
+        problem(blocknr, where(blocknr) + "entry " + std::to_string(i) + " points to block " + std::to_string(child) +
                 " outside the data area [" + std::to_string(first_) + ", " + std::to_string(end_) + ")");
         continue;
       }

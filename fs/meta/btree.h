@@ -79,12 +79,13 @@ class BTree {
   // [first_data_block, end_block), no node reached twice. Reports each problem as one line
   // naming the block via problem(...), skips a bad subtree and goes on. Calls on_block once for
   // every distinct node reached (also those that then fail validation, as the tree still owns
-  // them) and on_item for every item of every leaf that passed validation. Any callback may be
-  // empty.
+  // them) and on_item for every item of every leaf that passed validation; bad_node with the
+  // block of each problem (after problem). Any callback may be empty.
   struct CheckCallbacks {
     std::function<void(const std::string&)> problem;
     std::function<void(uint64_t blocknr)> on_block;
     std::function<void(const Key&, std::span<const uint8_t>)> on_item;
+    std::function<void(uint64_t blocknr)> bad_node = {};
   };
   void check(uint64_t first_data_block, uint64_t end_block, const CheckCallbacks& cb);
 

@@ -8,6 +8,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "bounce/aligned_buffer.h"
 #include "fs/namespace/filesystem.h"
 #include "fs/format/fs_items.h"
 #include "fs/meta/metadata_store.h"
@@ -97,20 +98,25 @@ class FsckRun {
   void walk_trees() {
     const uint64_t end = sb_.total_blocks - 1;
     size_t before = report_.problems.size();
+    auto damaged = [&](const char* holds) {
+      return [this, holds](uint64_t b) { report_.damaged_blocks.push_back({b, holds, report_.problems.back()}); };
+    };
     store_.fs_tree().check(sb_.data_start, end,
                            {[&](const std::string& p) { problem("filesystem tree: " + p); },
                             [&](uint64_t b) {
                               report_.tree_blocks++;
                               claim(b, "filesystem tree node");
                             },
-                            [&](const Key& k, std::span<const uint8_t> v) { fs_item(k, v); }});
+                            [&](const Key& k, std::span<const uint8_t> v) { fs_item(k, v); },
+                            damaged("filesystem tree node")});
     store_.csum_tree().check(sb_.data_start, end,
                              {[&](const std::string& p) { problem("checksum tree: " + p); },
                               [&](uint64_t b) {
                                 report_.tree_blocks++;
                                 claim(b, "checksum tree node");
                               },
-                              [&](const Key& k, std::span<const uint8_t> v) { csum_item(k, v); }});
+                              [&](const Key& k, std::span<const uint8_t> v) { csum_item(k, v); },
+                              damaged("checksum tree node")});
     trees_damaged_ = report_.problems.size() != before;
   }
 
@@ -550,8 +556,12 @@ FsckReport run_fsck(BlockDevice& dev, const FsckOptions& opts) {
     return report;
   }
   bool backup_needs_rewrite = false;
+  auto damaged_superblock = [&](uint64_t block, const char* holds, const Status& st) {
+    problem(st.message());
+    report.damaged_blocks.push_back({block, holds, st.message()});
+  };
   if (!primary.ok()) {
-    problem(primary.status().message());
+    damaged_superblock(0, "primary superblock", primary.status());
     if (!opts.repair) {
       problem(dev.name() + ": further checks need the primary superblock; run without -n to restore it from the backup");
       return report;
@@ -564,7 +574,7 @@ FsckReport run_fsck(BlockDevice& dev, const FsckOptions& opts) {
     }
     report.corrected.push_back(primary.status().message() + " (restored from the backup superblock)");
   } else if (!backup.ok()) {
-    problem(backup.status().message());
+    damaged_superblock(primary->backup_blocknr(), "backup superblock", backup.status());
     backup_needs_rewrite = true;
   } else if (backup->uuid != primary->uuid || backup->total_blocks != primary->total_blocks ||
              backup->block_size != primary->block_size || backup->journal_blocks != primary->journal_blocks) {
@@ -584,6 +594,25 @@ FsckReport run_fsck(BlockDevice& dev, const FsckOptions& opts) {
   auto store = MetadataStore::open(dev, {.read_only = !opts.repair, .tolerate_inconsistent_counters = true});
   if (!store.ok()) {
     problem(store.status().message());
+    // The usual cause: a damaged tree root, which the store checks as it opens. Name the block.
+    if (primary.ok()) {
+      const Superblock& sb = *primary;
+      for (auto [root, holds] : {std::pair<uint64_t, const char*>{sb.fs_tree_root, "filesystem tree root node"},
+                                 {sb.csum_tree_root, "checksum tree root node"}}) {
+        if (root >= sb.total_blocks) continue;
+        AlignedBuffer blk(sb.block_size);
+        Status st = dev.read(root * sb.block_size, blk.data(), sb.block_size);
+        if (st.ok()) st = verify_block(blk.span(), BlockType::kBtreeNode, root, sb.uuid);
+        if (st.ok()) continue;
+        const std::string named = "block " + std::to_string(root) + " ";
+        if (store.status().message().find(named) != std::string::npos) {
+          report.damaged_blocks.push_back({root, holds, store.status().message()});
+        } else {
+          problem(dev.name() + ": " + st.message());
+          report.damaged_blocks.push_back({root, holds, report.problems.back()});
+        }
+      }
+    }
     return report;
   }
   report.replayed_transactions = (*store)->stats().replayed_transactions;

@@ -36,8 +36,17 @@ inline constexpr int kFsckCorrected = 1;
 inline constexpr int kFsckUncorrected = 4;
 inline constexpr int kFsckOperationalError = 8;
 
+// A metadata block that failed its checks: which block, what it holds, and the problem line
+// (also in FsckReport::problems).
+struct DamagedMetadataBlock {
+  uint64_t block = 0;
+  std::string holds;  // "filesystem tree node", "checksum tree node", "primary superblock", ...
+  std::string problem;
+};
+
 struct FsckReport {
   std::vector<std::string> problems;   // one line each, naming the inode or block
+  std::vector<DamagedMetadataBlock> damaged_blocks;  // the problems that are one block's damage
   std::vector<std::string> corrected;  // the subset of problems repaired
   uint64_t inodes = 0, directories = 0, regular_files = 0, symlinks = 0, specials = 0;
   uint64_t tree_blocks = 0, data_blocks = 0, free_blocks = 0, total_blocks = 0;

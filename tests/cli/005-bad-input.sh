@@ -14,6 +14,11 @@ expect_one_line_error "$STABLEFS" info "$SCRATCH/missing.img"
 grep -q "missing.img" <<<"$ERR" || fail "$ERR"
 expect_one_line_error "$STABLEFS" mkfs --bogus-option "$SCRATCH/x.img"
 expect_one_line_error "$STABLEFS" frobnicate
+# A mistyped command before a mountpoint is an error naming the commands, never a mount.
+mkdir -p "$SCRATCH/mnt"
+expect_one_line_error "$STABLEFS" verfy "$SCRATCH/mnt"
+grep -q "unknown command 'verfy'.*map" <<<"$ERR" || fail "$ERR"
+! is_mounted_at "$SCRATCH/mnt" || fail "a mistyped command mounted something"
 expect_exit 8 "$STABLEFS" fsck -n "$SCRATCH/missing.img"
 expect_exit 16 "$STABLEFS" fsck --bogus "$SCRATCH/missing.img"
 # A foreign image: random bytes.

@@ -1,0 +1,46 @@
+// The control protocol between the stablefs command and a mount daemon, on the unix socket
+// beside the daemon's runtime file (root only).
+//
+// One request per connection: the client sends a JSON object on one line, the daemon answers
+// with one JSON object and closes the connection. Requests:
+//   {"op": "stats"}            -> {"ok": true, "report": "<the text of stablefs stats>"}
+//   {"op": "map", "ino": N}    -> {"ok": true, "map": <file_map_to_json>}
+// A failure is {"ok": false, "errno": E, "error": "<one line>"}. Both sides are in this file's
+// .cc so they cannot drift apart. No call throws (JSON errors become Status values), except
+// std::bad_alloc.
+#pragma once
+
+#include <sys/un.h>
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "fs/file_map.h"
+
+namespace stablefs {
+
+// The JSON form of a FileMap (also what `stablefs map --json` prints under "map").
+nlohmann::json file_map_to_json(const FileMap& m);
+// The FileMap a daemon sent; EPROTO when the document does not have its shape.
+Result<FileMap> file_map_from_json(const nlohmann::json& j);
+
+// A success reply with `fields` added, and a failure reply for st.
+nlohmann::json control_ok(nlohmann::json fields = nlohmann::json::object());
+nlohmann::json control_error(const Status& st);
+
+// addr for a unix socket at path; false when the path is too long for one.
+bool unix_socket_address(const std::string& path, sockaddr_un& addr);
+
+// Client side: sends request to the daemon listening on socket_path and returns its reply
+// when it is a success; a failure reply becomes its Status. ECONNREFUSED (with a message
+// saying no daemon answers) when nothing listens there; ETIMEDOUT after timeout_seconds
+// without an answer; EPROTO for a reply that is not JSON.
+Result<nlohmann::json> control_call(const std::string& socket_path, const nlohmann::json& request,
+                                    int timeout_seconds);
+
+// Text for output: JSON that stays valid whatever bytes strings hold (invalid UTF-8 is
+// replaced by U+FFFD). indent < 0: one line.
+std::string json_text(const nlohmann::json& j, int indent);
+
+}  // namespace stablefs

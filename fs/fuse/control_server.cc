@@ -1,0 +1,149 @@
+#include "fs/fuse/control_server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "fs/fuse/control_protocol.h"
+
+namespace stablefs {
+
+std::string stats_report(Volume& v, const std::string& mountpoint, const std::string& device) {
+  const IoStatsSnapshot s = v.io_stats();
+  const BounceDecision& d = v.bounce_decision();
+  char buf[1024];
+  std::snprintf(buf, sizeof buf,
+                "mountpoint       %s\n"
+                "device           %s\n"
+                "bounce           %s\n"
+                "reason           %s\n"
+                "bounced          %llu I/Os, %llu bytes\n"
+                "zero-copy        %llu I/Os, %llu bytes\n"
+                "unaligned copies %llu bytes (requests copied to aligned memory first)\n"
+                "checksum errors  %llu\n"
+                "device errors    %llu\n",
+                mountpoint.c_str(), device.c_str(), d.bounce ? "yes" : "no (zero-copy)", d.reason.c_str(),
+                (unsigned long long)s.bounced_ios, (unsigned long long)s.bounced_bytes,
+                (unsigned long long)s.zero_copy_ios, (unsigned long long)s.zero_copy_bytes,
+                (unsigned long long)s.unaligned_copy_bytes,
+                (unsigned long long)s.checksum_failures, (unsigned long long)s.device_errors);
+  return buf;
+}
+
+namespace {
+
+constexpr size_t kMaxRequestBytes = 64 << 10;
+constexpr int kRequestTimeoutSeconds = 5;
+
+// Reads one request line from c (bounded in size and time). Empty when none came.
+std::string read_request(int c) {
+  std::string line;
+  char buf[1024];
+  while (line.size() < kMaxRequestBytes) {
+    const ssize_t n = ::read(c, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    line.append(buf, static_cast<size_t>(n));
+    if (line.find('\n') != std::string::npos) break;
+  }
+  return line.substr(0, line.find('\n'));
+}
+
+bool peer_is_root(int c) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  return ::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == 0;
+}
+
+nlohmann::json answer(Volume& v, const std::string& mountpoint, const std::string& device, const std::string& text) {
+  const nlohmann::json req = nlohmann::json::parse(text, nullptr, false);
+  if (req.is_discarded() || !req.is_object() || !req.contains("op") || !req["op"].is_string())
+    return control_error(Status::error(EPROTO, "a request is a JSON object with an \"op\""));
+  const std::string op = req["op"].get<std::string>();
+  if (op == "stats") return control_ok({{"report", stats_report(v, mountpoint, device)}});
+  if (op == "map") {
+    if (!req.contains("ino") || !req["ino"].is_number_unsigned())
+      return control_error(Status::error(EPROTO, "map needs an \"ino\""));
+    Result<FileMap> m = file_map(v, req["ino"].get<uint64_t>());
+    if (!m.ok()) return control_error(m.status());
+    return control_ok({{"map", file_map_to_json(*m)}});
+  }
+  return control_error(Status::error(EOPNOTSUPP, "unknown request \"" + op + "\""));
+}
+
+void serve(int c, Volume& v, const std::string& mountpoint, const std::string& device) {
+  timeval tv{};
+  tv.tv_sec = kRequestTimeoutSeconds;
+  (void)::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  (void)::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  std::string reply;
+  try {
+    const nlohmann::json j = peer_is_root(c)
+                                 ? answer(v, mountpoint, device, read_request(c))
+                                 : control_error(Status::error(EPERM, "the control socket answers root only"));
+    reply = json_text(j, -1) + "\n";
+  } catch (const std::bad_alloc&) {
+    reply = "{\"ok\":false,\"errno\":12,\"error\":\"out of memory\"}\n";
+  }
+  for (size_t off = 0; off < reply.size();) {
+    const ssize_t n = ::send(c, reply.data() + off, reply.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+struct ControlServer::Impl {
+  int fd = -1;
+  std::string path;
+  std::thread thread;
+};
+
+std::unique_ptr<ControlServer> ControlServer::start(Volume& v, const std::string& socket_path,
+                                                    const std::string& mountpoint, const std::string& device) {
+  auto impl = std::make_unique<Impl>();
+  impl->path = socket_path;
+  sockaddr_un addr;
+  if (!unix_socket_address(impl->path, addr)) return nullptr;
+  impl->fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (impl->fd < 0) return nullptr;
+  ::unlink(impl->path.c_str());
+  // 0600 before it listens: until then a connect is refused anyway.
+  if (::bind(impl->fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::chmod(impl->path.c_str(), 0600) != 0 ||
+      ::listen(impl->fd, 8) != 0) {
+    ::close(impl->fd);
+    return nullptr;
+  }
+  int lfd = impl->fd;
+  impl->thread = std::thread([lfd, &v, mountpoint, device] {
+    for (;;) {
+      int c = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;  // shut down
+      }
+      serve(c, v, mountpoint, device);
+      ::close(c);
+    }
+  });
+  std::unique_ptr<ControlServer> s(new ControlServer());
+  s->impl_ = std::move(impl);
+  return s;
+}
+
+ControlServer::~ControlServer() {
+  ::shutdown(impl_->fd, SHUT_RDWR);  // wakes accept()
+  if (impl_->thread.joinable()) impl_->thread.join();
+  ::close(impl_->fd);
+  ::unlink(impl_->path.c_str());
+}
+
+}  // namespace stablefs

@@ -1,0 +1,36 @@
+// ControlServer: the daemon side of the control protocol (fs/fuse/control_protocol.h) —
+// `stablefs stats` and `stablefs map` ask a running mount through it. A thread answers one
+// request per connection on a unix socket (mode 0600, and the peer must be root).
+//
+// Threads: start() and the destructor on the daemon's main thread; the server's own thread
+// answers requests one at a time through the Volume's thread-safe calls. The Volume must
+// outlive it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "fs/volume.h"
+
+namespace stablefs {
+
+// The text `stablefs stats` prints for a mount.
+std::string stats_report(Volume& v, const std::string& mountpoint, const std::string& device);
+
+class ControlServer {
+ public:
+  // Listens on socket_path (replacing a stale socket there). Null when the socket cannot be
+  // made: the mount works without it.
+  static std::unique_ptr<ControlServer> start(Volume& v, const std::string& socket_path, const std::string& mountpoint,
+                                              const std::string& device);
+  // Stops answering (a request being answered finishes first) and removes the socket.
+  ~ControlServer();
+
+ private:
+  ControlServer() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace stablefs

@@ -1,0 +1,109 @@
+// The control protocol (fs/fuse/control_protocol.h) and its server (fs/fuse/control_server.h):
+// requests answered over a real unix socket, maps that survive the JSON round trip, malformed
+// documents and requests refused with a status, output that stays valid JSON.
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bounce/aligned_buffer.h"
+#include "fs/fuse/control_protocol.h"
+#include "fs/fuse/control_server.h"
+#include "support/formatted_image.h"
+#include "support/random_bytes.h"
+
+namespace stablefs {
+namespace {
+
+std::string socket_path() { return "/tmp/stablefs-control-test-" + std::to_string(::getpid()) + ".sock"; }
+
+}  // namespace
+
+TEST_CASE("control protocol: stats and map answered over the socket; bad requests get an error status") {
+  test::FormattedImage img(64ull << 20, {}, "control");
+  auto opened = Volume::open(img.path, {.bounce = BouncePolicy::kNever});
+  REQUIRE_MESSAGE(opened.ok(), opened.status().message());
+  std::unique_ptr<Volume> v = std::move(opened).value();
+  auto f = v->fs().mknod(kRootIno, "f", S_IFREG | 0644, 0, {});
+  REQUIRE(f.ok());
+  AlignedBuffer buf(64 << 10);
+  auto data = test::random_bytes(buf.size(), 5);
+  std::copy(data.begin(), data.end(), buf.data());
+  REQUIRE(v->write(f->ino, 1 << 20, buf.span()).ok());
+
+  const std::string path = socket_path();
+  CHECK(control_call(path, {{"op", "stats"}}, 5).status().code() == ECONNREFUSED);  // nothing listens yet
+  auto server = ControlServer::start(*v, path, "/mnt/x", img.path);
+  REQUIRE(server);
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+
+  auto stats = control_call(path, {{"op", "stats"}}, 5);
+  REQUIRE_MESSAGE(stats.ok(), stats.status().message());
+  CHECK((*stats)["report"].get<std::string>().find("mountpoint       /mnt/x") != std::string::npos);
+
+  auto mapped = control_call(path, {{"op", "map"}, {"ino", f->ino}}, 5);
+  REQUIRE_MESSAGE(mapped.ok(), mapped.status().message());
+  auto m = file_map_from_json((*mapped)["map"]);
+  REQUIRE_MESSAGE(m.ok(), m.status().message());
+  auto direct = file_map(*v, f->ino);
+  REQUIRE(direct.ok());
+  CHECK(m->size == (1u << 20) + (64u << 10));
+  REQUIRE(m->extents.size() == direct->extents.size());
+  for (size_t i = 0; i < m->extents.size(); ++i) {
+    CHECK(m->extents[i].offset == direct->extents[i].offset);
+    CHECK(m->extents[i].length == direct->extents[i].length);
+    CHECK(m->extents[i].kind == direct->extents[i].kind);
+    CHECK(m->extents[i].device_block == direct->extents[i].device_block);
+  }
+  REQUIRE(m->extents.size() >= 2);
+  CHECK(m->extents[0].kind == MapKind::kHole);
+  CHECK(m->extents[0].length == (1u << 20));
+
+  CHECK(control_call(path, {{"op", "map"}, {"ino", 999999}}, 5).status().code() == ENOENT);
+  CHECK(control_call(path, {{"op", "map"}, {"ino", kRootIno}}, 5).status().code() == EISDIR);
+  CHECK(control_call(path, {{"op", "map"}}, 5).status().code() == EPROTO);
+  CHECK(control_call(path, {{"op", "frobnicate"}}, 5).status().code() == EOPNOTSUPP);
+  CHECK(control_call(path, nlohmann::json::array({1, 2}), 5).status().code() == EPROTO);
+  server.reset();
+  CHECK(::stat(path.c_str(), &st) != 0);  // the socket is removed
+  REQUIRE(v->close().ok());
+}
+
+TEST_CASE("control protocol: a map keeps its shape through JSON; malformed maps are EPROTO; output is valid JSON") {
+  FileMap m;
+  m.ino = 12;
+  m.size = 3 << 20;
+  m.block_size = 4096;
+  m.extents = {{0, 8192, MapKind::kData, 100, false},
+               {8192, 4096, MapKind::kHole, 0, false},
+               {12288, 1 << 20, MapKind::kUnwritten, 7777, true}};
+  auto back = file_map_from_json(nlohmann::json::parse(json_text(file_map_to_json(m), 2)));
+  REQUIRE(back.ok());
+  CHECK(back->ino == 12);
+  CHECK(back->size == (3u << 20));
+  REQUIRE(back->extents.size() == 3);
+  CHECK(back->extents[2].kind == MapKind::kUnwritten);
+  CHECK(back->extents[2].speculative);
+  CHECK(back->extents[2].device_block == 7777);
+  CHECK_FALSE(file_map_to_json(m)["extents"][1].contains("device_block"));
+
+  nlohmann::json bad = file_map_to_json(m);
+  bad["extents"][0]["kind"] = "shared";
+  CHECK(file_map_from_json(bad).status().code() == EPROTO);
+  bad = file_map_to_json(m);
+  bad["extents"][0].erase("device_block");
+  CHECK(file_map_from_json(bad).status().code() == EPROTO);
+  CHECK(file_map_from_json(nlohmann::json::array()).status().code() == EPROTO);
+
+  // A path of arbitrary bytes (quotes, a newline, invalid UTF-8) still gives parseable JSON.
+  const std::string odd = std::string("a\"b\nc\xff\xfe") + "d";
+  const std::string text = json_text({{"path", odd}}, -1);
+  CHECK(text.find('\n') == std::string::npos);
+  auto parsed = nlohmann::json::parse(text, nullptr, false);
+  REQUIRE_FALSE(parsed.is_discarded());
+  CHECK(parsed["path"].get<std::string>().rfind("a\"b\nc", 0) == 0);
+}
+
+}  // namespace stablefs
