@@ -86,10 +86,7 @@ void print_text(const VerifyReport& r) {
   for (const DataBlockError& e : r.data_errors) {
     if (!listed.insert(e.ino).second) continue;
     if (listed.size() == 1) std::printf("files with permanent errors:\n");
-    auto it = r.paths.find(e.ino);
-    if (it == r.paths.end() || it->second.empty()) std::printf("    inode %" PRIu64 " (no name)\n", e.ino);
-    else
-      for (const std::string& p : it->second) std::printf("    %s\n", p.c_str());
+    std::printf("    %s\n", file_names(r, e.ino).c_str());  // once per file, with all its names
   }
 }
 

@@ -3,7 +3,9 @@
 # run: a loop device (direct-io on) over an image on this machine's disk, filled with
 # BENCH_DATA_GIB GiB of files through a mount, then `stablefs verify` and fio
 # (io_uring, 1 MiB, queue depth 8) read it, interleaved, BENCH_REPS times each. Prints each
-# run and the ratio of the medians. Needs root. Cleans up its mount, loop device and image.
+# run and the ratio of the medians. Needs root. Cleans up its mount, loop device and image,
+# except with BENCH_KEEP=FILE: it stops after filling, leaves the loop device set up and
+# writes its name to FILE (for profiling; detach it and remove the image by hand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data_gib=${BENCH_DATA_GIB:-4}
@@ -30,6 +32,7 @@ for i in $(seq "$data_gib"); do
       --output=/dev/null
 done
 "$bin" umount "$mnt"
+[ -n "${BENCH_KEEP:-}" ] && { echo "$loop" >"$BENCH_KEEP"; trap - EXIT; exit 0; }
 echo "device: $loop (loop, direct-io, backing file on $(df --output=source /var/tmp | tail -1)), $data_gib GiB of file data"
 echo "kernel $(uname -r), $(nproc) cpus"
 bytes=$((data_gib << 30))

@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <type_traits>
 #include <unordered_map>
 
 #include "bounce/aligned_buffer.h"
@@ -77,13 +78,19 @@ class FsckRun {
     else problem("repair failed: " + st.message());
   }
 
-  void claim(uint64_t block, const std::string& owner) {
+  // Marks block owned by owner (a string, or a callable giving it: built only for a problem).
+  template <typename Owner>
+  void claim(uint64_t block, const Owner& owner) {
+    auto name = [&]() -> std::string {
+      if constexpr (std::is_invocable_v<Owner>) return owner();
+      else return owner;
+    };
     if (block >= owned_.size()) {
-      problem("block " + std::to_string(block) + " (" + owner + ") is beyond the end of the filesystem");
+      problem("block " + std::to_string(block) + " (" + name() + ") is beyond the end of the filesystem");
       return;
     }
     if (owned_[block]) {
-      problem("block " + std::to_string(block) + " (" + owner + ") is also owned by something else");
+      problem("block " + std::to_string(block) + " (" + name() + ") is also owned by something else");
       double_owned_ = true;
       return;
     }
@@ -402,20 +409,20 @@ class FsckRun {
       std::sort(list.begin(), list.end(), [](const ExtentFound& a, const ExtentFound& b) { return a.file_block < b.file_block; });
       uint64_t next_free_file_block = 0;
       for (const ExtentFound& e : list) {
-        std::string where = ino_name(ino) + ": extent at file block " + std::to_string(e.file_block);
+        auto where = [&] { return ino_name(ino) + ": extent at file block " + std::to_string(e.file_block); };
         const uint64_t n = e.rec.nblocks, dev = e.rec.dev_block;
         if (e.file_block + n < e.file_block) {
-          problem(where + " wraps around");
+          problem(where() + " wraps around");
           continue;
         }
-        if (e.file_block < next_free_file_block) problem(where + " overlaps the previous extent");
+        if (e.file_block < next_free_file_block) problem(where() + " overlaps the previous extent");
         next_free_file_block = e.file_block + n;
         if (dev < sb_.data_start || dev >= sb_.total_blocks - 1 || n > sb_.total_blocks - 1 - dev) {
-          problem(where + " maps device blocks " + std::to_string(dev) + "+" + std::to_string(n) + " outside the data area");
+          problem(where() + " maps device blocks " + std::to_string(dev) + "+" + std::to_string(n) + " outside the data area");
           continue;
         }
         for (uint64_t i = 0; i < n; ++i) {
-          claim(dev + i, ino_name(ino) + " file block " + std::to_string(e.file_block + i));
+          claim(dev + i, [&] { return ino_name(ino) + " file block " + std::to_string(e.file_block + i); });
           if (!(e.rec.flags & kExtentUnwritten)) written_.push_back(dev + i);
         }
         blocks += n;
@@ -617,6 +624,7 @@ FsckReport run_fsck(BlockDevice& dev, const FsckOptions& opts) {
   }
   report.replayed_transactions = (*store)->stats().replayed_transactions;
   FsckRun(**store, opts, report).run();
+  if (!opts.repair && opts.with_store) opts.with_store(**store);
   if (opts.repair) {
     Status st = (*store)->close();  // commits the repairs, marks clean, rewrites the backup
     if (!st.ok()) problem("could not write repairs: " + st.message());

@@ -25,9 +25,14 @@
 
 namespace stablefs {
 
+class MetadataStore;
+
 struct FsckOptions {
   bool repair = false;  // false: never writes to the device (journal replayed in memory)
   std::function<void(const std::string&)> on_problem;  // called for each problem as found
+  // Check mode only: called with the open store once the checks are done (its cache holds the
+  // metadata they read), before it is closed. Not called when the store cannot be opened.
+  std::function<void(MetadataStore&)> with_store;
 };
 
 // fsck(8) exit codes.
