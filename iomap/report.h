@@ -1,5 +1,5 @@
 // The extent report as an actor over the range walker (kernel: fs/iomap/fiemap.c): what backs
-// each part of a file, for `stablefs map`, copy_file_range and space trims.
+// each part of a file, for `stablefs map`, SEEK_DATA/SEEK_HOLE, zeroing and copy_file_range.
 //
 // The walk uses kIomapReport (nothing is allocated, nothing changes). REQUIRES: the caller
 // orders it against changes of ino's mapping it cares about (Volume holds the file's range

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "iomap/iomap_iter.h"
+#include "iomap/report.h"
 
 namespace stablefs {
 
@@ -35,24 +36,12 @@ Status iomap_preallocate(IomapOps& ops, uint64_t ino, uint64_t pos, uint64_t len
 }
 
 Status iomap_zero_range(IomapOps& ops, uint64_t ino, uint64_t pos, uint64_t len, const WriteZeros& write_zeros) {
-  if (len == 0) return {};
-  const uint64_t bs = ops.block_size();
-  const uint64_t end = pos + len;
-  const uint64_t first = pos / bs * bs;
-  const uint64_t last = (end + bs - 1) / bs * bs;
-  IomapIter it(ops, ino, first, last - first, kIomapReport);
-  while (it.next()) {
-    if (it.map().type == IomapType::kMapped) {
-      const uint64_t a = std::max(pos, it.pos());
-      const uint64_t b = std::min(end, it.pos() + it.length());
-      if (Status st = write_zeros(a, b - a); !st.ok()) {
-        it.fail(st);
-        break;
-      }
-    }
-    it.advance(it.length());
-  }
-  return it.status();
+  Status written;
+  Status walked = iomap_report(ops, ino, pos, len, [&](const ReportedExtent& e) {
+    if (e.map.type == IomapType::kMapped) written = write_zeros(e.pos, e.len);
+    return written.ok();
+  });
+  return written.ok() ? walked : written;
 }
 
 }  // namespace stablefs

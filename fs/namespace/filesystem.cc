@@ -141,7 +141,7 @@ Result<Inode> Filesystem::create_entry(uint64_t parent_ino, std::string_view nam
   SFS_ASSIGN(auto existing, find_dirent(parent_ino, name));
   if (existing) return Status::error(EEXIST, "entry exists: " + std::string(name));
   if (S_ISDIR(mode) && parent.rec.nlink >= 0xFFFFFFF0u) return Status::error(EMLINK, "too many subdirectories");
-  auto made = [&]() REQUIRES(inodes_.mutex()) -> Result<Inode> {
+  auto made = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Result<Inode> {
     SFS_ASSIGN(Inode inode, new_inode(parent, mode, rdev, cred));
     SFS_ASSIGN(InheritedAcl acl, inherited_acl(parent, inode.rec.mode, cred.umask));
     inode.rec.mode = acl.mode;
@@ -165,7 +165,7 @@ Result<Inode> Filesystem::create_entry(uint64_t parent_ino, std::string_view nam
     touch_times(parent, true, true);
     SFS_TRY(inodes_.save(parent));
     return inode;
-  }();
+  });
   SFS_TRY(store_locked().end_operation(made.status()));
   return made;
 }
@@ -231,7 +231,7 @@ Result<Inode> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_vi
   if (parent.rec.nlink == 0) return Status::error(ENOENT, "directory has been removed");
   SFS_ASSIGN(auto existing, find_dirent(new_parent, new_name));
   if (existing) return Status::error(EEXIST, "entry exists: " + std::string(new_name));
-  auto done = [&]() REQUIRES(inodes_.mutex()) -> Result<Inode> {
+  auto done = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Result<Inode> {
     SFS_TRY(add_dirent(new_parent, new_name, ino, inode.rec.mode));
     inode.rec.nlink++;
     touch_times(inode, false, true);
@@ -239,7 +239,7 @@ Result<Inode> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_vi
     touch_times(parent, true, true);
     SFS_TRY(inodes_.save(parent));
     return inode;
-  }();
+  });
   SFS_TRY(store_locked().end_operation(done.status()));
   return done;
 }
@@ -269,12 +269,12 @@ Status Filesystem::unlink(uint64_t parent_ino, std::string_view name) {
   if (!entry) return no_entry(name);
   SFS_ASSIGN(Inode inode, inodes_.load(entry->rec.ino));
   if (S_ISDIR(inode.rec.mode)) return Status::error(EISDIR, "is a directory: " + std::string(name));
-  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
+  Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_TRY(remove_dirent(parent_ino, entry->slot));
     SFS_TRY(drop_link(inode));
     touch_times(parent, true, true);
     return inodes_.save(parent);
-  }();
+  });
   return store_locked().end_operation(st);
 }
 
@@ -291,13 +291,13 @@ Status Filesystem::rmdir(uint64_t parent_ino, std::string_view name) {
   if (!S_ISDIR(dir.rec.mode)) return Status::error(ENOTDIR, "not a directory: " + std::string(name));
   SFS_ASSIGN(bool empty, dir_is_empty(dir.ino));
   if (!empty) return Status::error(ENOTEMPTY, "directory not empty: " + std::string(name));
-  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
+  Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_TRY(remove_dirent(parent_ino, entry->slot));
     SFS_TRY(inodes_.remove_last_link(dir));
     parent.rec.nlink--;
     touch_times(parent, true, true);
     return inodes_.save(parent);
-  }();
+  });
   return store_locked().end_operation(st);
 }
 
@@ -362,7 +362,7 @@ Status Filesystem::rename(uint64_t parent_ino, std::string_view name, uint64_t n
     dst = d;
   }
 
-  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
+  Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
     Timespec now = now_timespec();
     // Directory link counts follow their ".." entries; same_parent moves leave them alone.
     auto move_dir = [&](Inode& dir, Inode& from, Inode& to) {
@@ -416,7 +416,7 @@ Status Filesystem::rename(uint64_t parent_ino, std::string_view name, uint64_t n
     }
     src.rec.ctime = now;
     return inodes_.save(src);
-  }();
+  });
   return store_locked().end_operation(st);
 }
 
@@ -442,8 +442,9 @@ Result<Inode> Filesystem::setattr(uint64_t ino, const SetAttrRequest& req) {
     if (t->nsec >= 1000000000u) return Status::error(EINVAL, "invalid timestamp");
   inode.rec.ctime = now;
   const bool times_only = !req.mode && !req.uid && !req.gid;
-  SFS_TRY(store_locked().end_operation(
-      inodes_.save(inode, times_only ? InodeChange::kTimesOnly : InodeChange::kMetadata)));
+  SFS_TRY(store_locked().end_operation(out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) {
+    return inodes_.save(inode, times_only ? InodeChange::kTimesOnly : InodeChange::kMetadata);
+  })));
   return inode;
 }
 

@@ -50,11 +50,11 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const
     const bool kill_sgid = name == kAclAccessXattr && !caller.root_or_in_group(inode.rec.gid);
     SFS_ASSIGN(bool keep, set_acl_xattr(inode, name, value, kill_sgid));
     if (!keep) {
-      Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
+      Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
         if (existing) SFS_TRY(store_locked().fs_tree().remove({ino, kItemXattr, existing->first}));
         touch_times(inode, false, true);
         return inodes_.save(inode);
-      }();
+      });
       return store_locked().end_operation(st);
     }
   }
@@ -65,11 +65,11 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const
     SFS_ASSIGN(slot, free_xattr_slot(ino, name));
   }
   XattrRecord rec{std::string(name), std::vector<uint8_t>(value.begin(), value.end())};
-  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
+  Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_TRY(store_locked().fs_tree().put({ino, kItemXattr, slot}, rec.encode()));
     touch_times(inode, false, true);
     return inodes_.save(inode);
-  }();
+  });
   return store_locked().end_operation(st);
 }
 
@@ -101,11 +101,11 @@ Status Filesystem::removexattr(uint64_t ino, std::string_view name) {
   SFS_ASSIGN(Inode inode, inodes_.load(ino));
   SFS_ASSIGN(auto existing, find_xattr(ino, name));
   if (!existing) return Status::error(ENODATA, "no such xattr: " + std::string(name));
-  Status st = [&]() REQUIRES(inodes_.mutex()) -> Status {
+  Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_TRY(store_locked().fs_tree().remove({ino, kItemXattr, existing->first}));
     touch_times(inode, false, true);
     return inodes_.save(inode);
-  }();
+  });
   return store_locked().end_operation(st);
 }
 
