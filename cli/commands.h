@@ -22,6 +22,7 @@ RunFn add_umount_command(CLI::App& root);
 RunFn add_stats_command(CLI::App& root);
 RunFn add_map_command(CLI::App& root);
 RunFn add_verify_command(CLI::App& root);
+RunFn add_sync_command(CLI::App& root);
 
 // argv of mount.stablefs (mount(8)'s helper convention) as "stablefs mount ..." argv, and
 // argv of umount.stablefs as "stablefs umount ..." argv. An empty result (mount -f, a dry

@@ -5,6 +5,8 @@
 // with one JSON object and closes the connection. Requests:
 //   {"op": "stats"}            -> {"ok": true, "report": "<the text of stablefs stats>"}
 //   {"op": "map", "ino": N}    -> {"ok": true, "map": <file_map_to_json>}
+//   {"op": "sync"}             -> {"ok": true} once everything written so far is durable
+//                                 (journal commit and device flush: Volume::sync)
 // A failure is {"ok": false, "errno": E, "error": "<one line>"}. Both sides are in this file's
 // .cc so they cannot drift apart. No call throws (JSON errors become Status values), except
 // std::bad_alloc.

@@ -67,6 +67,11 @@ nlohmann::json answer(Volume& v, const std::string& mountpoint, const std::strin
     return control_error(Status::error(EPROTO, "a request is a JSON object with an \"op\""));
   const std::string op = req["op"].get<std::string>();
   if (op == "stats") return control_ok({{"report", stats_report(v, mountpoint, device)}});
+  if (op == "sync") {
+    // What sync(1) and syncfs(2) do not reach: the kernel sends no FUSE_SYNCFS to this server.
+    Status st = v.sync();
+    return st.ok() ? control_ok() : control_error(st);
+  }
   if (op == "map") {
     if (!req.contains("ino") || !req["ino"].is_number_unsigned())
       return control_error(Status::error(EPROTO, "map needs an \"ino\""));

@@ -1,5 +1,5 @@
 // ControlServer: the daemon side of the control protocol (fs/fuse/control_protocol.h) —
-// `stablefs stats` and `stablefs map` ask a running mount through it. A thread answers one
+// `stablefs stats`, `stablefs map` and `stablefs sync` ask a running mount through it. A thread answers one
 // request per connection on a unix socket (mode 0600, and the peer must be root).
 //
 // Threads: start() and the destructor on the daemon's main thread; the server's own thread

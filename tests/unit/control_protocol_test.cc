@@ -61,6 +61,10 @@ TEST_CASE("control protocol: stats and map answered over the socket; bad request
   CHECK(m->extents[0].kind == MapKind::kHole);
   CHECK(m->extents[0].length == (1u << 20));
 
+  const uint64_t commits = v->fs().store().stats().transactions_committed;
+  auto synced = control_call(path, {{"op", "sync"}}, 5);
+  REQUIRE_MESSAGE(synced.ok(), synced.status().message());
+  CHECK(v->fs().store().stats().transactions_committed == commits + 1);  // the write above, committed
   CHECK(control_call(path, {{"op", "map"}, {"ino", 999999}}, 5).status().code() == ENOENT);
   CHECK(control_call(path, {{"op", "map"}, {"ino", kRootIno}}, 5).status().code() == EISDIR);
   CHECK(control_call(path, {{"op", "map"}}, 5).status().code() == EPROTO);
