@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "cli/commands.h"
+#include "cli/daemon_client.h"
 #include "fs/file_map.h"
 #include "fs/fuse/control_protocol.h"
 
@@ -33,17 +34,10 @@ Result<FileMap> map_mounted(const std::string& path_arg) {
   if (::stat(resolved, &st) != 0) return Status::error(errno, std::strerror(errno));
   if (S_ISDIR(st.st_mode)) return Status::error(EISDIR, "a directory has no extents");
   if (!S_ISREG(st.st_mode)) return Status::error(EINVAL, "not a regular file");
-  const std::string mnt = mountpoint_of(resolved);
-  if (mnt.empty()) return Status::error(EINVAL, "cannot tell which filesystem holds it");
-  Result<nlohmann::json> reply =
-      control_call(control_socket_path(mnt), {{"op", "map"}, {"ino", uint64_t(st.st_ino)}}, kAnswerSeconds);
-  if (!reply.ok()) {
-    if (reply.status().code() == ECONNREFUSED)
-      return Status::error(ENOTSUP, "not on a stablefs mount (no daemon answers for " + mnt + ")");
-    return reply.status();
-  }
-  auto m = reply->find("map");
-  if (m == reply->end()) return Status::error(EPROTO, "the daemon's answer has no map");
+  SFS_ASSIGN(nlohmann::json reply,
+             ask_mount_daemon(resolved, {{"op", "map"}, {"ino", uint64_t(st.st_ino)}}, kAnswerSeconds));
+  auto m = reply.find("map");
+  if (m == reply.end()) return Status::error(EPROTO, "the daemon's answer has no map");
   return file_map_from_json(*m);
 }
 

@@ -10,7 +10,7 @@
 #include <cstring>
 
 #include "cli/commands.h"
-#include "fs/fuse/control_protocol.h"
+#include "cli/daemon_client.h"
 
 namespace stablefs::cli {
 namespace {
@@ -26,17 +26,9 @@ int run_sync(const std::vector<std::string>& paths) {
       rc = 1;
       continue;
     }
-    const std::string mnt = mountpoint_of(resolved);
-    if (mnt.empty()) {
-      print_error("sync", path + ": cannot tell which filesystem holds it");
-      rc = 1;
-      continue;
-    }
-    Result<nlohmann::json> reply = control_call(control_socket_path(mnt), {{"op", "sync"}}, kAnswerSeconds);
+    Result<nlohmann::json> reply = ask_mount_daemon(resolved, {{"op", "sync"}}, kAnswerSeconds);
     if (!reply.ok()) {
-      std::string why = reply.status().message();
-      if (reply.status().code() == ECONNREFUSED) why = "not on a stablefs mount (no daemon answers for " + mnt + ")";
-      print_error("sync", path + ": " + why);
+      print_error("sync", path + ": " + reply.status().message());
       rc = 1;
     }
   }
