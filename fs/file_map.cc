@@ -20,8 +20,7 @@ Result<FileMap> file_map(Volume& v, uint64_t ino) {
   FileMap m;
   m.ino = ino;
   m.block_size = v.fs().statfs().block_size;
-  constexpr uint64_t kEndOfAnyFile = 1ull << 63;  // past the largest file's last block
-  Status st = v.map_extents(ino, 0, kEndOfAnyFile, [&](const ReportedExtent& e) {
+  Status st = v.map_extents(ino, 0, kIomapEndOfAnyFile, [&](const ReportedExtent& e) {
     MapExtent x;
     x.offset = e.pos;
     x.length = e.len;

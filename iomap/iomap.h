@@ -16,6 +16,10 @@
 
 namespace stablefs {
 
+// Past the last block of the largest file (DirectIo::kMaxFileBytes) and block aligned for any
+// block size: where a walk over "everything from an offset on" ends.
+inline constexpr uint64_t kIomapEndOfAnyFile = 1ull << 63;
+
 enum class IomapType : uint8_t {
   kHole,       // nothing allocated: reads return zeros
   kMapped,     // written data at dev_addr

@@ -14,9 +14,6 @@ namespace stablefs {
 namespace {
 
 constexpr size_t kStepOpBlocks = 96;
-// Past the last block of the largest file (DirectIo::kMaxFileBytes) and block aligned for any
-// block size: the end of the walks that free "everything past" an offset.
-constexpr uint64_t kEndOfAnyFile = 1ull << 63;
 
 }  // namespace
 
@@ -43,8 +40,8 @@ Status FileSpace::set_size(uint64_t ino, uint64_t size) {
     first_free = (size + bs - 1) / bs * bs;
   }
   // Blocks past the new end, in steps (each leaves a consistent file: extents past EOF are legal).
-  if (first_free >= kEndOfAnyFile) return {};
-  return iomap_unmap_range(mapper_, *this, ino, first_free, kEndOfAnyFile - first_free, UnmapWhat::kAll, true);
+  if (first_free >= kIomapEndOfAnyFile) return {};
+  return iomap_unmap_range(mapper_, *this, ino, first_free, kIomapEndOfAnyFile - first_free, UnmapWhat::kAll, true);
 }
 
 Status FileSpace::extend_size(uint64_t ino, uint64_t size, bool change_mtime) {
@@ -99,8 +96,8 @@ Status FileSpace::trim_speculative(uint64_t ino) {
       eof = (inode->rec.size + bs - 1) / bs * bs;
     }
   }
-  if (regular && eof < kEndOfAnyFile)
-    SFS_TRY(iomap_unmap_range(mapper_, *this, ino, eof, kEndOfAnyFile - eof, UnmapWhat::kSpeculative, false));
+  if (regular && eof < kIomapEndOfAnyFile)
+    SFS_TRY(iomap_unmap_range(mapper_, *this, ino, eof, kIomapEndOfAnyFile - eof, UnmapWhat::kSpeculative, false));
   MutexLock lock(inodes_.mutex());
   MetadataStore& store = inodes_.store();
   SFS_ASSIGN(const bool listed, store.fs_tree().lookup(speculative_key(ino), nullptr));
