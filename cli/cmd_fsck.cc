@@ -52,6 +52,11 @@ int run_fsck_command(const FsckArgs& a) {
     std::printf("%s: %llu orphaned inode%s (unlinked while open) %s\n", a.target.c_str(), n, n == 1 ? "" : "s",
                 repair ? "freed" : "to be freed at the next mount");
   }
+  if (r.truncates_pending || r.truncates_finished) {
+    const unsigned long long n = repair ? r.truncates_finished : r.truncates_pending;
+    std::printf("%s: %llu interrupted truncate%s %s\n", a.target.c_str(), n, n == 1 ? "" : "s",
+                repair ? "finished" : "to be finished at the next mount");
+  }
   if (r.total_blocks)
     std::printf("%s: %llu inodes (%llu directories, %llu files, %llu symlinks, %llu special), %llu/%llu blocks used\n",
               a.target.c_str(), (unsigned long long)r.inodes, (unsigned long long)r.directories,

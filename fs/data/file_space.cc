@@ -8,6 +8,7 @@
 #include "fs/inode/data_release.h"
 #include "fs/inode/extent_map.h"
 #include "fs/inode/speculative_list.h"
+#include "fs/inode/truncate_list.h"
 #include "iomap/space.h"
 
 namespace stablefs {
@@ -26,22 +27,33 @@ Status FileSpace::set_size(uint64_t ino, uint64_t size) {
     SFS_ASSIGN(Inode inode, inodes_.load(ino));
     if (!S_ISREG(inode.rec.mode)) return Status::error(S_ISDIR(inode.rec.mode) ? EISDIR : EINVAL, "not a regular file");
     const uint64_t bs = store.superblock().block_size;
-    const bool shrinks = size < inode.rec.size;
+    // Truncating to the size it has frees what lies past EOF too (preallocation), as XFS
+    // does; growing keeps it.
+    const bool shrinks = size <= inode.rec.size;
     inode.rec.size = size;
     Timespec now = now_timespec();
     inode.rec.mtime = inode.rec.ctime = now;
     Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
-      // Shrinking leaves extents past EOF until the steps below free them; speculative ones
-      // the file had grown over would be stranded by a crash in between unless listed.
-      if (shrinks) SFS_TRY(add_speculative(store, ino));
+      // Shrinking leaves blocks past EOF until the steps below free them. Listed in the same
+      // operation, so that whatever commits in between, the next mount finishes the truncate
+      // before the file can grow over their old data.
+      if (shrinks) SFS_TRY(add_pending_truncate(store, ino));
       return inodes_.save(inode);
     });
     SFS_TRY(store.end_operation(st));
+    if (!shrinks) return {};
     first_free = (size + bs - 1) / bs * bs;
   }
   // Blocks past the new end, in steps (each leaves a consistent file: extents past EOF are legal).
-  if (first_free >= kIomapEndOfAnyFile) return {};
-  return iomap_unmap_range(mapper_, *this, ino, first_free, kIomapEndOfAnyFile - first_free, UnmapWhat::kAll, true);
+  Status freed = first_free >= kIomapEndOfAnyFile
+                     ? Status{}
+                     : iomap_unmap_range(mapper_, *this, ino, first_free, kIomapEndOfAnyFile - first_free, UnmapWhat::kAll, true);
+  MutexLock lock(inodes_.mutex());
+  MetadataStore& store = inodes_.store();
+  // Half freed, the file must not grow (a write, a truncate up) until the rest is: stop
+  // writing and leave it listed for the next mount to finish.
+  if (!freed.ok()) return store.shut_down_with(freed.with_context("truncate of inode " + std::to_string(ino)));
+  return in_operation(store, kStepOpBlocks, [&]() REQUIRES(inodes_.mutex()) { return remove_pending_truncate(store, ino); });
 }
 
 Status FileSpace::extend_size(uint64_t ino, uint64_t size, bool change_mtime) {

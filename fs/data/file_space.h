@@ -22,9 +22,13 @@ class FileSpace : public IomapSpaceOps {
  public:
   FileSpace(InodeTable& inodes, IomapOps& mapper) : inodes_(inodes), mapper_(mapper) {}
 
-  // Sets the size; shrinking also frees every block past the new end. REQUIRES: the tail of
-  // the new last block already zeroed by the caller when it shrinks into the middle of one;
-  // the file's whole-file range lock held.
+  // Sets the size. Shrinking (or setting the size the file has) also frees every block past
+  // the new end, preallocation included: the size commits first, with the inode on the
+  // pending-truncate list (fs/inode/truncate_list.h), and the blocks go in later steps. If a
+  // step fails the store shuts down, so nothing can grow the file over what is left; the next
+  // mount finishes the truncate. Growing keeps what lies past EOF. REQUIRES: the tail of the
+  // new last block already zeroed by the caller when it shrinks into the middle of one; the
+  // file's whole-file range lock held.
   Status set_size(uint64_t ino, uint64_t size);
   // Grows the size to `size` if it is smaller, never shrinks it, in one step under the
   // metadata lock (fallocate without KEEP_SIZE, copy_file_range's trailing hole): a write

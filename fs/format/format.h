@@ -69,12 +69,17 @@ inline constexpr uint64_t kRoCompatDataChecksums = 1ull << 0;
 // know the list may read the filesystem but must not write it (it would leak the orphans,
 // and its fsck would free their blocks while their extents still name them).
 inline constexpr uint64_t kRoCompatOrphans = 1ull << 1;
+// Set exactly while the pending-truncate list (fs/inode/truncate_list.h) is not empty: a file
+// may then hold written blocks past EOF that the next read-write mount frees. A binary that
+// does not know the list may read (the size hides those blocks) but must not write: growing
+// such a file would expose the old data.
+inline constexpr uint64_t kRoCompatTruncates = 1ull << 2;
 inline constexpr uint64_t kKnownCompat = 0;
 // Set exactly while the speculative-preallocation list (fs/inode/speculative_list.h) is not empty:
 // extents may then carry kExtentSpeculative, which a binary that does not know it rejects.
 inline constexpr uint64_t kIncompatSpeculative = 1ull << 0;
 inline constexpr uint64_t kKnownIncompat = kIncompatSpeculative;
-inline constexpr uint64_t kKnownRoCompat = kRoCompatDataChecksums | kRoCompatOrphans;
+inline constexpr uint64_t kKnownRoCompat = kRoCompatDataChecksums | kRoCompatOrphans | kRoCompatTruncates;
 
 inline constexpr uint32_t kStateClean = 1;
 inline constexpr uint32_t kStateDirty = 2;

@@ -24,6 +24,7 @@ enum ItemType : uint8_t {
   kItemSymlink = 5,  // (ino, 5, chunk index)          -> raw bytes of the target
   kItemOrphan = 6,   // (kOrphanListObjectid, 6, ino)  -> OrphanRecord
   kItemSpeculative = 7,  // (kOrphanListObjectid, 7, ino) -> empty: ino may hold speculative extents
+  kItemTruncate = 8,     // (kOrphanListObjectid, 8, ino) -> empty: ino's truncate has not freed everything past EOF
 };
 // The orphan list (inodes whose last link is gone but which were still in use) is filed
 // under the root directory's objectid: the filesystem tree keeps starting with the root

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "fs/format/fs_items.h"
 #include "fs/meta/metadata_store.h"
@@ -41,6 +43,22 @@ struct InodeList {
     SFS_ASSIGN(const bool any, store.fs_tree().contains_any(key(0), key(~0ull)));
     if (!any) store.superblock().*feature_field &= ~feature_bit;
     return {};
+  }
+  // The listed inodes, ascending, of a list whose entries carry no value. EUCLEAN naming
+  // list_name if one does.
+  Result<std::vector<uint64_t>> valueless_entries(MetadataStore& store, const char* list_name) const {
+    std::vector<uint64_t> out;
+    Status bad;
+    SFS_TRY(store.fs_tree().scan(key(0), key(~0ull), [&](const Key& k, std::span<const uint8_t> v) {
+      if (!v.empty()) {
+        bad = Status::error(EUCLEAN, std::string(list_name) + ": entry for inode " + std::to_string(k.offset) + " has a value");
+        return false;
+      }
+      out.push_back(k.offset);
+      return true;
+    }));
+    SFS_TRY(bad);
+    return out;
   }
 };
 

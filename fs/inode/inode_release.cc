@@ -6,6 +6,7 @@
 #include "fs/meta/item_scan.h"
 #include "fs/format/fs_items.h"
 #include "fs/inode/speculative_list.h"
+#include "fs/inode/truncate_list.h"
 
 namespace stablefs {
 
@@ -56,7 +57,8 @@ Status remove_inode_items(MetadataStore& store, uint64_t ino) {
   SFS_TRY(decode_error);
   for (const ExtentRecord& e : extents) SFS_TRY(release_data_blocks(store, e.dev_block, e.nblocks));
   for (const Key& k : keys) SFS_TRY(store.fs_tree().remove(k));
-  SFS_TRY(remove_speculative(store, ino));  // its speculative space went with its extents
+  SFS_TRY(remove_speculative(store, ino));  // its speculative space went with its extents,
+  SFS_TRY(remove_pending_truncate(store, ino));  // and so did whatever lay past its EOF
   store.superblock().inode_count--;
   return {};
 }

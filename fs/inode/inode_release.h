@@ -19,7 +19,7 @@ namespace stablefs {
 Result<bool> release_inode_extents(MetadataStore& store, uint64_t ino, size_t max_extents);
 
 // Removes every item keyed by ino — inode record, extents (releasing their blocks), xattrs,
-// symlink chunks — and its speculative-list entry, and counts the inode gone in the superblock.
+// symlink chunks — and its speculative-list and pending-truncate entries, and counts the inode gone in the superblock.
 Status remove_inode_items(MetadataStore& store, uint64_t ino);
 
 }  // namespace stablefs

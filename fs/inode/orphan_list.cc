@@ -15,17 +15,6 @@ static_assert(kOrphanListObjectid == kRootIno, "the orphan list hangs off the ro
 constexpr size_t kExtentsPerStep = 32;
 constexpr size_t kStepBlocks = 96;
 
-// One operation around fn; a failure after changes (std::bad_alloc included) shuts the store
-// down (end_operation).
-template <typename Fn>
-auto in_operation(MetadataStore& store, size_t blocks, Fn&& fn) -> decltype(fn()) {
-  SFS_TRY(store.begin_operation(blocks));
-  auto r = out_of_memory_as_error(fn);
-  if (!r.ok()) return store.end_operation(r.status());
-  SFS_TRY(store.end_operation({}));
-  return r;
-}
-
 }  // namespace
 
 constexpr InodeList kOrphanList{kItemOrphan, &Superblock::ro_compat, kRoCompatOrphans};

@@ -79,6 +79,11 @@ class MetadataStore : public MetadataSpace {
   Status checkpoint();
   // Checkpoints, marks the filesystem clean in both superblocks and stops all writing.
   Status close();
+  // Shuts the store down as a failed operation does: nothing more is committed and later
+  // operations fail with EIO. For a change made of several operations that failed halfway
+  // in a state later operations must not build on (the next mount repairs it). Returns the
+  // error to pass on, naming cause.
+  Status shut_down_with(Status cause);
 
   Superblock& superblock() { return sb_; }
   const Superblock& superblock() const { return sb_; }
@@ -107,7 +112,6 @@ class MetadataStore : public MetadataSpace {
   // The tree roots are distinct, readable, and hold the root directory; next_ino is above
   // every inode number in use.
   Status check_roots();
-  Status shut_down_with(Status cause);
 
   BlockDevice& dev_;
   Superblock sb_;
@@ -130,5 +134,17 @@ class MetadataStore : public MetadataSpace {
 
 // Wall-clock time as stored in inodes and the superblock.
 uint64_t now_ns();
+
+// One operation around fn (a Status or Result returning callable): begin_operation(blocks),
+// fn, end_operation. A failure after changes (std::bad_alloc included) shuts the store down.
+// REQUIRES: the metadata lock; not inside an operation.
+template <typename Fn>
+auto in_operation(MetadataStore& store, size_t blocks, Fn&& fn) -> decltype(fn()) {
+  SFS_TRY(store.begin_operation(blocks));
+  auto r = out_of_memory_as_error(fn);
+  if (!r.ok()) return store.end_operation(r.status());
+  SFS_TRY(store.end_operation({}));
+  return r;
+}
 
 }  // namespace stablefs

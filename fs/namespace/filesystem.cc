@@ -6,6 +6,7 @@
 
 #include "fs/inode/inode_release.h"
 #include "fs/inode/orphan_list.h"
+#include "fs/inode/truncate_list.h"
 #include "fs/meta/item_scan.h"
 
 namespace stablefs {
@@ -54,6 +55,15 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(BlockDevice& dev, StoreOpti
     auto freed = fs->inodes_.reclaim_all_orphans();
     if (!freed.ok()) return freed.status().with_context(dev.name() + ": freeing orphaned inodes");
     fs->orphans_freed_at_open_ = *freed;
+    // A truncate a crash interrupted is finished before any operation can grow the file.
+    auto truncates = list_pending_truncates(fs->inodes_.store());
+    if (!truncates.ok()) return truncates.status().with_context(dev.name());
+    for (uint64_t ino : *truncates) {
+      auto finished = finish_truncate(fs->inodes_.store(), ino);
+      if (!finished.ok())
+        return finished.status().with_context(dev.name() + ": finishing the interrupted truncate of inode " + std::to_string(ino));
+    }
+    fs->truncates_finished_at_open_ = truncates->size();
   }
   return fs;
 }

@@ -127,9 +127,11 @@ class Filesystem {
   void acquire_inode(uint64_t ino, uint64_t n = 1) { inodes_.acquire(ino, n); }
   Status release_inode(uint64_t ino, uint64_t n = 1) { return inodes_.release(ino, n); }
   // Inodes on the orphan list (unlinked, still held) right now, and how many orphans left by
-  // an unclean shutdown open() freed.
+  // an unclean shutdown open() freed — and how many truncates it interrupted open() finished
+  // (fs/inode/truncate_list.h).
   size_t orphan_count() { return inodes_.orphan_count(); }
   uint64_t orphans_freed_at_open() const { return orphans_freed_at_open_; }
+  uint64_t truncates_finished_at_open() const { return truncates_finished_at_open_; }
 
   FsStats statfs();
   // Largest xattr value and symlink target this filesystem stores.
@@ -184,6 +186,7 @@ class Filesystem {
 
   InodeTable inodes_;
   uint64_t orphans_freed_at_open_ = 0;
+  uint64_t truncates_finished_at_open_ = 0;
 };
 
 // DT_* for a mode.

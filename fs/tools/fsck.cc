@@ -15,6 +15,7 @@
 #include "fs/meta/metadata_store.h"
 #include "fs/inode/orphan_list.h"
 #include "fs/inode/speculative_list.h"
+#include "fs/inode/truncate_list.h"
 #include "fs/format/superblock_io.h"
 
 namespace stablefs {
@@ -61,6 +62,7 @@ class FsckRun {
     check_bitmaps();
     check_counters();
     free_orphans();
+    finish_truncates();
   }
 
  private:
@@ -169,6 +171,11 @@ class FsckRun {
           return problem("speculative list: malformed entry " + k.to_string());
         speculative_entries_.insert(k.offset);
         return;
+      case kItemTruncate:
+        if (k.objectid != kOrphanListObjectid || !v.empty())
+          return problem("pending-truncate list: malformed entry " + k.to_string());
+        truncate_entries_.insert(k.offset);
+        return;
       case kItemSymlink: {
         auto& s = symlinks_[k.objectid];
         if (k.offset != s.chunks) problem(ino_name(k.objectid) + ": symlink chunk " + std::to_string(k.offset) + " is out of sequence");
@@ -240,6 +247,7 @@ class FsckRun {
       if (!inodes_.count(ino)) problem(ino_name(ino) + ": extents of a missing inode");
 
     check_orphan_entries(refs);
+    check_truncate_entries();
     check_speculative_entries();
 
     uint64_t max_ino = 0;
@@ -361,7 +369,8 @@ class FsckRun {
     // lies past EOF is trimmed, so only that must be listed.
     for (const auto& [ino, list] : extents_) {
       auto inode = inodes_.find(ino);
-      if (inode == inodes_.end() || speculative_entries_.count(ino)) continue;
+      // A pending truncate frees every extent past EOF, speculative ones too.
+      if (inode == inodes_.end() || speculative_entries_.count(ino) || pending_truncates_.count(ino)) continue;
       const uint64_t eof_block = (inode->second.size + sb_.block_size - 1) / sb_.block_size;
       bool speculative = false;
       for (const ExtentFound& e : list)
@@ -381,6 +390,78 @@ class FsckRun {
     } else if (bit && speculative_entries_.empty() && opts_.repair) {
       store_.superblock().incompat &= ~kIncompatSpeculative;
     }
+  }
+
+  // Each entry of the pending-truncate list names an existing regular file; no file that is
+  // not listed has written blocks past EOF (growing it would show their old data: a truncate
+  // that lost its entry); the ro_compat bit says whether the list is empty.
+  void check_truncate_entries() {
+    const bool bit = sb_.ro_compat & kRoCompatTruncates;
+    for (uint64_t ino : truncate_entries_) {
+      auto inode = inodes_.find(ino);
+      if (inode != inodes_.end() && S_ISREG(inode->second.mode)) {
+        pending_truncates_.insert(ino);
+        report_.truncates_pending++;
+        continue;
+      }
+      std::string line = "pending-truncate list: " + ino_name(ino) + (inode == inodes_.end() ? " does not exist" : " is not a regular file") +
+                         " (stale entry)";
+      problem(line);
+      repair(line + " (entry removed)", [&, ino] { return remove_pending_truncate(store_, ino); });
+    }
+    for (const auto& [ino, list] : extents_) {
+      auto inode = inodes_.find(ino);
+      if (inode == inodes_.end() || !S_ISREG(inode->second.mode) || pending_truncates_.count(ino)) continue;
+      const uint64_t eof_block = (inode->second.size + sb_.block_size - 1) / sb_.block_size;
+      const ExtentFound* past = nullptr;
+      for (const ExtentFound& e : list)
+        if (!(e.rec.flags & kExtentUnwritten) && e.file_block + e.rec.nblocks > eof_block &&
+            (!past || e.file_block < past->file_block))
+          past = &e;
+      if (!past) continue;
+      std::string line = ino_name(ino) + ": written blocks past EOF (size " + std::to_string(inode->second.size) +
+                         ", extent at file block " + std::to_string(past->file_block) + "): growing the file would show their old data";
+      problem(line);
+      if (!opts_.repair) continue;
+      // Listed here, freed by finish_truncates() once everything is checked (as mount would).
+      Status st = in_operation(store_, 8, [&, ino = ino] { return add_pending_truncate(store_, ino); });
+      if (!st.ok()) {
+        problem("repair failed: " + st.message());
+        continue;
+      }
+      pending_truncates_.insert(ino);
+      repaired_past_eof_[ino] = line + " (freed)";
+    }
+    if (!bit && !truncate_entries_.empty()) {
+      std::string line = "superblock pending-truncate feature bit is clear but the pending-truncate list is not empty";
+      problem(line);
+      repair(line, [&] {
+        store_.superblock().ro_compat |= kRoCompatTruncates;
+        return Status();
+      });
+    } else if (bit && truncate_entries_.empty() && opts_.repair && repaired_past_eof_.empty()) {
+      store_.superblock().ro_compat &= ~kRoCompatTruncates;
+    }
+  }
+
+  // Repair mode finishes the pending truncates, as mount would, once everything else is
+  // checked; never on damaged trees (freeing could release blocks something unseen owns).
+  void finish_truncates() {
+    if (!opts_.repair || pending_truncates_.empty()) return;
+    if (trees_damaged_ || double_owned_) {
+      problem("pending truncates left unfinished: the trees are damaged");
+      return;
+    }
+    for (uint64_t ino : pending_truncates_) {
+      auto r = finish_truncate(store_, ino);
+      if (!r.ok()) {
+        problem("could not finish the truncate of " + ino_name(ino) + ": " + r.status().message());
+        continue;
+      }
+      report_.truncates_finished++;
+      if (auto it = repaired_past_eof_.find(ino); it != repaired_past_eof_.end()) corrected(it->second);
+    }
+    report_.free_blocks = store_.allocator().free_blocks();
   }
 
   // Repair mode frees the orphans, as mount would, once everything else is checked (their
@@ -540,6 +621,9 @@ class FsckRun {
   std::vector<uint64_t> written_;
   std::map<uint64_t, OrphanRecord> orphan_entries_;      // the orphan list, as found
   std::set<uint64_t> speculative_entries_;               // the speculative list, as found
+  std::set<uint64_t> truncate_entries_;                  // the pending-truncate list, as found
+  std::set<uint64_t> pending_truncates_;                 // its valid entries, and those repair adds
+  std::map<uint64_t, std::string> repaired_past_eof_;    // problem lines a finished truncate corrects
   std::set<uint64_t> live_orphans_;                      // entries that name a proper orphan
   std::unordered_map<uint64_t, uint64_t> entries_in_;    // directory -> entries it holds
 };

@@ -58,6 +58,8 @@ struct FsckReport {
   uint64_t replayed_transactions = 0;
   uint64_t orphans = 0;        // inodes on the orphan list (legal; mount frees them)
   uint64_t orphans_freed = 0;  // of those, freed by repair mode
+  uint64_t truncates_pending = 0;   // files on the pending-truncate list (legal; mount finishes them)
+  uint64_t truncates_finished = 0;  // truncates repair mode finished (those and any it found missing)
   std::string fatal;  // operational error (device unreadable, no superblock): exit 8
   int exit_code() const;
 };

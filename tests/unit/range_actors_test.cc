@@ -13,42 +13,19 @@
 #include "fs/volume.h"
 #include "support/formatted_image.h"
 #include "support/random_bytes.h"
+#include "support/volume_io.h"
 
 namespace stablefs {
 namespace {
 
 using test::expect_fsck_clean;
 using test::FormattedImage;
+using test::make_file;
+using test::open_volume;
+using test::read_at;
+using test::write_at;
 
 constexpr uint64_t kBs = 4096;
-
-std::unique_ptr<Volume> open_volume(const std::string& path) {
-  auto v = Volume::open(path, {.bounce = BouncePolicy::kNever});
-  REQUIRE_MESSAGE(v.ok(), v.status().message());
-  return std::move(v).value();
-}
-
-uint64_t make_file(Volume& v, const char* name) {
-  auto f = v.fs().mknod(kRootIno, name, S_IFREG | 0644, 0, {});
-  REQUIRE(f.ok());
-  return f->ino;
-}
-
-void write_at(Volume& v, uint64_t ino, uint64_t off, const std::vector<uint8_t>& data) {
-  AlignedBuffer buf(data.size());
-  std::copy(data.begin(), data.end(), buf.data());
-  auto w = v.write(ino, off, buf.span());
-  REQUIRE_MESSAGE(w.ok(), w.status().message());
-  REQUIRE(*w == data.size());
-}
-
-std::vector<uint8_t> read_at(Volume& v, uint64_t ino, uint64_t off, size_t n) {
-  AlignedBuffer buf(n);
-  auto r = v.read(ino, off, buf.span());
-  REQUIRE_MESSAGE(r.ok(), r.status().message());
-  REQUIRE(*r == n);
-  return {buf.data(), buf.data() + n};
-}
 
 struct Piece {
   IomapType type;
