@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds stablefs three ways (release with -Werror; Debug with ASan+UBSan; clang with
 # -Wthread-safety -Werror, which checks the lock annotations and is only compiled) and runs
-# every test: the doctest unit tests under the first two builds and the command-line suite
-# (tests/cli) under the sanitizer build. Ends with "N passed, N failed[, N skipped]" and exits non-zero on any failure.
+# every test: the doctest unit tests under the first two builds and the quick group of the
+# shell suite (tests/check -g quick) under the sanitizer build. Ends with "N passed, N failed[,
+# N skipped]" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -67,21 +68,20 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_unit release build-release/stablefs_unit_tests
 run_unit asan build-asan/stablefs_unit_tests
 
-echo "== command-line suite (sanitizer build)"
-for t in tests/cli/[0-9]*.sh; do
-  name=$(basename "$t" .sh)
-  log=$(mktemp)
-  STABLEFS_BIN="$root/build-asan/stablefs" timeout 600 bash "$t" >"$log" 2>&1
-  rc=$?
-  if [ $rc -eq 0 ]; then
-    passed=$((passed + 1)); echo "  pass  $name"
-  elif [ $rc -eq 77 ]; then
-    skipped=$((skipped + 1)); echo "  skip  $name: $(tail -1 "$log")"
-  else
-    failed=$((failed + 1)); failures+=("$name"); echo "  FAIL  $name (exit $rc)"; sed 's/^/        /' "$log" | tail -30
-  fi
-  rm -f "$log"
-done
+echo "== shell suite: tests/check -g quick (sanitizer build)"
+check_log=$(mktemp)
+STABLEFS_BIN="$root/build-asan/stablefs" ./tests/check -g quick 2>&1 | tee "$check_log" | sed 's/^/  /'
+summary=$(tail -1 "$check_log")
+p=$(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\1/p' <<<"$summary")
+f=$(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\2/p' <<<"$summary")
+s_=$(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\3/p' <<<"$summary")
+if [ -z "$p" ]; then
+  failed=$((failed + 1)); failures+=("shell suite: ended without a summary")
+else
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s_))
+  [ "$f" -eq 0 ] || failures+=("shell suite: $(grep '^Failures:' "$check_log")")
+fi
+rm -f "$check_log"
 
 echo "== took $(( $(date +%s) - start )) s"
 for f in "${failures[@]}"; do echo "failed: $f"; done
