@@ -116,6 +116,7 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
   if (!volume.ok()) return report_error(volume.status().message());
   cfg.fuse.mountpoint = a.mountpoint;
   cfg.fuse.fsname = a.device;
+  cfg.fuse.receive_stats = std::make_shared<ReceiveBufferStats>();
   auto server = FuseServer::mount(**volume, cfg.fuse);
   if (!server.ok()) {
     (void)(*volume)->close();
@@ -144,7 +145,8 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
     }
   }
   auto timer = std::make_unique<CommitTimer>(**volume, cfg.commit_seconds);
-  auto control = ControlServer::start(**volume, control_socket_path(a.mountpoint), a.mountpoint, a.device);
+  auto control = ControlServer::start({volume->get(), a.mountpoint, a.device, cfg.fuse.receive_stats},
+                                      control_socket_path(a.mountpoint));
   if (!control) syslog(LOG_WARNING, "%s: stablefs stats and map will not answer (control socket)", a.mountpoint.c_str());
   Status run = (*server)->run();
   control.reset();

@@ -111,6 +111,8 @@ class Volume {
   const StablePagesInfo& device_stable_pages() const { return stable_; }
   IoStatsSnapshot io_stats() const { return stats_.snapshot(); }
   FileMapper& mapper() { return *mapper_; }
+  // Files with I/O in flight or waiting for a range lock now (stablefs stats).
+  size_t range_lock_files() const { return locks_.files(); }
   FileDevice& device() { return *device_; }
 
  private:

@@ -1,5 +1,7 @@
 #include "iomap/range_lock.h"
 
+#include <new>
+
 namespace stablefs {
 
 bool RangeLock::conflicts(const Handle& h, Token self) const {
@@ -38,14 +40,35 @@ bool RangeLock::idle() const {
 namespace stablefs {
 
 FileRangeLocks::Held FileRangeLocks::lock(uint64_t ino, uint64_t start, uint64_t end, bool exclusive) {
-  RangeLock* rl;
+  Entry* entry;
   {
     MutexLock lock(mu_);
     auto& slot = locks_[ino];
-    if (!slot) slot = std::make_unique<RangeLock>();
-    rl = slot.get();
+    if (!slot) slot = std::make_unique<Entry>();
+    entry = slot.get();
+    ++entry->users;  // from here the entry stays until this guard's release()
   }
-  return {rl, rl->lock(start, end, exclusive)};
+  try {
+    return {this, ino, entry, entry->lock.lock(start, end, exclusive)};
+  } catch (const std::bad_alloc&) {
+    drop_user(ino, entry);
+    throw;
+  }
+}
+
+void FileRangeLocks::release(uint64_t ino, Entry* entry, RangeLock::Token token) {
+  entry->lock.unlock(token);
+  drop_user(ino, entry);
+}
+
+void FileRangeLocks::drop_user(uint64_t ino, Entry* entry) {
+  MutexLock lock(mu_);
+  if (--entry->users == 0) locks_.erase(ino);
+}
+
+size_t FileRangeLocks::files() const {
+  MutexLock lock(mu_);
+  return locks_.size();
 }
 
 }  // namespace stablefs

@@ -41,21 +41,33 @@ class RangeLock {
 
 namespace stablefs {
 
-// The range locks of every open file, keyed by inode number. Thread-safe. Entries live as
-// long as the registry (one RangeLock per inode ever locked; a few hundred bytes each).
+// The range locks of every file with I/O in flight or waiting, keyed by inode number.
+// Thread-safe. An inode's entry exists only while some guard holds or waits for one of its
+// ranges: the last guard to go frees it, so the registry is bounded by the requests in
+// flight, not by the inodes ever touched.
 class FileRangeLocks {
+ private:
+  struct Entry {
+    RangeLock lock;
+    size_t users = 0;  // guards holding or waiting for a range of this inode; GUARDED_BY the registry's mu_
+  };
+
  public:
   // A granted range: released when the guard is destroyed or reset(), from any thread.
-  // Move-only; an empty guard holds nothing.
+  // Move-only; an empty guard holds nothing. The registry must outlive it.
   class Held {
    public:
     Held() = default;
-    Held(RangeLock* lock, RangeLock::Token token) : lock_(lock), token_(token) {}
-    Held(Held&& o) noexcept : lock_(std::exchange(o.lock_, nullptr)), token_(o.token_) {}
+    Held(FileRangeLocks* owner, uint64_t ino, Entry* entry, RangeLock::Token token)
+        : owner_(owner), ino_(ino), entry_(entry), token_(token) {}
+    Held(Held&& o) noexcept
+        : owner_(std::exchange(o.owner_, nullptr)), ino_(o.ino_), entry_(o.entry_), token_(o.token_) {}
     Held& operator=(Held&& o) noexcept {
       if (this != &o) {
         reset();
-        lock_ = std::exchange(o.lock_, nullptr);
+        owner_ = std::exchange(o.owner_, nullptr);
+        ino_ = o.ino_;
+        entry_ = o.entry_;
         token_ = o.token_;
       }
       return *this;
@@ -64,19 +76,25 @@ class FileRangeLocks {
     Held& operator=(const Held&) = delete;
     ~Held() { reset(); }
     void reset() {
-      if (lock_) std::exchange(lock_, nullptr)->unlock(token_);
+      if (owner_) std::exchange(owner_, nullptr)->release(ino_, entry_, token_);
     }
 
    private:
-    RangeLock* lock_ = nullptr;
+    FileRangeLocks* owner_ = nullptr;
+    uint64_t ino_ = 0;
+    Entry* entry_ = nullptr;
     RangeLock::Token token_;
   };
   // Blocks until [start, end) of ino is granted. std::bad_alloc if the registry cannot grow.
-  [[nodiscard]] Held lock(uint64_t ino, uint64_t start, uint64_t end, bool exclusive);
+  [[nodiscard]] Held lock(uint64_t ino, uint64_t start, uint64_t end, bool exclusive) EXCLUDES(mu_);
+  // Inodes with an entry now (stablefs stats).
+  size_t files() const EXCLUDES(mu_);
 
  private:
-  Mutex mu_;
-  std::unordered_map<uint64_t, std::unique_ptr<RangeLock>> locks_ GUARDED_BY(mu_);
+  void release(uint64_t ino, Entry* entry, RangeLock::Token token) EXCLUDES(mu_);
+  void drop_user(uint64_t ino, Entry* entry) EXCLUDES(mu_);
+  mutable Mutex mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<Entry>> locks_ GUARDED_BY(mu_);
 };
 
 }  // namespace stablefs

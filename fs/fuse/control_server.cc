@@ -5,6 +5,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -14,26 +16,34 @@
 
 namespace stablefs {
 
-std::string stats_report(Volume& v, const std::string& mountpoint, const std::string& device) {
-  const IoStatsSnapshot s = v.io_stats();
-  const BounceDecision& d = v.bounce_decision();
-  char buf[1024];
-  std::snprintf(buf, sizeof buf,
-                "mountpoint       %s\n"
-                "device           %s\n"
-                "bounce           %s\n"
-                "reason           %s\n"
-                "bounced          %llu I/Os, %llu bytes\n"
-                "zero-copy        %llu I/Os, %llu bytes\n"
-                "unaligned copies %llu bytes (requests copied to aligned memory first)\n"
-                "checksum errors  %llu\n"
-                "device errors    %llu\n",
-                mountpoint.c_str(), device.c_str(), d.bounce ? "yes" : "no (zero-copy)", d.reason.c_str(),
-                (unsigned long long)s.bounced_ios, (unsigned long long)s.bounced_bytes,
-                (unsigned long long)s.zero_copy_ios, (unsigned long long)s.zero_copy_bytes,
-                (unsigned long long)s.unaligned_copy_bytes,
-                (unsigned long long)s.checksum_failures, (unsigned long long)s.device_errors);
-  return buf;
+std::string stats_report(const ControlTarget& t) {
+  const IoStatsSnapshot s = t.volume->io_stats();
+  const BounceDecision& d = t.volume->bounce_decision();
+  char buf[1536];
+  int n = std::snprintf(buf, sizeof buf,
+                        "mountpoint       %s\n"
+                        "device           %s\n"
+                        "bounce           %s\n"
+                        "reason           %s\n"
+                        "bounced          %llu I/Os, %llu bytes\n"
+                        "zero-copy        %llu I/Os, %llu bytes\n"
+                        "unaligned copies %llu bytes (requests copied to aligned memory first)\n"
+                        "checksum errors  %llu\n"
+                        "device errors    %llu\n"
+                        "range locks      %zu files with I/O in flight or waiting\n",
+                        t.mountpoint.c_str(), t.device.c_str(), d.bounce ? "yes" : "no (zero-copy)", d.reason.c_str(),
+                        (unsigned long long)s.bounced_ios, (unsigned long long)s.bounced_bytes,
+                        (unsigned long long)s.zero_copy_ios, (unsigned long long)s.zero_copy_bytes,
+                        (unsigned long long)s.unaligned_copy_bytes, (unsigned long long)s.checksum_failures,
+                        (unsigned long long)s.device_errors, t.volume->range_lock_files());
+  std::string out(buf, static_cast<size_t>(std::max(0, std::min<int>(n, sizeof buf - 1))));
+  if (t.receive) {
+    const auto r = [](const std::atomic<uint64_t>& a) { return (unsigned long long)a.load(std::memory_order_relaxed); };
+    std::snprintf(buf, sizeof buf, "receive buffers  %llu allocated, %llu in use, bound %llu (%llu waits at the bound)\n",
+                  r(t.receive->allocated), r(t.receive->in_use), r(t.receive->bound), r(t.receive->waits));
+    out += buf;
+  }
+  return out;
 }
 
 namespace {
@@ -61,12 +71,13 @@ bool peer_is_root(int c) {
   return ::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == 0;
 }
 
-nlohmann::json answer(Volume& v, const std::string& mountpoint, const std::string& device, const std::string& text) {
+nlohmann::json answer(const ControlTarget& t, const std::string& text) {
+  Volume& v = *t.volume;
   const nlohmann::json req = nlohmann::json::parse(text, nullptr, false);
   if (req.is_discarded() || !req.is_object() || !req.contains("op") || !req["op"].is_string())
     return control_error(Status::error(EPROTO, "a request is a JSON object with an \"op\""));
   const std::string op = req["op"].get<std::string>();
-  if (op == "stats") return control_ok({{"report", stats_report(v, mountpoint, device)}});
+  if (op == "stats") return control_ok({{"report", stats_report(t)}});
   if (op == "sync") {
     // What sync(1) and syncfs(2) do not reach: the kernel sends no FUSE_SYNCFS to this server.
     Status st = v.sync();
@@ -82,7 +93,7 @@ nlohmann::json answer(Volume& v, const std::string& mountpoint, const std::strin
   return control_error(Status::error(EOPNOTSUPP, "unknown request \"" + op + "\""));
 }
 
-void serve(int c, Volume& v, const std::string& mountpoint, const std::string& device) {
+void serve(int c, const ControlTarget& t) {
   timeval tv{};
   tv.tv_sec = kRequestTimeoutSeconds;
   (void)::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -90,7 +101,7 @@ void serve(int c, Volume& v, const std::string& mountpoint, const std::string& d
   std::string reply;
   try {
     const nlohmann::json j = peer_is_root(c)
-                                 ? answer(v, mountpoint, device, read_request(c))
+                                 ? answer(t, read_request(c))
                                  : control_error(Status::error(EPERM, "the control socket answers root only"));
     reply = json_text(j, -1) + "\n";
   } catch (const std::bad_alloc&) {
@@ -112,8 +123,7 @@ struct ControlServer::Impl {
   std::thread thread;
 };
 
-std::unique_ptr<ControlServer> ControlServer::start(Volume& v, const std::string& socket_path,
-                                                    const std::string& mountpoint, const std::string& device) {
+std::unique_ptr<ControlServer> ControlServer::start(ControlTarget target, const std::string& socket_path) {
   auto impl = std::make_unique<Impl>();
   impl->path = socket_path;
   sockaddr_un addr;
@@ -128,14 +138,14 @@ std::unique_ptr<ControlServer> ControlServer::start(Volume& v, const std::string
     return nullptr;
   }
   int lfd = impl->fd;
-  impl->thread = std::thread([lfd, &v, mountpoint, device] {
+  impl->thread = std::thread([lfd, t = std::move(target)] {
     for (;;) {
       int c = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
       if (c < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         return;  // shut down
       }
-      serve(c, v, mountpoint, device);
+      serve(c, t);
       ::close(c);
     }
   });

@@ -11,19 +11,28 @@
 #include <string>
 #include <thread>
 
+#include "fs/fuse/fuse_receive_loop.h"
 #include "fs/volume.h"
 
 namespace stablefs {
 
+// What the control server answers about: one mount's volume (which must outlive the server),
+// its names, and the daemon's receive-buffer counters (null: not reported).
+struct ControlTarget {
+  Volume* volume = nullptr;
+  std::string mountpoint;
+  std::string device;
+  std::shared_ptr<const ReceiveBufferStats> receive = {};
+};
+
 // The text `stablefs stats` prints for a mount.
-std::string stats_report(Volume& v, const std::string& mountpoint, const std::string& device);
+std::string stats_report(const ControlTarget& t);
 
 class ControlServer {
  public:
   // Listens on socket_path (replacing a stale socket there). Null when the socket cannot be
   // made: the mount works without it.
-  static std::unique_ptr<ControlServer> start(Volume& v, const std::string& socket_path, const std::string& mountpoint,
-                                              const std::string& device);
+  static std::unique_ptr<ControlServer> start(ControlTarget target, const std::string& socket_path);
   // Stops answering (a request being answered finishes first) and removes the socket.
   ~ControlServer();
 

@@ -674,7 +674,7 @@ FuseServer::~FuseServer() {
 Status FuseServer::run() {
   // Our own loop (not fuse_session_loop_mt): its receive buffers put WRITE payloads on an
   // aligned address, so zero-copy writes need no copy (fs/fuse/fuse_receive_loop.h).
-  const int rc = run_aligned_receive_loop(se_, state_->opts.max_threads);
+  const int rc = run_aligned_receive_loop(se_, state_->opts.max_threads, state_->opts.receive_stats);
   state_->wait_for_replies();  // answered from I/O completions: before the session goes
   if (mounted_) {
     fuse_session_unmount(se_);

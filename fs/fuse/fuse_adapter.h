@@ -29,6 +29,7 @@
 #include <string>
 
 #include "bounce/status.h"
+#include "fs/fuse/fuse_receive_loop.h"
 #include "fs/volume.h"
 
 struct fuse_session;
@@ -44,6 +45,8 @@ struct FuseMountOptions {
   bool debug = false;                 // libfuse prints every request to stderr
   unsigned max_threads = 32;          // receive-loop workers
   double attr_timeout = 1.0;          // seconds the kernel may cache attributes and entries
+  // Where the receive loop counts its buffers (stablefs stats); null: nobody reads them.
+  std::shared_ptr<ReceiveBufferStats> receive_stats = {};
 };
 
 class FuseServer {

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -26,6 +27,8 @@ constexpr size_t kAlign = 4096;
 // The largest request: a 1 MiB WRITE (max_write) plus its headers, with room to spare. The
 // kernel refuses a read() smaller than max_write plus the headers.
 constexpr size_t kReceiveBytes = (1u << 20) + 2 * kAlign;
+// Buffers that writes in flight may keep beyond one per worker (see BufferPool).
+constexpr size_t kKeptBuffersBound = 64;
 
 // Memory for one request: kReceiveBytes starting kWritePayloadOffset before a 4096 boundary.
 class ReceiveBuffer {
@@ -41,33 +44,73 @@ class ReceiveBuffer {
   char* base_;
 };
 
-// Receive buffers not in use, so that a buffer an operation kept comes back for reuse
-// instead of being freed (a fresh one costs page faults on first touch). Bounded.
-// Shared by the buffers it hands out: a kept buffer may be released after the loop ended.
+// The receive buffers: at most `bound` exist at once, so that writes in flight (each keeps
+// its buffer until the device has the data) cannot make the daemon grow without limit; at the
+// bound a worker waits for one to come back before it reads its next request (the kernel
+// queues the requests meanwhile). Idle buffers are kept for reuse (a fresh one costs page
+// faults on first touch). Shared by the buffers it hands out: a kept buffer may be released
+// after the loop ended.
 class BufferPool : public std::enable_shared_from_this<BufferPool> {
  public:
-  std::shared_ptr<ReceiveBuffer> get() {
+  BufferPool(size_t bound, std::shared_ptr<ReceiveBufferStats> stats) : bound_(bound), stats_ptr_(std::move(stats)) {
+    stats_.bound.store(bound, std::memory_order_relaxed);
+  }
+
+  // A buffer; null when none could be allocated, or when stop() turned true while waiting
+  // at the bound (checked every 100 ms).
+  std::shared_ptr<ReceiveBuffer> get(const std::function<bool()>& stop) EXCLUDES(mu_) {
     std::unique_ptr<ReceiveBuffer> b;
     {
       MutexLock lock(mu_);
+      if (free_.empty() && allocated_ >= bound_) {
+        stats_.waits.fetch_add(1, std::memory_order_relaxed);
+        while (free_.empty() && allocated_ >= bound_) {
+          if (stop()) return nullptr;
+          returned_.wait_for(mu_, std::chrono::milliseconds(100));
+        }
+      }
       if (!free_.empty()) {
         b = std::move(free_.back());
         free_.pop_back();
+      } else {
+        ++allocated_;  // counted before the allocation, so that no other worker passes the bound
       }
     }
-    if (!b) b = std::make_unique<ReceiveBuffer>();
-    if (!b->ok()) return nullptr;
+    if (!b) {
+      b = std::make_unique<ReceiveBuffer>();
+      if (!b->ok()) {
+        MutexLock lock(mu_);
+        --allocated_;
+        return nullptr;
+      }
+      stats_.allocated.fetch_add(1, std::memory_order_relaxed);
+    }
+    stats_.in_use.fetch_add(1, std::memory_order_relaxed);
     return std::shared_ptr<ReceiveBuffer>(
         b.release(), [pool = shared_from_this()](ReceiveBuffer* r) { pool->put(std::unique_ptr<ReceiveBuffer>(r)); });
   }
 
  private:
   static constexpr size_t kKeep = 64;
-  void put(std::unique_ptr<ReceiveBuffer> b) {
-    MutexLock lock(mu_);
-    if (free_.size() < kKeep) free_.push_back(std::move(b));
+  void put(std::unique_ptr<ReceiveBuffer> b) EXCLUDES(mu_) {
+    stats_.in_use.fetch_sub(1, std::memory_order_relaxed);
+    {
+      MutexLock lock(mu_);
+      if (free_.size() < kKeep) {
+        free_.push_back(std::move(b));
+      } else {
+        --allocated_;
+        stats_.allocated.fetch_sub(1, std::memory_order_relaxed);
+      }
+    }
+    returned_.notify_one();
   }
+  const size_t bound_;
+  const std::shared_ptr<ReceiveBufferStats> stats_ptr_;
+  ReceiveBufferStats& stats_ = *stats_ptr_;
   Mutex mu_;
+  CondVar returned_;
+  size_t allocated_ GUARDED_BY(mu_) = 0;
   std::vector<std::unique_ptr<ReceiveBuffer>> free_ GUARDED_BY(mu_);
 };
 
@@ -86,16 +129,17 @@ struct Shared {
 
 // One worker: read a request, process it, until the session ends. Returns 0 or -errno.
 int serve(fuse_session* se, BufferPool& pool) {
-  std::shared_ptr<ReceiveBuffer> buf = pool.get();
-  if (!buf) return -ENOMEM;
+  const auto exited = [se] { return fuse_session_exited(se) != 0; };
+  std::shared_ptr<ReceiveBuffer> buf = pool.get(exited);
+  if (!buf) return exited() ? 0 : -ENOMEM;
   current_buffer = &buf;
   const int fd = fuse_session_fd(se);
   int rc = 0;
   while (!fuse_session_exited(se)) {
     if (buf.use_count() > 1) {  // the last request's operation kept it: read into another
-      buf = pool.get();
+      buf = pool.get(exited);
       if (!buf) {
-        rc = -ENOMEM;
+        rc = exited() ? 0 : -ENOMEM;
         break;
       }
     }
@@ -132,7 +176,8 @@ std::shared_ptr<const void> keep_receive_buffer() {
   return *current_buffer;
 }
 
-int run_aligned_receive_loop(fuse_session* se, unsigned threads) {
+int run_aligned_receive_loop(fuse_session* se, unsigned threads, std::shared_ptr<ReceiveBufferStats> stats) {
+  if (!stats) stats = std::make_shared<ReceiveBufferStats>();
   struct sigaction sa {};
   sa.sa_handler = wake_reader;
   sigemptyset(&sa.sa_mask);
@@ -141,7 +186,7 @@ int run_aligned_receive_loop(fuse_session* se, unsigned threads) {
   if (sigaction(SIGUSR2, &sa, &old) != 0) return -errno;
 
   Shared shared{se, {}, {}, 0, 0};
-  auto pool = std::make_shared<BufferPool>();
+  auto pool = std::make_shared<BufferPool>(std::max(1u, threads) + kKeptBuffersBound, std::move(stats));
   std::vector<std::thread> workers;
   std::vector<std::unique_ptr<std::atomic<bool>>> done;
   for (unsigned i = 0; i < std::max(1u, threads); ++i) {

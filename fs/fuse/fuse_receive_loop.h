@@ -13,8 +13,13 @@
 // reports the unmount with ENODEV, or fuse_session_exit() was called, e.g. by libfuse's
 // signal handlers) and every worker has stopped. Workers blocked in read() are woken with a
 // no-op SIGUSR2 (installed without SA_RESTART) once the session has exited.
+//
+// Memory: at most `threads` + 64 receive buffers (about 1 MiB each) exist at once; a worker
+// that needs one at the bound waits until a write in flight returns its buffer.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 
 struct fuse_session;
@@ -27,7 +32,18 @@ namespace stablefs {
 // caller must then finish with the request's memory before it returns).
 std::shared_ptr<const void> keep_receive_buffer();
 
-// Returns 0, or a negative errno if reading the device failed for another reason.
-int run_aligned_receive_loop(fuse_session* se, unsigned threads);
+// Receive-buffer accounting, shown by `stablefs stats`: updated by the loop's threads, read by
+// any thread (relaxed: each figure is exact, together they are a moment's approximation).
+struct ReceiveBufferStats {
+  std::atomic<uint64_t> allocated{0};  // buffers that exist (in use or kept for reuse)
+  std::atomic<uint64_t> in_use{0};     // of those, holding a request or a write's payload
+  std::atomic<uint64_t> waits{0};      // times a worker waited at the bound for a buffer
+  std::atomic<uint64_t> bound{0};      // the most that may exist (set when the loop starts)
+};
+
+// Returns 0, or a negative errno if reading the device failed for another reason. The loop
+// shares stats (null: it keeps its own) with every buffer it hands out, since a write may
+// keep a buffer past the loop's end.
+int run_aligned_receive_loop(fuse_session* se, unsigned threads, std::shared_ptr<ReceiveBufferStats> stats);
 
 }  // namespace stablefs

@@ -33,7 +33,7 @@ TEST_CASE("control protocol: stats and map answered over the socket; bad request
 
   const std::string path = socket_path();
   CHECK(control_call(path, {{"op", "stats"}}, 5).status().code() == ECONNREFUSED);  // nothing listens yet
-  auto server = ControlServer::start(*v, path, "/mnt/x", img.path);
+  auto server = ControlServer::start({v.get(), "/mnt/x", img.path}, path);
   REQUIRE(server);
   struct stat st {};
   REQUIRE(::stat(path.c_str(), &st) == 0);
