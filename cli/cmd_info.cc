@@ -79,6 +79,9 @@ int run_info(const InfoArgs& a) {
               log->transactions == 1 ? "" : "s", (unsigned long long)log->next_seq);
   std::printf("bitmaps          %llu blocks at %llu\n", (unsigned long long)s.bitmap_blocks, (unsigned long long)s.bitmap_start);
   std::printf("data area        %llu blocks from %llu\n", (unsigned long long)data_blocks, (unsigned long long)s.data_start);
+  // As the superblock has them: a journal still to replay may hold newer roots.
+  std::printf("fs tree root     block %llu\n", (unsigned long long)s.fs_tree_root);
+  std::printf("csum tree root   block %llu\n", (unsigned long long)s.csum_tree_root);
   std::printf("used             %llu blocks (%.1f MiB)\n", (unsigned long long)used, mib(used));
   std::printf("free             %llu blocks (%.1f MiB)\n", (unsigned long long)s.free_blocks, mib(s.free_blocks));
   std::printf("inodes           %llu\n", (unsigned long long)s.inode_count);

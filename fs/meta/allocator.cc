@@ -344,6 +344,17 @@ Result<Extent> Allocator::allocate(uint64_t goal, uint64_t want, uint64_t min_le
   return e;
 }
 
+Result<uint64_t> Allocator::allocate_highest() {
+  const auto& m = avail_.by_start();
+  if (m.empty()) return Status::error(ENOSPC, "no allocatable block left");
+  const auto last = std::prev(m.end());
+  const uint64_t block = last->first + last->second - 1;
+  SFS_TRY(mark_allocated(block, 1));
+  avail_.subtract(block, 1);
+  clear_.subtract(block, 1);
+  return block;
+}
+
 Result<Extent> Allocator::reserve(uint64_t goal, uint64_t want, uint64_t min_len) {
   SFS_ASSIGN(Extent e, pick(goal, want, min_len));
   avail_.subtract(e.start, e.length);

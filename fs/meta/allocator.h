@@ -112,6 +112,12 @@ class Allocator {
   // has changed.
   Result<Extent> allocate(uint64_t goal, uint64_t want, uint64_t min_len = 1);
 
+  // Allocates the highest allocatable block and marks it in use: metadata placed this way
+  // grows down from the device's end while file data grows up from its start (goals at the
+  // end of a file's last extent), so the tree nodes that split while a file grows do not
+  // land between its extents. ENOSPC when nothing is allocatable; EUCLEAN as allocate().
+  Result<uint64_t> allocate_highest();
+
   // Reservations, for space whose allocation must commit together with what it is for (an
   // out-of-place write: the blocks belong to the file only once the write has reached the
   // device and the file is remapped). reserve() picks an extent by allocate()'s policy and

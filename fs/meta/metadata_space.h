@@ -22,7 +22,9 @@ class MetadataSpace {
   virtual uint32_t block_size() const = 0;
   virtual Result<BufferRef> read(uint64_t blocknr, BlockType type) = 0;
   virtual void modify(const BufferRef& buf) = 0;
-  // A new metadata block near goal (0: no preference). ENOSPC when none is left.
+  // A new metadata block. goal (0: none) is where the caller would like it; the space may
+  // place it by its own policy instead (MetadataStore: at the top of the free space). ENOSPC
+  // when none is left.
   virtual Result<BufferRef> allocate(BlockType type, uint64_t goal) = 0;
   // A zeroed buffer for a block at a fixed place in the layout (bitmaps at mkfs), already
   // in the transaction. Nothing is read.

@@ -236,9 +236,11 @@ void MetadataStore::modify(const BufferRef& buf) {
   running_.push_back(buf);
 }
 
-Result<BufferRef> MetadataStore::allocate(BlockType type, uint64_t goal) {
-  SFS_ASSIGN(Extent e, alloc_->allocate(goal, 1, 1));
-  BufferRef buf = cache_.create(e.start, type);
+Result<BufferRef> MetadataStore::allocate(BlockType type, uint64_t) {
+  // Metadata from the top, file data from the bottom (Allocator::allocate_highest): a file
+  // written front to back stays in long extents.
+  SFS_ASSIGN(const uint64_t block, alloc_->allocate_highest());
+  BufferRef buf = cache_.create(block, type);
   modify(buf);
   return buf;
 }

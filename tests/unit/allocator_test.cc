@@ -168,6 +168,30 @@ TEST_CASE("allocator: goal-near allocation") {
   CHECK(f->start >= fs.sb.data_start);
 }
 
+TEST_CASE("allocator: allocate_highest takes the top free block, below reservations, down to ENOSPC") {
+  Fs fs(2000);
+  const uint64_t top = fs.sb.total_blocks - 2;  // the backup superblock holds the last block
+  auto a = fs.alloc->allocate_highest();
+  REQUIRE(a.ok());
+  CHECK(*a == top);
+  CHECK(fs.disk_bit(top));
+  auto r = fs.alloc->reserve(top - 10, 10);  // reserved blocks are not handed out
+  REQUIRE(r.ok());
+  REQUIRE(*r == Extent{top - 10, 10});
+  auto b = fs.alloc->allocate_highest();
+  REQUIRE(b.ok());
+  CHECK(*b == top - 11);
+  // File data from the bottom does not meet it.
+  auto d = fs.alloc->allocate(fs.sb.data_start, 100);
+  REQUIRE(d.ok());
+  CHECK(d->start == fs.sb.data_start);
+  uint64_t n = 0;
+  while (fs.alloc->allocate_highest().ok()) ++n;
+  CHECK(n == fs.data_blocks() - 2 - 10 - 100);
+  CHECK(fs.alloc->allocate_highest().status().code() == ENOSPC);
+  CHECK(fs.alloc->free_blocks() == 10);  // only the reservation, not yet claimed
+}
+
 TEST_CASE("allocator: best fit, then largest extent, then ENOSPC") {
   Fs fs(100000);
   const uint64_t ds = fs.sb.data_start;

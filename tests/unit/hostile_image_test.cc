@@ -1507,7 +1507,13 @@ TEST_CASE("hostile: open refuses a tree root that is not the root of that tree")
     size_t offset;
     uint64_t value;
   };
-  const uint64_t free_block = p.sb.total_blocks - 2;
+  // A free block: never written, so all zeros (metadata fills the top of the device downward).
+  uint64_t free_block = p.sb.total_blocks - 2;
+  auto zeros = [&](uint64_t b) {
+    auto span = block_span(p.image, b);
+    return std::all_of(span.begin(), span.end(), [](uint8_t x) { return x == 0; });
+  };
+  while (!zeros(free_block)) --free_block;
   for (Root r :
        {Root{128, p.sb.csum_tree_root}, Root{136, p.sb.fs_tree_root}, Root{128, free_block}, Root{136, free_block}}) {
     INFO("superblock offset " << r.offset << " = " << r.value);
