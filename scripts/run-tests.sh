@@ -70,7 +70,7 @@ run_unit asan build-asan/stablefs_unit_tests
 
 echo "== shell suite: tests/check -g quick (sanitizer build)"
 check_log=$(mktemp)
-STABLEFS_BIN="$root/build-asan/stablefs" ./tests/check -g quick 2>&1 | tee "$check_log" | sed 's/^/  /'
+STABLEFS_BIN="$root/build-asan/stablefs" ./tests/check -g quick 2>&1 | tee "$check_log" | sed -u 's/^/  /'
 summary=$(tail -1 "$check_log")
 p=$(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\1/p' <<<"$summary")
 f=$(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\2/p' <<<"$summary")
