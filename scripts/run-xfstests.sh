@@ -62,7 +62,7 @@ cleanup() {
     fi
   done
   for l in "${made_links[@]}"; do rm -f "$l"; done
-  for u in "${made_users[@]}"; do userdel "$u" 2>/dev/null; done
+  for u in "${made_users[@]}"; do userdel -r "$u" 2>/dev/null; done
   for g in "${made_groups[@]}"; do groupdel "$g" 2>/dev/null; done
   rm -f "$work/test.img" "$work/scratch.img"
   [ "${XFSTESTS_KEEP_BUILD:-1}" = 0 ] && rm -rf "$work"
@@ -90,7 +90,7 @@ done
 for u in fsgqa fsgqa2 123456-fsgqa; do
   getent passwd "$u" >/dev/null && continue
   grp=fsgqa; [ "$u" = 123456-fsgqa ] && grp=123456-fsgqa
-  useradd -M -N -g "$grp" -s /bin/bash "$u" && made_users+=("$u")
+  useradd -m -N -g "$grp" -s /bin/bash "$u" && made_users+=("$u")
 done
 
 # ---- build ---------------------------------------------------------------------------------------
