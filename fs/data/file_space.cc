@@ -80,11 +80,8 @@ Result<uint64_t> FileSpace::unmap(uint64_t ino, uint64_t pos, uint64_t len, bool
   SFS_TRY(store.begin_operation(kStepOpBlocks));
   Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_ASSIGN(Inode inode, inodes_.load(ino));
-    SFS_ASSIGN(auto displaced, extents.replace(fb, n, std::nullopt));
-    for (const DisplacedPiece& d : displaced) {
-      SFS_TRY(release_data_blocks(store, d.extent.dev_block, d.extent.nblocks));
-      inode.rec.blocks -= d.extent.nblocks;
-    }
+    SFS_ASSIGN(const uint64_t released, unmap_file_blocks(store, ino, fb, n));
+    inode.rec.blocks -= released;
     if (change_times) inode.rec.ctime = inode.rec.mtime = now_timespec();
     return inodes_.save(inode);
   });

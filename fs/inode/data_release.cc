@@ -1,6 +1,7 @@
 #include "fs/inode/data_release.h"
 
 #include "fs/inode/checksum_store.h"
+#include "fs/inode/extent_map.h"
 
 namespace stablefs {
 
@@ -13,6 +14,16 @@ Status release_data_blocks(MetadataStore& store, uint64_t dev_block, uint64_t nb
   SFS_TRY(store.allocator().free(Extent{dev_block, nblocks}, Reuse::kAfterCommit));
   if (!sb.data_checksums()) return {};
   return ChecksumStore(store.csum_tree()).drop(dev_block, nblocks);
+}
+
+Result<uint64_t> unmap_file_blocks(MetadataStore& store, uint64_t ino, uint64_t file_block, uint64_t nblocks) {
+  SFS_ASSIGN(auto displaced, ExtentMap(store, ino).replace(file_block, nblocks, std::nullopt));
+  uint64_t released = 0;
+  for (const DisplacedPiece& d : displaced) {
+    SFS_TRY(release_data_blocks(store, d.extent.dev_block, d.extent.nblocks));
+    released += d.extent.nblocks;
+  }
+  return released;
 }
 
 }  // namespace stablefs

@@ -12,4 +12,9 @@ namespace stablefs {
 // the blocks' checksums. REQUIRES: inside an operation (MetadataStore::begin_operation).
 Status release_data_blocks(MetadataStore& store, uint64_t dev_block, uint64_t nblocks);
 
+// Makes [file_block, +nblocks) of ino a hole and releases the blocks that backed it (punch,
+// truncate, and finishing an interrupted truncate). Returns how many were released; the
+// caller lowers the inode's block count. REQUIRES: inside an operation.
+Result<uint64_t> unmap_file_blocks(MetadataStore& store, uint64_t ino, uint64_t file_block, uint64_t nblocks);
+
 }  // namespace stablefs

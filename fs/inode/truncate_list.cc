@@ -55,12 +55,9 @@ Result<bool> free_step_past_eof(MetadataStore& store, uint64_t ino, uint64_t& fr
   }));
   if (pieces.empty()) return true;
   for (const Piece& p : pieces) {
-    SFS_ASSIGN(auto displaced, extents.replace(p.file_block, p.nblocks, std::nullopt));
-    for (const DisplacedPiece& d : displaced) {
-      SFS_TRY(release_data_blocks(store, d.extent.dev_block, d.extent.nblocks));
-      rec.blocks = rec.blocks >= d.extent.nblocks ? rec.blocks - d.extent.nblocks : 0;
-      freed += d.extent.nblocks;
-    }
+    SFS_ASSIGN(const uint64_t released, unmap_file_blocks(store, ino, p.file_block, p.nblocks));
+    rec.blocks = rec.blocks >= released ? rec.blocks - released : 0;
+    freed += released;
   }
   SFS_TRY(store.fs_tree().put({ino, kItemInode, 0}, rec.encode()));
   return !more;
