@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/falloc.h>
+#include <linux/fuse.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -21,6 +22,7 @@
 #include "fs/format/format.h"
 #include "fs/fuse/fuse_receive_loop.h"
 #include "fs/fuse/reply_buffers.h"
+#include "fs/fuse/request_caller.h"
 
 namespace stablefs {
 
@@ -29,6 +31,7 @@ struct FuseServer::State {
   FuseMountOptions opts;
   uint32_t block_size = 4096;
   ReplyBuffers read_buffers;  // READ replies, answered from the I/O completion
+  fuse_session* session = nullptr;  // set once at mount, before the first request
 
   // Requests to be answered from the I/O completion and not answered yet: run() waits for
   // them before it returns, so that no reply is sent on a session already destroyed.
@@ -157,9 +160,22 @@ void reply_attr(fuse_req_t req, const Result<Inode>& r) {
 
 void reply_status(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok() ? 0 : errno_of(st)); }
 
-Credentials creds(fuse_req_t req) {
-  const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Credentials{static_cast<uint32_t>(ctx->uid), static_cast<uint32_t>(ctx->gid), static_cast<uint32_t>(ctx->umask)};
+Credentials creds(fuse_req_t req) { return request_credentials(req); }
+
+// Before a write or fallocate changes ino's data: the set-id bits the caller's change takes
+// away (Filesystem::drop_setid_for_data_change). kernel_says_no_fsetid: the kernel marked
+// the request FUSE_WRITE_KILL_SUIDGID (it does so on direct writes by a caller without
+// CAP_FSETID); otherwise the caller's capabilities are read from /proc if the file has a bit.
+// On a buffered write the kernel has already cleared what it clears (a SETATTR before it).
+Status drop_setid_before_data_change(fuse_req_t req, uint64_t ino, bool kernel_says_no_fsetid) {
+  const DataChanger caller{
+      [req, kernel_says_no_fsetid] { return !kernel_says_no_fsetid && request_caller_has_cap_fsetid(req); },
+      [req](uint32_t gid) { return request_caller_in_group(req, gid); }};
+  SFS_ASSIGN(const bool dropped, fsys(req).drop_setid_for_data_change(ino, caller));
+  // The kernel keeps the mode it was last told (a stat asking for the mode alone is answered
+  // from its cache): tell it the attributes changed. Only the attributes: offset < 0.
+  if (dropped) (void)fuse_lowlevel_notify_inval_inode(state(req).session, ino, -1, 0);
+  return {};
 }
 
 // ---- operations -------------------------------------------------------------------------
@@ -361,6 +377,10 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 // data, so the worker need not wait either way.
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info*) {
   guard(req, [&] {
+    const std::optional<uint32_t> write_flags = current_write_flags();
+    const Status dropped =
+        drop_setid_before_data_change(req, ino, write_flags && (*write_flags & FUSE_WRITE_KILL_SUIDGID));
+    if (!dropped.ok()) return reply_status(req, dropped);
     FuseServer::State& st = state(req);
     const WriteSource src{{reinterpret_cast<const uint8_t*>(data), size}, [] { return keep_receive_buffer(); }};
     PendingReply pending(st);
@@ -491,19 +511,6 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
   });
 }
 
-// The caller with its supplementary groups (libfuse reads them from /proc: only where needed).
-Credentials creds_with_groups(fuse_req_t req) {
-  Credentials c = creds(req);
-  std::vector<gid_t> groups(64);
-  int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
-  if (n > static_cast<int>(groups.size())) {
-    groups.resize(static_cast<size_t>(n));
-    n = fuse_req_getgroups(req, n, groups.data());
-  }
-  for (int i = 0; i < n && i < static_cast<int>(groups.size()); ++i) c.groups.push_back(groups[static_cast<size_t>(i)]);
-  return c;
-}
-
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
   guard(req, [&] {
     int f = 0;
@@ -512,7 +519,7 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* v
     // The kernel's FUSE_SETXATTR_ACL_KILL_SGID does not reach this op in libfuse 3.14: the
     // filesystem decides from the caller's groups, as the kernel does for local filesystems.
     reply_status(req, fsys(req).setxattr(ino, name, {reinterpret_cast<const uint8_t*>(value), size}, f,
-                                         creds_with_groups(req)));
+                                         request_credentials_with_groups(req)));
   });
 }
 
@@ -558,6 +565,8 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
     if (mode & FALLOC_FL_KEEP_SIZE) m |= kFallocKeepSize;
     if (mode & FALLOC_FL_PUNCH_HOLE) m |= kFallocPunchHole;
     if (mode & FALLOC_FL_ZERO_RANGE) m |= kFallocZeroRange;
+    const Status dropped = drop_setid_before_data_change(req, ino, false);
+    if (!dropped.ok()) return reply_status(req, dropped);
     reply_status(req, vol(req).fallocate(ino, m, static_cast<uint64_t>(offset), static_cast<uint64_t>(length)));
   });
 }
@@ -654,6 +663,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(Volume& volume, const Fuse
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   server->se_ = fuse_session_new(&args, &kOps, sizeof(kOps), &s);
   fuse_opt_free_args(&args);
+  s.session = server->se_;
   if (!server->se_) return Status::error(EINVAL, opts.mountpoint + ": could not create the FUSE session");
   if (fuse_set_signal_handlers(server->se_) != 0)
     return Status::error(EIO, opts.mountpoint + ": could not install signal handlers");

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -114,8 +115,10 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   std::vector<std::unique_ptr<ReceiveBuffer>> free_ GUARDED_BY(mu_);
 };
 
-// The buffer of the request the current worker thread is processing (keep_receive_buffer).
+// The buffer of the request the current worker thread is processing (keep_receive_buffer),
+// and how many bytes of it the request fills.
 thread_local std::shared_ptr<ReceiveBuffer>* current_buffer = nullptr;
+thread_local size_t current_request_bytes = 0;
 
 void wake_reader(int) {}  // interrupts a blocking read(); nothing else
 
@@ -160,12 +163,14 @@ int serve(fuse_session* se, BufferPool& pool) {
       fuse_session_exit(se);
       break;
     }
+    current_request_bytes = static_cast<size_t>(n);
     fuse_buf fb{};
     fb.size = static_cast<size_t>(n);
     fb.mem = buf->data();
     fuse_session_process_buf(se, &fb);
   }
   current_buffer = nullptr;
+  current_request_bytes = 0;
   return rc;
 }
 
@@ -174,6 +179,16 @@ int serve(fuse_session* se, BufferPool& pool) {
 std::shared_ptr<const void> keep_receive_buffer() {
   if (!current_buffer || !*current_buffer) return nullptr;
   return *current_buffer;
+}
+
+std::optional<uint32_t> current_write_flags() {
+  if (!current_buffer || !*current_buffer || current_request_bytes < kWritePayloadOffset) return std::nullopt;
+  fuse_in_header in;
+  std::memcpy(&in, (*current_buffer)->data(), sizeof in);
+  if (in.opcode != FUSE_WRITE) return std::nullopt;
+  fuse_write_in w;
+  std::memcpy(&w, (*current_buffer)->data() + sizeof in, sizeof w);
+  return w.write_flags;
 }
 
 int run_aligned_receive_loop(fuse_session* se, unsigned threads, std::shared_ptr<ReceiveBufferStats> stats) {

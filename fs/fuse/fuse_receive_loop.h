@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 struct fuse_session;
 
@@ -31,6 +32,12 @@ namespace stablefs {
 // lives; the worker takes another buffer for its next request. Null on any other thread (the
 // caller must then finish with the request's memory before it returns).
 std::shared_ptr<const void> keep_receive_buffer();
+
+// For a WRITE being processed on a receive-loop worker: the kernel's write_flags
+// (FUSE_WRITE_*), which libfuse 3.14 does not pass on. FUSE_WRITE_KILL_SUIDGID among them says
+// the writer lacks CAP_FSETID (the kernel sets it on every direct write by such a writer).
+// nullopt on any other thread or while serving another request.
+std::optional<uint32_t> current_write_flags();
 
 // Receive-buffer accounting, shown by `stablefs stats`: updated by the loop's threads, read by
 // any thread (relaxed: each figure is exact, together they are a moment's approximation).

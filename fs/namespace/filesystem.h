@@ -45,6 +45,13 @@ struct Credentials {
   }
 };
 
+// Who changes a file's data, for the set-id bits the change takes away. Each question is
+// asked only when the answer decides something, with the metadata lock held.
+struct DataChanger {
+  std::function<bool()> keeps_setid;           // holds CAP_FSETID
+  std::function<bool(uint32_t gid)> in_group;  // gid is its group or a supplementary one
+};
+
 struct SetAttrRequest {
   std::optional<uint32_t> mode;  // permission bits and suid/sgid/sticky; the file type is kept
   std::optional<uint32_t> uid;
@@ -102,6 +109,13 @@ class Filesystem {
   Status rmdir(uint64_t parent, std::string_view name);
   Status rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name, unsigned flags);
   Result<Inode> setattr(uint64_t ino, const SetAttrRequest& req);
+  // A change of a regular file's data (a write, fallocate) by a caller without CAP_FSETID
+  // takes set-id bits away, as the kernel decides for local filesystems: set-user-ID always,
+  // set-group-ID when group members may execute the file or the caller is not in its group.
+  // Call it before the change; returns whether the mode changed (a kernel caching the
+  // inode's attributes must then be told). Nothing is written (and the caller not asked) when
+  // the file has neither bit: then it costs one inode lookup under the metadata lock.
+  Result<bool> drop_setid_for_data_change(uint64_t ino, const DataChanger& caller);
   // Entries after cookie (0: from the start), in cookie order, until fn returns false.
   // "." and ".." are not stored and not listed.
   Status readdir(uint64_t dir, uint64_t cookie, const std::function<bool(const DirEntry&)>& fn);
