@@ -74,13 +74,26 @@ std::string parse_options(const std::vector<std::string>& lists, MountConfig& cf
         unsigned long v = std::strtoul(value.c_str(), &end, 10);
         if (value.empty() || *end || errno || v > 86400) return "commit=" + value + ": not a number of seconds (0..86400)";
         cfg.commit_seconds = static_cast<unsigned>(v);
+      } else if (opt == "suid" || opt == "nosuid") {
+        cfg.fuse.suid = opt == "suid";
+      } else if (opt == "dev" || opt == "nodev") {
+        cfg.fuse.dev = opt == "dev";
+      } else if (opt == "exec" || opt == "noexec") {
+        cfg.fuse.exec = opt == "exec";
+      } else if (opt == "noatime") {
+        cfg.fuse.atime = AtimePolicy::kNever;
+      } else if (opt == "atime" || opt == "relatime" || opt == "nostrictatime") {
+        cfg.fuse.atime = AtimePolicy::kRelative;  // "atime" is the default, relatime, as on Linux
+      } else if (opt == "strictatime" || opt == "norelatime") {
+        cfg.fuse.atime = AtimePolicy::kAlways;
+      } else if (opt == "nodiratime" || opt == "diratime") {
+        cfg.fuse.dir_atime = opt == "diratime";
       } else if (opt == "defaults" || opt == "noauto" || opt == "auto" || opt == "nofail" || opt == "_netdev" ||
                  opt == "user" || opt == "nouser" || opt == "users" || opt == "owner" || opt == "group" ||
-                 key == "comment" || key.rfind("x-", 0) == 0 || opt == "dev" || opt == "suid" || opt == "exec" ||
-                 opt == "nodev" || opt == "nosuid" || opt == "noexec" || opt == "atime" || opt == "noatime" ||
-                 opt == "relatime" || opt == "async") {
-        // fstab and mount(8) options with no meaning here (nodev/nosuid/noexec are set by
-        // fusermount for non-root users anyway).
+                 key == "comment" || key.rfind("x-", 0) == 0 || opt == "async" || opt == "lazytime" ||
+                 opt == "nolazytime" || opt == "default_permissions") {
+        // fstab and mount(8) options with no meaning here: access checks are always the
+        // kernel's (default_permissions), and times reach the journal at the commit interval.
       } else {
         return "unknown mount option '" + opt + "'";
       }
@@ -420,7 +433,8 @@ RunFn add_mount_command(CLI::App& root) {
   sub->add_option("mountpoint", args->mountpoint, "Directory to mount on")->required();
   sub->add_option("-o", args->options,
                   "Options: ro, rw, bounce=auto|always|never, commit=SECONDS (default 5, 0: off), allow_other, "
-                  "debug, subtype=NAME (type fuse.NAME; empty: plain fuse); fstab-only options (defaults, noauto, nofail, _netdev, user, users, owner, comment=, "
+                  "debug, subtype=NAME (type fuse.NAME; empty: plain fuse), relatime (default), strictatime, noatime, nodiratime, "
+                  "suid, dev, exec (defaults), nosuid, nodev, noexec, default_permissions; fstab-only options (defaults, noauto, nofail, _netdev, user, users, owner, comment=, "
                   "x-*) are accepted and ignored")
       ->allow_extra_args(false);
   sub->add_flag("-f,--foreground", args->foreground, "Stay in the foreground (do not daemonize)");

@@ -10,6 +10,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -301,10 +303,36 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* n
   guard(req, [&] { reply_entry(req, fsys(req).link(ino, newparent, newname)); });
 }
 
+// What the daemon keeps per open file handle (fuse_file_info::fh): made by open and create,
+// deleted by release, which the kernel sends after the handle's last request.
+struct OpenFile {
+  std::atomic<bool> read_seen{false};  // a read came through it (relatime is checked once)
+};
+
+OpenFile* open_file_of(const fuse_file_info* fi) {
+  return fi ? reinterpret_cast<OpenFile*>(static_cast<uintptr_t>(fi->fh)) : nullptr;
+}
+
 // Per-handle settings an open decides: O_DIRECT handles bypass the kernel's page cache.
 void set_open_flags(fuse_file_info* fi) {
   fi->direct_io = (fi->flags & O_DIRECT) ? 1 : 0;
   fi->keep_cache = 0;
+  fi->fh = reinterpret_cast<uintptr_t>(new OpenFile());
+}
+
+void end_open_file(fuse_file_info* fi) {
+  delete open_file_of(fi);
+  fi->fh = 0;
+}
+
+// A read through handle fi of ino: its access time moves as the mount's atime options say.
+// Like the kernel's touch_atime, a failure does not fail the read.
+void note_read(fuse_req_t req, uint64_t ino, const fuse_file_info* fi) {
+  const AtimePolicy policy = state(req).opts.atime;
+  if (policy == AtimePolicy::kNever) return;
+  OpenFile* f = open_file_of(fi);
+  if (policy == AtimePolicy::kRelative && f && f->read_seen.exchange(true)) return;
+  (void)fsys(req).note_access(ino, policy);
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -317,6 +345,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     state(req).add_handle(ino);  // dropped by op_release
     if (fuse_reply_open(req, fi) != 0) {
       (void)state(req).end_handle(ino);
+      end_open_file(fi);
     }
   });
 }
@@ -331,6 +360,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     state(req).add_handle(r->ino);  // dropped by op_release
     if (fuse_reply_create(req, &e, fi) != 0) {
       (void)state(req).end_handle(r->ino);
+      end_open_file(fi);
       state(req).forget(r->ino, 1);
     }
   });
@@ -356,8 +386,9 @@ class PendingReply {
 
 // Reads and writes are answered from the I/O completion: the worker starts the request and
 // returns. A read goes into a leased reply buffer that lives until the reply is sent.
-void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   guard(req, [&] {
+    note_read(req, ino, fi);
     FuseServer::State& st = state(req);
     std::shared_ptr<ReplyBuffers::Lease> buf = st.read_buffers.get(size);
     std::span<uint8_t> dst = buf->span();
@@ -396,7 +427,8 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
 void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 // The last close of an inode's handles trims its speculative preallocation past EOF (the
 // kernel ignores release's reply; an error is still reported for debug logs).
-void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  end_open_file(fi);
   guard(req, [&] {
     Status st = state(req).end_handle(ino);  // may free an unlinked file
     reply_status(req, st);
@@ -452,6 +484,8 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
   };
   // Collect at most what can fit (each entry needs at least 24 bytes plus its name, padded);
   // the reply is built outside the metadata lock (readdirplus looks each entry up).
+  // A listing from its start is a read of the directory (for its access time).
+  if (off == 0 && state(req).opts.dir_atime) (void)fs.note_access(ino, state(req).opts.atime);
   std::vector<DirEntry> entries;
   size_t estimate = 0;
   const size_t per_entry = plus ? sizeof(fuse_entry_param) : 24;
@@ -656,6 +690,12 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(Volume& volume, const Fuse
   if (!opts.subtype.empty()) o += ",subtype=" + escape_opt(opts.subtype);
   if (opts.allow_other) o += ",allow_other";
   if (opts.read_only) o += ",ro";
+  o += opts.suid ? ",suid" : ",nosuid";
+  o += opts.dev ? ",dev" : ",nodev";
+  o += opts.exec ? ",exec" : ",noexec";
+  // Shown in /proc/mounts as on a local filesystem (the kernel itself leaves atime to us;
+  // libfuse 3.14 passes on noatime, not strictatime or nodiratime).
+  if (opts.atime == AtimePolicy::kNever) o += ",noatime";
   std::vector<std::string> argv_s = {"stablefs", "-o", o};
   if (opts.debug) argv_s.push_back("-d");
   std::vector<char*> argv;

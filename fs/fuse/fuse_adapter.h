@@ -45,6 +45,15 @@ struct FuseMountOptions {
   bool debug = false;                 // libfuse prints every request to stderr
   unsigned max_threads = 32;          // receive-loop workers
   double attr_timeout = 1.0;          // seconds the kernel may cache attributes and entries
+  // When reads move access times (the kernel leaves atime to the server). Relative: checked
+  // at the first read through each open handle, and at the start of each directory listing.
+  AtimePolicy atime = AtimePolicy::kRelative;
+  bool dir_atime = true;              // false: nodiratime
+  // Mount flags, as on a local filesystem: set-id bits and device files honoured, programs
+  // may run. Only root may mount with suid or dev (the kernel refuses others).
+  bool suid = true;
+  bool dev = true;
+  bool exec = true;
   // Where the receive loop counts its buffers (stablefs stats); null: nobody reads them.
   std::shared_ptr<ReceiveBufferStats> receive_stats = {};
 };

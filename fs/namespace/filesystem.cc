@@ -458,6 +458,24 @@ Result<Inode> Filesystem::setattr(uint64_t ino, const SetAttrRequest& req) {
   return inode;
 }
 
+Status Filesystem::note_access(uint64_t ino, AtimePolicy policy) {
+  if (policy == AtimePolicy::kNever) return {};
+  MutexLock lock(inodes_.mutex());
+  if (store_locked().read_only()) return {};
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
+  const Timespec now = now_timespec();
+  if (policy == AtimePolicy::kRelative) {
+    const Timespec& a = inode.rec.atime;
+    constexpr int64_t kDay = 24 * 60 * 60;
+    const bool stale = a <= inode.rec.mtime || a <= inode.rec.ctime || now.sec - a.sec >= kDay;
+    if (!stale) return {};
+  }
+  SFS_TRY(store_locked().begin_operation(kOpBlocks));
+  inode.rec.atime = now;
+  return store_locked().end_operation(out_of_memory_as_error(
+      [&]() REQUIRES(inodes_.mutex()) { return inodes_.save(inode, InodeChange::kTimesOnly); }));
+}
+
 Result<bool> Filesystem::drop_setid_for_data_change(uint64_t ino, const DataChanger& caller) {
   MutexLock lock(inodes_.mutex());
   SFS_ASSIGN(Inode inode, inodes_.load(ino));

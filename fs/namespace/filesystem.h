@@ -45,6 +45,14 @@ struct Credentials {
   }
 };
 
+// When a read of a file's data or a directory's listing moves its access time: the mount's
+// atime options (noatime; relatime, the default; strictatime).
+enum class AtimePolicy {
+  kNever,     // noatime
+  kRelative,  // relatime: when atime is not after mtime or ctime, or is a day old
+  kAlways,    // strictatime: every time
+};
+
 // Who changes a file's data, for the set-id bits the change takes away. Each question is
 // asked only when the answer decides something, with the metadata lock held.
 struct DataChanger {
@@ -109,6 +117,10 @@ class Filesystem {
   Status rmdir(uint64_t parent, std::string_view name);
   Status rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name, unsigned flags);
   Result<Inode> setattr(uint64_t ino, const SetAttrRequest& req);
+  // A read of ino (its data, or its listing for a directory) happened: moves its atime to now
+  // as policy says. Nothing on a read-only store. A times-only change: fdatasync does not
+  // commit for it.
+  Status note_access(uint64_t ino, AtimePolicy policy);
   // A change of a regular file's data (a write, fallocate) by a caller without CAP_FSETID
   // takes set-id bits away, as the kernel decides for local filesystems: set-user-ID always,
   // set-group-ID when group members may execute the file or the caller is not in its group.
