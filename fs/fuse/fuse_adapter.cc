@@ -193,6 +193,10 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS);
   want(FUSE_CAP_ASYNC_READ);
   want(FUSE_CAP_ASYNC_DIO);
+  // File handles (name_to_handle_at, NFS export) stay valid after the kernel drops its cached
+  // inode and across remounts: it asks for "." of the handle's inode (and ".." to reconnect a
+  // directory), which Filesystem::lookup answers; the generation tells a reused number apart.
+  want(FUSE_CAP_EXPORT_SUPPORT);
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   // POSIX ACLs: the kernel enforces them from the system.posix_acl_* xattrs (and caches them);
   // the filesystem validates them, keeps the mode in sync and applies a directory's default
@@ -711,6 +715,10 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(Volume& volume, const Fuse
   if (fuse_session_mount(server->se_, opts.mountpoint.c_str()) != 0)
     return Status::error(EIO, opts.mountpoint + ": FUSE mount failed (is /dev/fuse available and the mountpoint a directory?)");
   server->mounted_ = true;
+  // Shared mappings of files open with O_DIRECT (FOPEN_DIRECT_IO handles) work as on a local
+  // filesystem instead of failing with ENODEV.
+  if (const int rc = add_init_reply_flags(server->se_, kFuseDirectIoAllowMmap); rc < 0)
+    return Status::error(-rc, opts.mountpoint + ": could not set up the FUSE reply writer");
   return server;
 }
 

@@ -5,6 +5,7 @@
 #include <linux/fuse.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -122,6 +123,48 @@ thread_local size_t current_request_bytes = 0;
 
 void wake_reader(int) {}  // interrupts a blocking read(); nothing else
 
+// add_init_reply_flags: what the INIT reply gains where the kernel offers it.
+std::atomic<uint64_t> extra_init_flags{0};
+
+// The current worker's request, if it is the kernel's INIT: its header and arguments.
+bool current_init_request(fuse_in_header* in, fuse_init_in* init) {
+  if (!current_buffer || !*current_buffer || current_request_bytes < sizeof *in + sizeof *init) return false;
+  std::memcpy(in, (*current_buffer)->data(), sizeof *in);
+  if (in->opcode != FUSE_INIT) return false;
+  std::memcpy(init, (*current_buffer)->data() + sizeof *in, sizeof *init);
+  return true;
+}
+
+// libfuse's reply writer (custom I/O). Every reply passes through unchanged except a
+// successful reply to INIT from the worker serving it, whose flags gain the extra ones the
+// kernel offered (only in the extended form the kernel reads flags2 from).
+ssize_t write_reply(int fd, iovec* iov, int count, void*) {
+  fuse_in_header in;
+  fuse_init_in init;
+  const uint64_t extra = extra_init_flags.load(std::memory_order_relaxed);
+  if (extra == 0 || count < 2 || iov[0].iov_len != sizeof(fuse_out_header) || !current_init_request(&in, &init))
+    return ::writev(fd, iov, count);
+  fuse_out_header out;
+  std::memcpy(&out, iov[0].iov_base, sizeof out);
+  fuse_init_out reply{};
+  if (out.error != 0 || out.unique != in.unique || iov[1].iov_len < offsetof(fuse_init_out, flags2) + sizeof reply.flags2 ||
+      iov[1].iov_len > sizeof reply)
+    return ::writev(fd, iov, count);
+  std::memcpy(&reply, iov[1].iov_base, iov[1].iov_len);
+  uint64_t offered = init.flags;
+  if (init.flags & FUSE_INIT_EXT) offered |= uint64_t{init.flags2} << 32;
+  if (reply.flags & FUSE_INIT_EXT) {
+    const uint64_t add = extra & offered;
+    reply.flags |= static_cast<uint32_t>(add);
+    reply.flags2 |= static_cast<uint32_t>(add >> 32);
+  }
+  std::vector<iovec> amended(iov, iov + count);
+  amended[1].iov_base = &reply;
+  return ::writev(fd, amended.data(), count);
+}
+
+ssize_t read_request(int fd, void* buf, size_t len, void*) { return ::read(fd, buf, len); }
+
 struct Shared {
   fuse_session* se;
   Mutex mu;
@@ -189,6 +232,14 @@ std::optional<uint32_t> current_write_flags() {
   fuse_write_in w;
   std::memcpy(&w, (*current_buffer)->data() + sizeof in, sizeof w);
   return w.write_flags;
+}
+
+int add_init_reply_flags(fuse_session* se, uint64_t flags) {
+  extra_init_flags.store(flags, std::memory_order_relaxed);
+  fuse_custom_io io{};
+  io.writev = write_reply;
+  io.read = read_request;  // unused: the workers read for themselves
+  return fuse_session_custom_io(se, &io, fuse_session_fd(se));
 }
 
 int run_aligned_receive_loop(fuse_session* se, unsigned threads, std::shared_ptr<ReceiveBufferStats> stats) {

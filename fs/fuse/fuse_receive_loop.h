@@ -39,6 +39,17 @@ std::shared_ptr<const void> keep_receive_buffer();
 // nullopt on any other thread or while serving another request.
 std::optional<uint32_t> current_write_flags();
 
+// Protocol flags of the INIT reply (bits of fuse_init_out's flags | flags2 << 32) that libfuse
+// 3.14 has no capability for. kFuseDirectIoAllowMmap lets a file opened with FOPEN_DIRECT_IO
+// be mapped shared (the kernel keeps the mapping coherent with the direct I/O).
+inline constexpr uint64_t kFuseDirectIoAllowMmap = uint64_t{1} << 36;  // FUSE_DIRECT_IO_ALLOW_MMAP, 7.39
+
+// Makes the loop write se's replies itself (libfuse's custom I/O, on the fd se was mounted
+// with), so that the reply to the kernel's INIT also carries those of `flags` the kernel
+// offered. Call after fuse_session_mount and before run_aligned_receive_loop; one session per
+// process (the flags are kept process-wide). Returns 0 or a negative errno.
+int add_init_reply_flags(fuse_session* se, uint64_t flags);
+
 // Receive-buffer accounting, shown by `stablefs stats`: updated by the loop's threads, read by
 // any thread (relaxed: each figure is exact, together they are a moment's approximation).
 struct ReceiveBufferStats {

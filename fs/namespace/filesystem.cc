@@ -221,8 +221,12 @@ Result<Inode> Filesystem::getattr(uint64_t ino) {
 Result<Inode> Filesystem::lookup(uint64_t parent, std::string_view name) {
   MutexLock lock(inodes_.mutex());
   if (name.size() > 255) return Status::error(ENAMETOOLONG, "file name longer than 255 bytes");
+  if (name == ".") {
+    SFS_ASSIGN(Inode self, inodes_.load(parent));
+    if (self.rec.nlink == 0) return Status::error(ENOENT, "inode " + std::to_string(parent) + " has been removed");
+    return self;
+  }
   SFS_ASSIGN(Inode dir, load_dir(parent));
-  if (name == ".") return dir;
   if (name == "..") return inodes_.load(dir.rec.parent);
   SFS_ASSIGN(auto entry, find_dirent(parent, name));
   if (!entry) return no_entry(name);

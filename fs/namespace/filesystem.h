@@ -106,6 +106,9 @@ class Filesystem {
   Status fsync(uint64_t ino, bool datasync) { return inodes_.sync_inode(ino, datasync); }
 
   Result<Inode> getattr(uint64_t ino);
+  // name in directory parent. Two names answer what a file handle needs (the kernel asks them
+  // to turn a handle back into a file after its cache dropped it): "." is parent itself, of
+  // any type, ENOENT once it is unlinked (nlink 0); ".." is a directory's parent.
   Result<Inode> lookup(uint64_t parent, std::string_view name);
   // Regular files, fifos, sockets, character and block devices (type from mode).
   Result<Inode> mknod(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev, Credentials cred);
