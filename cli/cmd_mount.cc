@@ -25,7 +25,9 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/mount_options.h"
 #include "cli/mount_table.h"
+#include "cli/remount.h"
 #include "bounce/file_device.h"
 #include "fs/fuse/commit_timer.h"
 #include "fs/fuse/fuse_adapter.h"
@@ -41,65 +43,19 @@ struct MountArgs {
   std::string mountpoint;
   std::vector<std::string> options;
   bool foreground = false;
+  bool complete_options = false;  // mount(8)'s helpers: -o is the whole option set (remount)
 };
 
-struct MountConfig {
-  VolumeOptions volume;
-  FuseMountOptions fuse;
-  unsigned commit_seconds = 5;
-};
-
-// Parses the comma-separated -o lists. Returns an error message, or "" when all are good.
-std::string parse_options(const std::vector<std::string>& lists, MountConfig& cfg) {
-  for (const std::string& list : lists) {
-    std::stringstream ss(list);
-    std::string opt;
-    while (std::getline(ss, opt, ',')) {
-      if (opt.empty()) continue;
-      std::string key = opt.substr(0, opt.find('=')), value;
-      const bool has_value = opt.find('=') != std::string::npos;
-      if (has_value) value = opt.substr(opt.find('=') + 1);
-      if (opt == "ro") cfg.volume.read_only = cfg.fuse.read_only = true;
-      else if (opt == "rw") cfg.volume.read_only = cfg.fuse.read_only = false;
-      else if (opt == "allow_other") cfg.fuse.allow_other = true;
-      else if (opt == "debug") cfg.fuse.debug = true;
-      else if (key == "subtype" && has_value) cfg.fuse.subtype = value;  // empty: type "fuse" (xfstests)
-      else if (key == "bounce" && has_value) {
-        auto p = parse_bounce_policy(value);
-        if (!p.ok()) return p.status().message();
-        cfg.volume.bounce = *p;
-      } else if (key == "commit" && has_value) {
-        char* end = nullptr;
-        errno = 0;
-        unsigned long v = std::strtoul(value.c_str(), &end, 10);
-        if (value.empty() || *end || errno || v > 86400) return "commit=" + value + ": not a number of seconds (0..86400)";
-        cfg.commit_seconds = static_cast<unsigned>(v);
-      } else if (opt == "suid" || opt == "nosuid") {
-        cfg.fuse.suid = opt == "suid";
-      } else if (opt == "dev" || opt == "nodev") {
-        cfg.fuse.dev = opt == "dev";
-      } else if (opt == "exec" || opt == "noexec") {
-        cfg.fuse.exec = opt == "exec";
-      } else if (opt == "noatime") {
-        cfg.fuse.atime = AtimePolicy::kNever;
-      } else if (opt == "atime" || opt == "relatime" || opt == "nostrictatime") {
-        cfg.fuse.atime = AtimePolicy::kRelative;  // "atime" is the default, relatime, as on Linux
-      } else if (opt == "strictatime" || opt == "norelatime") {
-        cfg.fuse.atime = AtimePolicy::kAlways;
-      } else if (opt == "nodiratime" || opt == "diratime") {
-        cfg.fuse.dir_atime = opt == "diratime";
-      } else if (opt == "defaults" || opt == "noauto" || opt == "auto" || opt == "nofail" || opt == "_netdev" ||
-                 opt == "user" || opt == "nouser" || opt == "users" || opt == "owner" || opt == "group" ||
-                 key == "comment" || key.rfind("x-", 0) == 0 || opt == "async" || opt == "lazytime" ||
-                 opt == "nolazytime" || opt == "default_permissions") {
-        // fstab and mount(8) options with no meaning here: access checks are always the
-        // kernel's (default_permissions), and times reach the journal at the commit interval.
-      } else {
-        return "unknown mount option '" + opt + "'";
-      }
-    }
+// strictatime and nodiratime reach the kernel's flags only through a remount (libfuse cannot
+// pass them): without it /proc/mounts would say relatime, and mount(8) would pass that back on
+// the next remount. Called once the mount is live. Returns the exit status.
+int show_atime_flags(const std::string& mountpoint, const MountConfig& cfg) {
+  if (cfg.fuse.atime != AtimePolicy::kAlways && cfg.fuse.dir_atime) return 0;
+  if (Status st = set_kernel_mount_flags(mountpoint, cfg); !st.ok()) {
+    print_error("mount", st.message() + " (setting strictatime/nodiratime)");
+    return 1;
   }
-  return "";
+  return 0;
 }
 
 bool write_all(int fd, const std::string& s) {
@@ -158,10 +114,17 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
     }
   }
   auto timer = std::make_unique<CommitTimer>(**volume, cfg.commit_seconds);
-  auto control = ControlServer::start({volume->get(), a.mountpoint, a.device, cfg.fuse.receive_stats},
+  FuseServer* fuse = server->get();
+  auto control = ControlServer::start({volume->get(), a.mountpoint, a.device, cfg.fuse.receive_stats,
+                                       [fuse](const RemountSettings& s) { return fuse->remount(s); }},
                                       control_socket_path(a.mountpoint));
   if (!control) syslog(LOG_WARNING, "%s: stablefs stats and map will not answer (control socket)", a.mountpoint.c_str());
+  // In the foreground nobody waits for "ok": the atime flags are set beside the serving loop
+  // (the remount waits for the kernel's INIT, which run() answers).
+  std::thread flags;
+  if (report_fd < 0) flags = std::thread([&a, &cfg] { (void)show_atime_flags(a.mountpoint, cfg); });
   Status run = (*server)->run();
+  if (flags.joinable()) flags.join();
   control.reset();
   timer.reset();
   server->reset();  // the session is gone: no request can reach the volume any more
@@ -251,6 +214,12 @@ int run_mount(MountArgs a) {
     print_error("mount", err);
     return 1;
   }
+  // -o remount [DEVICE] MOUNTPOINT (mount(8) passes both; the device is the mount's own).
+  if (cfg.remount) return run_remount(a.mountpoint.empty() ? a.device : a.mountpoint, a.options, a.complete_options);
+  if (a.mountpoint.empty()) {
+    print_error("mount", "a mountpoint is required (stablefs mount DEVICE MOUNTPOINT)");
+    return 1;
+  }
   struct stat st {};
   if (::stat(a.device.c_str(), &st) != 0) {
     print_error("mount", a.device + ": " + std::strerror(errno));
@@ -323,7 +292,7 @@ int run_mount(MountArgs a) {
     msg.append(buf, static_cast<size_t>(n));
   }
   ::close(fds[0]);
-  if (msg == "ok\n") return 0;
+  if (msg == "ok\n") return show_atime_flags(a.mountpoint, cfg);
   if (!msg.empty() && msg.back() == '\n') msg.pop_back();
   if (msg.empty()) {
     int status = 0;
@@ -430,14 +399,17 @@ RunFn add_mount_command(CLI::App& root) {
   auto args = std::make_shared<MountArgs>();
   CLI::App* sub = root.add_subcommand("mount", "Mount a stablefs filesystem through FUSE (returns once it is live)");
   sub->add_option("device", args->device, "Image file or block device")->required();
-  sub->add_option("mountpoint", args->mountpoint, "Directory to mount on")->required();
+  sub->add_option("mountpoint", args->mountpoint, "Directory to mount on (with -o remount: the mount to change)");
   sub->add_option("-o", args->options,
                   "Options: ro, rw, bounce=auto|always|never, commit=SECONDS (default 5, 0: off), allow_other, "
                   "debug, subtype=NAME (type fuse.NAME; empty: plain fuse), relatime (default), strictatime, noatime, nodiratime, "
-                  "suid, dev, exec (defaults), nosuid, nodev, noexec, default_permissions; fstab-only options (defaults, noauto, nofail, _netdev, user, users, owner, comment=, "
+                  "suid, dev, exec (defaults), nosuid, nodev, noexec, default_permissions, remount (change a live mount: "
+                  "ro or rw, the atime and suid/dev/exec options); fstab-only options (defaults, noauto, nofail, _netdev, user, users, owner, comment=, "
                   "x-*) are accepted and ignored")
       ->allow_extra_args(false);
   sub->add_flag("-f,--foreground", args->foreground, "Stay in the foreground (do not daemonize)");
+  // How mount(8)'s helpers call it (cli/remount.h): not for people, so not in --help.
+  sub->add_flag("--complete-options", args->complete_options, "")->group("");
   return [args] { return run_mount(*args); };
 }
 

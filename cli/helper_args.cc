@@ -33,7 +33,8 @@ std::vector<std::string> mount_helper_args(const std::vector<std::string>& argv)
     } else positional.push_back(a);
   }
   if (fake) return {};  // mount -f: do everything but the mount
-  std::vector<std::string> out = {argv[0], "mount"};
+  // mount(8) hands a helper the whole option set (on a remount: merged with the mount's own).
+  std::vector<std::string> out = {argv[0], "mount", "--complete-options"};
   out.insert(out.end(), positional.begin(), positional.end());
   if (!opts.empty()) {
     out.push_back("-o");

@@ -1,7 +1,7 @@
 // The stablefs command: dispatches to subcommands (mkfs, fsck, info, mount, umount, stats, map,
 // verify, sync).
 // Invoked as mkfs.stablefs or fsck.stablefs it behaves as that subcommand; as mount.stablefs
-// (mount(8)'s helper) or umount.stablefs / umount.fuse.stablefs (umount(8)'s helpers) it takes
+// or mount.fuse.stablefs (mount(8)'s helpers for the types stablefs and fuse.stablefs) or umount.stablefs / umount.fuse.stablefs (umount(8)'s helpers) it takes
 // their argument conventions and runs mount / umount. "stablefs SOURCE MNT -o OPTS" (how
 // mount.fuse3 runs the fuse.stablefs type) is "stablefs mount SOURCE MNT -o OPTS".
 #include <sys/stat.h>
@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   for (const char* alias : {"mkfs", "fsck"}) {
     if (self == std::string(alias) + ".stablefs") args.insert(args.begin() + 1, alias);
   }
-  if (self == "mount.stablefs") args = stablefs::cli::mount_helper_args(args);
+  if (self == "mount.stablefs" || self == "mount.fuse.stablefs") args = stablefs::cli::mount_helper_args(args);
   if (self == "umount.stablefs" || self == "umount.fuse.stablefs") args = stablefs::cli::umount_helper_args(args);
   if (args.empty()) return 0;
   // mount.fuse3 runs a "fuse.stablefs" mount as "stablefs SOURCE MOUNTPOINT -o OPTIONS".
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
       std::none_of(std::begin(kSubcommands), std::end(kSubcommands), [&](const char* c) { return args[1] == c; })) {
     struct stat st {};
     if (args.size() >= 3 && (args[1].find('/') != std::string::npos || ::stat(args[1].c_str(), &st) == 0)) {
-      args.insert(args.begin() + 1, "mount");
+      args.insert(args.begin() + 1, {"mount", "--complete-options"});
     } else {
       std::string names;
       for (const char* c : kSubcommands) names += std::string(names.empty() ? "" : ", ") + c;

@@ -206,6 +206,15 @@ Status Volume::sync() {
   return {};
 }
 
+Status Volume::set_read_only(bool read_only) {
+  if (read_only) {
+    auto listed = space_->listed_speculative();
+    if (listed.ok())
+      for (uint64_t ino : *listed) (void)release(ino);  // a failure leaves it listed (see volume.h)
+  }
+  return fs_->set_read_only(read_only);
+}
+
 Status Volume::close() {
   if (closed_) return {};
   closed_ = true;

@@ -106,6 +106,11 @@ class Volume {
   // back durable; commits only when ino has such a change uncommitted (Filesystem::fsync).
   Status fsync(uint64_t ino, bool datasync) { return fs_->fsync(ino, datasync); }
   Status close();
+  // A remount (Filesystem::set_read_only). To read-only, speculative preallocation is freed
+  // first as at an unmount (each file under its range lock; one that cannot be trimmed stays
+  // listed for the next read-write mount); then operations that would write fail with EROFS.
+  // Thread-safe; the caller (a remount) has made sure no file is open for writing.
+  Status set_read_only(bool read_only);
 
   const BounceDecision& bounce_decision() const { return decision_; }
   const StablePagesInfo& device_stable_pages() const { return stable_; }

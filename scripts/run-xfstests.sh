@@ -79,6 +79,7 @@ link() {  # link NAME: NAME -> the stablefs binary, unless NAME exists
 # device to be released before xfstests mounts it again.
 link /usr/local/sbin/stablefs
 link /sbin/mount.stablefs
+link /sbin/mount.fuse.stablefs
 link /sbin/umount.stablefs
 link /sbin/umount.fuse.stablefs
 [ "$(realpath "$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v stablefs)")" = "$STABLEFS" ] ||

@@ -115,13 +115,14 @@ Status FileSpace::trim_speculative(uint64_t ino) {
   return store.end_operation(remove_speculative(store, ino));
 }
 
+Result<std::vector<uint64_t>> FileSpace::listed_speculative() {
+  MutexLock lock(inodes_.mutex());
+  if (inodes_.store().read_only()) return std::vector<uint64_t>{};
+  return list_speculative(inodes_.store());
+}
+
 Status FileSpace::trim_listed_speculative() {
-  std::vector<uint64_t> listed;
-  {
-    MutexLock lock(inodes_.mutex());
-    if (inodes_.store().read_only()) return {};
-    SFS_ASSIGN(listed, list_speculative(inodes_.store()));
-  }
+  SFS_ASSIGN(const std::vector<uint64_t> listed, listed_speculative());
   // One inode that cannot be trimmed does not keep the others from it; it stays listed.
   Status first_error;
   for (uint64_t ino : listed) {

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
+
 
 #include "fs/inode/inode_table.h"
 #include "iomap/iomap.h"
@@ -46,6 +48,8 @@ class FileSpace : public IomapSpaceOps {
   // mount, what a crash left; at unmount, every stream still open. An inode that fails stays
   // listed and the rest are still trimmed; returns the first failure. REQUIRES: no I/O in flight.
   Status trim_listed_speculative();
+  // The inodes on the speculative list.
+  Result<std::vector<uint64_t>> listed_speculative();
 
  private:
   static constexpr uint64_t kStepBlocks = 2048;

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace stablefs {
 namespace {
@@ -53,6 +54,39 @@ nlohmann::json file_map_to_json(const FileMap& m) {
     extents.push_back(std::move(x));
   }
   return {{"ino", m.ino}, {"size", m.size}, {"block_size", m.block_size}, {"extents", std::move(extents)}};
+}
+
+namespace {
+constexpr std::pair<AtimePolicy, const char*> kAtimeNames[] = {
+    {AtimePolicy::kNever, "never"}, {AtimePolicy::kRelative, "relative"}, {AtimePolicy::kAlways, "always"}};
+}  // namespace
+
+nlohmann::json remount_request(const RemountSettings& settings) {
+  const char* atime = "relative";
+  for (const auto& [policy, name] : kAtimeNames)
+    if (policy == settings.atime) atime = name;
+  return {{"op", "remount"}, {"read_only", settings.read_only}, {"atime", atime}, {"dir_atime", settings.dir_atime}};
+}
+
+Result<RemountSettings> remount_settings_from_json(const nlohmann::json& request) {
+  const Status bad = Status::error(EPROTO, "remount needs \"read_only\", \"atime\" and \"dir_atime\"");
+  if (!request.is_object() || !request.contains("read_only") || !request["read_only"].is_boolean() ||
+      !request.contains("atime") || !request["atime"].is_string() || !request.contains("dir_atime") ||
+      !request["dir_atime"].is_boolean())
+    return bad;
+  RemountSettings s;
+  s.read_only = request["read_only"].get<bool>();
+  s.dir_atime = request["dir_atime"].get<bool>();
+  const std::string atime = request["atime"].get<std::string>();
+  bool known = false;
+  for (const auto& [policy, name] : kAtimeNames) {
+    if (atime == name) {
+      s.atime = policy;
+      known = true;
+    }
+  }
+  if (!known) return bad;
+  return s;
 }
 
 Result<FileMap> file_map_from_json(const nlohmann::json& j) {

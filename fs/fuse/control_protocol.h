@@ -7,6 +7,8 @@
 //   {"op": "map", "ino": N}    -> {"ok": true, "map": <file_map_to_json>}
 //   {"op": "sync"}             -> {"ok": true} once everything written so far is durable
 //                                 (journal commit and device flush: Volume::sync)
+//   {"op": "remount", "read_only": B, "atime": "never"|"relative"|"always", "dir_atime": B}
+//                              -> {"ok": true} once the daemon applies them (FuseServer::remount)
 // A failure is {"ok": false, "errno": E, "error": "<one line>"}. Both sides are in this file's
 // .cc so they cannot drift apart. No call throws (JSON errors become Status values), except
 // std::bad_alloc.
@@ -19,6 +21,7 @@
 #include <string>
 
 #include "fs/file_map.h"
+#include "fs/fuse/fuse_adapter.h"
 
 namespace stablefs {
 
@@ -26,6 +29,11 @@ namespace stablefs {
 nlohmann::json file_map_to_json(const FileMap& m);
 // The FileMap a daemon sent; EPROTO when the document does not have its shape.
 Result<FileMap> file_map_from_json(const nlohmann::json& j);
+
+// The remount request for settings, and the settings a remount request carries (EPROTO when
+// it does not have the request's shape).
+nlohmann::json remount_request(const RemountSettings& settings);
+Result<RemountSettings> remount_settings_from_json(const nlohmann::json& request);
 
 // A success reply with `fields` added, and a failure reply for st.
 nlohmann::json control_ok(nlohmann::json fields = nlohmann::json::object());

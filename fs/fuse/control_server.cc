@@ -83,6 +83,13 @@ nlohmann::json answer(const ControlTarget& t, const std::string& text) {
     Status st = v.sync();
     return st.ok() ? control_ok() : control_error(st);
   }
+  if (op == "remount") {
+    if (!t.remount) return control_error(Status::error(EOPNOTSUPP, "this daemon takes no remount requests"));
+    Result<RemountSettings> settings = remount_settings_from_json(req);
+    if (!settings.ok()) return control_error(settings.status());
+    Status st = t.remount(*settings);
+    return st.ok() ? control_ok() : control_error(st);
+  }
   if (op == "map") {
     if (!req.contains("ino") || !req["ino"].is_number_unsigned())
       return control_error(Status::error(EPROTO, "map needs an \"ino\""));

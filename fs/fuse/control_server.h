@@ -1,5 +1,5 @@
 // ControlServer: the daemon side of the control protocol (fs/fuse/control_protocol.h) —
-// `stablefs stats`, `stablefs map` and `stablefs sync` ask a running mount through it. A thread answers one
+// `stablefs stats`, `stablefs map`, `stablefs sync` and a remount ask a running mount through it. A thread answers one
 // request per connection on a unix socket (mode 0600, and the peer must be root).
 //
 // Threads: start() and the destructor on the daemon's main thread; the server's own thread
@@ -7,10 +7,12 @@
 // outlive it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "fs/fuse/fuse_adapter.h"
 #include "fs/fuse/fuse_receive_loop.h"
 #include "fs/volume.h"
 
@@ -23,6 +25,8 @@ struct ControlTarget {
   std::string mountpoint;
   std::string device;
   std::shared_ptr<const ReceiveBufferStats> receive = {};
+  // Applies a remount (FuseServer::remount); empty: remount requests are refused.
+  std::function<Status(const RemountSettings&)> remount = {};
 };
 
 // The text `stablefs stats` prints for a mount.

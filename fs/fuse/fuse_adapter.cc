@@ -34,6 +34,9 @@ struct FuseServer::State {
   uint32_t block_size = 4096;
   ReplyBuffers read_buffers;  // READ replies, answered from the I/O completion
   fuse_session* session = nullptr;  // set once at mount, before the first request
+  // opts.atime and opts.dir_atime as they are now (a remount changes them; any thread).
+  std::atomic<AtimePolicy> atime{AtimePolicy::kRelative};
+  std::atomic<bool> dir_atime{true};
 
   // Requests to be answered from the I/O completion and not answered yet: run() waits for
   // them before it returns, so that no reply is sent on a session already destroyed.
@@ -332,7 +335,7 @@ void end_open_file(fuse_file_info* fi) {
 // A read through handle fi of ino: its access time moves as the mount's atime options say.
 // Like the kernel's touch_atime, a failure does not fail the read.
 void note_read(fuse_req_t req, uint64_t ino, const fuse_file_info* fi) {
-  const AtimePolicy policy = state(req).opts.atime;
+  const AtimePolicy policy = state(req).atime.load(std::memory_order_relaxed);
   if (policy == AtimePolicy::kNever) return;
   OpenFile* f = open_file_of(fi);
   if (policy == AtimePolicy::kRelative && f && f->read_seen.exchange(true)) return;
@@ -489,7 +492,8 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
   // Collect at most what can fit (each entry needs at least 24 bytes plus its name, padded);
   // the reply is built outside the metadata lock (readdirplus looks each entry up).
   // A listing from its start is a read of the directory (for its access time).
-  if (off == 0 && state(req).opts.dir_atime) (void)fs.note_access(ino, state(req).opts.atime);
+  if (off == 0 && state(req).dir_atime.load(std::memory_order_relaxed))
+    (void)fs.note_access(ino, state(req).atime.load(std::memory_order_relaxed));
   std::vector<DirEntry> entries;
   size_t estimate = 0;
   const size_t per_entry = plus ? sizeof(fuse_entry_param) : 24;
@@ -689,6 +693,8 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(Volume& volume, const Fuse
   s.volume = &volume;
   s.opts = opts;
   s.block_size = static_cast<uint32_t>(volume.fs().statfs().block_size);
+  s.atime = opts.atime;
+  s.dir_atime = opts.dir_atime;
 
   std::string o = "default_permissions,fsname=" + escape_opt(opts.fsname);
   if (!opts.subtype.empty()) o += ",subtype=" + escape_opt(opts.subtype);
@@ -739,6 +745,13 @@ Status FuseServer::run() {
     mounted_ = false;
   }
   if (rc < 0) return Status::error(-rc, state_->opts.mountpoint + ": FUSE session failed: " + std::strerror(-rc));
+  return {};
+}
+
+Status FuseServer::remount(const RemountSettings& settings) {
+  SFS_TRY(state_->volume->set_read_only(settings.read_only));
+  state_->atime = settings.atime;
+  state_->dir_atime = settings.dir_atime;
   return {};
 }
 

@@ -58,6 +58,14 @@ struct FuseMountOptions {
   std::shared_ptr<ReceiveBufferStats> receive_stats = {};
 };
 
+// What a remount may change in a running mount (suid, dev and exec are the kernel's: mount
+// flags it enforces itself).
+struct RemountSettings {
+  bool read_only = false;
+  AtimePolicy atime = AtimePolicy::kRelative;
+  bool dir_atime = true;
+};
+
 class FuseServer {
  public:
   // Creates the session and mounts it (the filesystem is live when this returns ok).
@@ -71,6 +79,10 @@ class FuseServer {
   Status run();
   // Asks run() to return (thread-safe).
   void exit();
+  // Applies a remount's settings (Volume::set_read_only, then the atime policy), from any
+  // thread while run() serves. The kernel's side of a remount (its read-only flag and mount
+  // flags) is the caller's: mount(2) with MS_REMOUNT.
+  Status remount(const RemountSettings& settings);
 
   struct State;  // lookup counts and options, shared with the operation functions
 

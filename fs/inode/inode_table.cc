@@ -73,7 +73,7 @@ Status InodeTable::release(uint64_t ino, uint64_t n) {
     return {};
   }
   holds_.erase(it);
-  if (closed_ || !orphans_.count(ino)) return {};
+  if (closed_ || !orphans_.count(ino) || store_->read_only()) return {};
   auto r = reclaim_orphan(*store_, ino);
   if (!r.ok()) return r.status().with_context("freeing orphaned inode " + std::to_string(ino));
   orphans_.erase(ino);
@@ -101,6 +101,20 @@ Result<uint64_t> InodeTable::reclaim_all_orphans() {
   // The bit follows the list in every transaction; should an older state have left it set
   // over an empty list, clearing it here reaches the disk with the next commit.
   if (list.empty()) store_->superblock().ro_compat &= ~kRoCompatOrphans;
+  return freed;
+}
+
+Result<uint64_t> InodeTable::reclaim_released_orphans() {
+  std::vector<uint64_t> released;
+  for (uint64_t ino : orphans_)
+    if (!holds_.count(ino)) released.push_back(ino);
+  uint64_t freed = 0;
+  for (uint64_t ino : released) {
+    auto r = reclaim_orphan(*store_, ino);
+    if (!r.ok()) return r.status().with_context("freeing orphaned inode " + std::to_string(ino));
+    if (*r == Reclaimed::kFreed) ++freed;
+    orphans_.erase(ino);
+  }
   return freed;
 }
 

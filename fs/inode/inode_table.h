@@ -66,7 +66,8 @@ class InodeTable {
   // lookup or create and takes the hold before handing it out).
   void acquire(uint64_t ino, uint64_t n = 1) EXCLUDES(mu_);
   // Drops n holds; when the last goes and ino is an orphan, it is freed with its data (may do
-  // I/O). An error leaves the orphan listed, to be freed by close() or the next mount.
+  // I/O). An error leaves the orphan listed, to be freed by close() or the next mount; so does
+  // a read-only store, until reclaim_released_orphans() once it is writable again.
   Status release(uint64_t ino, uint64_t n = 1) EXCLUDES(mu_);
   // The inode's last link is gone (a directory: its only entry): frees it and everything it
   // owns, or, while it is held, saves it with nlink 0 and lists it as an orphan.
@@ -75,6 +76,9 @@ class InodeTable {
   // Frees every orphan on the on-disk list; returns how many inodes it freed (stale entries
   // are dropped, not counted). REQUIRES: not inside an operation; nobody uses the orphans.
   Result<uint64_t> reclaim_all_orphans() REQUIRES(mu_);
+  // Frees the orphans this mount listed whose holds are all gone (released while the store was
+  // read-only); returns how many. REQUIRES: not inside an operation.
+  Result<uint64_t> reclaim_released_orphans() REQUIRES(mu_);
   // Inodes this mount has on the orphan list right now.
   size_t orphan_count() EXCLUDES(mu_);
 

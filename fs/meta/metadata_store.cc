@@ -21,6 +21,7 @@ MetadataStore::MetadataStore(BlockDevice& dev, const Superblock& sb, StoreOption
     : dev_(dev),
       sb_(sb),
       read_only_(opts.read_only),
+      opened_read_only_(opts.read_only),
       tolerate_counters_(opts.tolerate_inconsistent_counters),
       cache_(dev, sb.block_size, sb.uuid, opts.cache_blocks),
       journal_(std::make_unique<Journal>(dev, sb, next_seq)) {}
@@ -200,7 +201,7 @@ Status MetadataStore::checkpoint() {
 }
 
 Status MetadataStore::close() {
-  if (closed_ || read_only_) {
+  if (closed_ || read_only()) {
     closed_ = true;
     return {};
   }
@@ -208,15 +209,43 @@ Status MetadataStore::close() {
     closed_ = true;
     return Status::error(EIO, dev_.name() + ": filesystem had shut down; run stablefs fsck");
   }
+  SFS_TRY(write_clean_state());
+  closed_ = true;
+  return {};
+}
+
+Status MetadataStore::write_clean_state() {
   SFS_TRY(begin_operation(1));
   sb_.state = kStateClean;
   modify(sb_buf_);
   SFS_TRY(checkpoint());
   // The backup copy follows every clean unmount.
   SFS_TRY(write_superblock(dev_, sb_, sb_.backup_blocknr(), journal_->next_seq()));
-  SFS_TRY(dev_.flush());
-  closed_ = true;
-  return {};
+  return dev_.flush();
+}
+
+Status MetadataStore::set_read_only(bool read_only) {
+  if (closed_) return Status::error(EIO, dev_.name() + ": filesystem is closed");
+  if (read_only == this->read_only()) return {};
+  if (read_only) {
+    // After a shutdown nothing more may be written: the on-disk state stays as it was.
+    if (!shut_down_) SFS_TRY(write_clean_state());
+    read_only_.store(true, std::memory_order_release);
+    return {};
+  }
+  if (opened_read_only_)
+    return Status::error(EROFS, dev_.name() + ": mounted read-only from the start (the device is open read-only); unmount it and mount it read-write");
+  if (shut_down_)
+    return Status::error(EIO, dev_.name() + ": filesystem has shut down after an earlier error; unmount it and run stablefs fsck");
+  read_only_.store(false, std::memory_order_release);
+  Status dirty = begin_operation(1);
+  if (dirty.ok()) {
+    sb_.state = kStateDirty;
+    modify(sb_buf_);
+    dirty = end_operation(commit());
+  }
+  if (!dirty.ok() && !shut_down_) read_only_.store(true, std::memory_order_release);
+  return dirty;
 }
 
 Result<BufferRef> MetadataStore::read(uint64_t blocknr, BlockType type) {

@@ -13,6 +13,8 @@
 // Not thread-safe: REQUIRES the filesystem's metadata lock for every call.
 #pragma once
 
+#include <atomic>
+
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -79,6 +81,12 @@ class MetadataStore : public MetadataSpace {
   Status checkpoint();
   // Checkpoints, marks the filesystem clean in both superblocks and stops all writing.
   Status close();
+  // A remount. To read-only: what close() writes (checkpoint, clean in both superblocks,
+  // flush), after which operations fail with EROFS and nothing is written. Back to
+  // read-write: marks the filesystem dirty again in a commit. EROFS for read-write when the
+  // store was opened read-only (its device may be open read-only, its journal unreplayed);
+  // EIO after a shutdown. The caller serialises it with every other call (the metadata mutex).
+  Status set_read_only(bool read_only);
   // Shuts the store down as a failed operation does: nothing more is committed and later
   // operations fail with EIO. For a change made of several operations that failed halfway
   // in a state later operations must not build on (the next mount repairs it). Returns the
@@ -91,7 +99,7 @@ class MetadataStore : public MetadataSpace {
   BTree& csum_tree() { return *csum_tree_; }
   Allocator& allocator() { return *alloc_; }
   BlockDevice& device() { return dev_; }
-  bool read_only() const { return read_only_; }
+  bool read_only() const { return read_only_.load(std::memory_order_acquire); }
   bool shut_down() const { return shut_down_; }
   const StoreStats& stats() const { return stats_; }
   // Levels of the filesystem tree (1: a lone leaf).
@@ -112,10 +120,15 @@ class MetadataStore : public MetadataSpace {
   // The tree roots are distinct, readable, and hold the root directory; next_ino is above
   // every inode number in use.
   Status check_roots();
+  // Marks the filesystem clean and writes everything home: the log is empty, both
+  // superblocks say clean, the device is flushed (close and the remount to read-only).
+  Status write_clean_state();
 
   BlockDevice& dev_;
   Superblock sb_;
-  bool read_only_;
+  // Flipped by set_read_only under the metadata mutex; read without it by the data path.
+  std::atomic<bool> read_only_;
+  const bool opened_read_only_;
   bool tolerate_counters_;
   BufferCache cache_;
   std::unique_ptr<Journal> journal_;

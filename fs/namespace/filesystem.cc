@@ -86,6 +86,13 @@ Status Filesystem::format(BlockDevice& dev, const Superblock& sb) {
 
 Status Filesystem::close() { return inodes_.close(); }
 
+Status Filesystem::set_read_only(bool read_only) {
+  MutexLock lock(inodes_.mutex());
+  SFS_TRY(store_locked().set_read_only(read_only));
+  if (!read_only) SFS_TRY(inodes_.reclaim_released_orphans().status());
+  return {};
+}
+
 Status Filesystem::sync() {
   MutexLock lock(inodes_.mutex());
   if (store_locked().read_only()) return {};

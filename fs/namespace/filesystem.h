@@ -101,6 +101,9 @@ class Filesystem {
   Status close();
   // Makes every completed operation durable (journal commit + device flush).
   Status sync();
+  // A remount (MetadataStore::set_read_only): read-only writes everything home and marks the
+  // filesystem clean; read-write again frees the orphans whose last hold went meanwhile.
+  Status set_read_only(bool read_only);
   // fsync(2)/fdatasync(2) of ino (InodeTable::sync_inode): commits only when the running
   // transaction holds a change of ino that must be durable; always flushes the device.
   Status fsync(uint64_t ino, bool datasync) { return inodes_.sync_inode(ino, datasync); }

@@ -10,6 +10,7 @@
 
 #include "bounce/memory_device.h"
 #include "fs/namespace/filesystem.h"
+#include "fs/format/superblock_io.h"
 #include "fs/tools/fsck.h"
 #include "fs/tools/mkfs.h"
 #include "support/fs_dump.h"
@@ -295,6 +296,51 @@ TEST_CASE("filesystem: a large directory stays O(log n) per lookup and survives 
   CHECK(per_lookup <= 3 * height + 1);
   CHECK(height <= 5);
   CHECK(f.fsck() == 0);
+}
+
+TEST_CASE("filesystem: remount read-only and back (set_read_only)") {
+  Fixture f;
+  auto a = f.fs->mknod(kRootIno, "a", S_IFREG | 0644, 0, f.cred);
+  REQUIRE(a.ok());
+  // An inode unlinked while held stays an orphan; released while read-only it stays listed
+  // and is freed when the filesystem is writable again.
+  auto b = f.fs->mknod(kRootIno, "b", S_IFREG | 0644, 0, f.cred);
+  REQUIRE(b.ok());
+  f.fs->acquire_inode(b->ino);
+  REQUIRE(f.fs->unlink(kRootIno, "b").ok());
+  CHECK(f.fs->orphan_count() == 1);
+  REQUIRE(f.fs->set_read_only(true).ok());
+  {
+    // Clean on disk while still open: a crash now needs no replay.
+    auto sb = read_superblock(f.dev, SuperblockCopy::kPrimary);
+    REQUIRE(sb.ok());
+    CHECK(sb->state == kStateClean);
+    auto backup = read_superblock(f.dev, SuperblockCopy::kBackup);
+    REQUIRE(backup.ok());
+    CHECK(backup->state == kStateClean);
+  }
+  CHECK(f.fs->mknod(kRootIno, "c", S_IFREG | 0644, 0, f.cred).status().code() == EROFS);
+  CHECK(f.fs->unlink(kRootIno, "a").code() == EROFS);
+  CHECK(f.fs->lookup(kRootIno, "a").ok());
+  CHECK(f.fs->release_inode(b->ino).ok());
+  CHECK(f.fs->orphan_count() == 1);
+  CHECK(f.fs->set_read_only(true).ok());  // again: nothing to do
+  REQUIRE(f.fs->set_read_only(false).ok());
+  CHECK(f.fs->orphan_count() == 0);
+  CHECK(f.fs->mknod(kRootIno, "c", S_IFREG | 0644, 0, f.cred).ok());
+  CHECK(f.fsck() == 0);
+}
+
+TEST_CASE("filesystem: a filesystem opened read-only is not made writable by a remount") {
+  Fixture f;
+  REQUIRE(f.fs->close().ok());
+  f.fs.reset();
+  auto ro = Filesystem::open(f.dev, {.read_only = true});
+  REQUIRE(ro.ok());
+  Status st = (*ro)->set_read_only(false);
+  CHECK(st.code() == EROFS);
+  CHECK(st.message().find("read-only from the start") != std::string::npos);
+  CHECK((*ro)->mknod(kRootIno, "c", S_IFREG | 0644, 0, f.cred).status().code() == EROFS);
 }
 
 }  // namespace stablefs
