@@ -78,7 +78,10 @@ inline constexpr uint64_t kKnownCompat = 0;
 // Set exactly while the speculative-preallocation list (fs/inode/speculative_list.h) is not empty:
 // extents may then carry kExtentSpeculative, which a binary that does not know it rejects.
 inline constexpr uint64_t kIncompatSpeculative = 1ull << 0;
-inline constexpr uint64_t kKnownIncompat = kIncompatSpeculative;
+// Set once an xattr value is kept in chunk items (kItemXattrChunk), and kept: a binary that
+// does not know them would take such a record for a corrupt one.
+inline constexpr uint64_t kIncompatXattrChunks = 1ull << 1;
+inline constexpr uint64_t kKnownIncompat = kIncompatSpeculative | kIncompatXattrChunks;
 inline constexpr uint64_t kKnownRoCompat = kRoCompatDataChecksums | kRoCompatOrphans | kRoCompatTruncates;
 
 inline constexpr uint32_t kStateClean = 1;

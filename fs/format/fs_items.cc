@@ -117,22 +117,33 @@ Result<ExtentRecord> ExtentRecord::decode(std::span<const uint8_t> v, const Key&
 
 // Xattr: 0 namelen u8, 1 valuelen u32, 5 name, value.
 std::vector<uint8_t> XattrRecord::encode() const {
-  std::vector<uint8_t> v(5 + name.size() + value.size());
+  const size_t body = value_id ? 8 : value.size();
+  std::vector<uint8_t> v(5 + name.size() + body);
   v[0] = static_cast<uint8_t>(name.size());
-  put32(v.data() + 1, static_cast<uint32_t>(value.size()));
+  put32(v.data() + 1, value_id ? (kChunkedFlag | chunked_size) : static_cast<uint32_t>(value.size()));
   std::memcpy(v.data() + 5, name.data(), name.size());
-  if (!value.empty()) std::memcpy(v.data() + 5 + name.size(), value.data(), value.size());
+  if (value_id) put64(v.data() + 5 + name.size(), value_id);
+  else if (!value.empty()) std::memcpy(v.data() + 5 + name.size(), value.data(), value.size());
   return v;
 }
 
 Result<XattrRecord> XattrRecord::decode(std::span<const uint8_t> v, const Key& key) {
   if (v.size() < 5) return bad_item(key, "xattr too short");
   size_t nlen = v[0];
-  size_t vlen = get32(v.data() + 1);
+  const uint32_t len_field = get32(v.data() + 1);
+  const bool chunked = len_field & kChunkedFlag;
+  size_t vlen = chunked ? 8 : len_field;
   if (nlen == 0 || v.size() != 5 + nlen + vlen) return bad_item(key, "xattr lengths are wrong");
   XattrRecord r;
   r.name.assign(reinterpret_cast<const char*>(v.data() + 5), nlen);
-  r.value.assign(v.begin() + 5 + static_cast<long>(nlen), v.end());
+  if (chunked) {
+    r.value_id = get64(v.data() + 5 + nlen);
+    r.chunked_size = len_field & ~kChunkedFlag;
+    if (r.value_id == 0 || r.value_id > kXattrMaxValueId || r.chunked_size == 0)
+      return bad_item(key, "xattr value in chunks with a bad value id or size");
+  } else {
+    r.value.assign(v.begin() + 5 + static_cast<long>(nlen), v.end());
+  }
   return r;
 }
 

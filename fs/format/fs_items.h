@@ -25,6 +25,7 @@ enum ItemType : uint8_t {
   kItemOrphan = 6,   // (kOrphanListObjectid, 6, ino)  -> OrphanRecord
   kItemSpeculative = 7,  // (kOrphanListObjectid, 7, ino) -> empty: ino may hold speculative extents
   kItemTruncate = 8,     // (kOrphanListObjectid, 8, ino) -> empty: ino's truncate has not freed everything past EOF
+  kItemXattrChunk = 9,   // (ino, 9, value id << 9 | chunk index) -> raw bytes of a large xattr value
 };
 // The orphan list (inodes whose last link is gone but which were still in use) is filed
 // under the root directory's objectid: the filesystem tree keeps starting with the root
@@ -87,11 +88,26 @@ struct ExtentRecord {
   static Result<ExtentRecord> decode(std::span<const uint8_t> v, const Key& key);
 };
 
+// An xattr value too large for the item that names it (Filesystem decides) lies in chunk
+// items of its inode: chunk i holds bytes [i * C, (i + 1) * C) of the value, C being the
+// largest item value of the block size, under a value id unique within the inode.
+inline constexpr unsigned kXattrChunkIndexBits = 9;
+inline constexpr uint64_t kXattrMaxChunks = uint64_t{1} << kXattrChunkIndexBits;
+inline constexpr uint64_t kXattrMaxValueId = (~uint64_t{0}) >> kXattrChunkIndexBits;
+inline Key xattr_chunk_key(uint64_t ino, uint64_t value_id, uint64_t index) {
+  return Key{ino, kItemXattrChunk, value_id << kXattrChunkIndexBits | index};
+}
+
+// Encoded as name length u8, value length u32, name, then the value itself or, for a value
+// kept in chunks (the length's top bit set), its value id u64.
 struct XattrRecord {
   std::string name;
-  std::vector<uint8_t> value;
+  std::vector<uint8_t> value;  // the value, when it is in the record (value_id == 0)
+  uint64_t value_id = 0;       // nonzero: the value is in chunk items under this id
+  uint32_t chunked_size = 0;   // and has this many bytes
   std::vector<uint8_t> encode() const;
   static Result<XattrRecord> decode(std::span<const uint8_t> v, const Key& key);
+  static constexpr uint32_t kChunkedFlag = 0x80000000u;
 };
 
 // An entry of the orphan list: the inode (the key's offset) and its generation, so that an

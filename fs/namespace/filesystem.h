@@ -166,8 +166,10 @@ class Filesystem {
   uint64_t truncates_finished_at_open() const { return truncates_finished_at_open_; }
 
   FsStats statfs();
-  // Largest xattr value and symlink target this filesystem stores.
+  // Largest xattr value (64 KiB, as Linux allows) and symlink target this filesystem stores.
   size_t max_xattr_value() const;
+  // Largest xattr value kept in the item that names it; larger ones go into chunk items.
+  size_t max_inline_xattr_value() const;
   static constexpr size_t kMaxSymlink = 4095;
 
   // For fsck and tests: the store under the namespace. REQUIRES: no concurrent operations.
@@ -201,6 +203,15 @@ class Filesystem {
       REQUIRES(inodes_.mutex());
   // A free item slot for a new xattr name of ino (filesystem_xattr.cc).
   Result<uint64_t> free_xattr_slot(uint64_t ino, std::string_view name) REQUIRES(inodes_.mutex());
+  // An xattr's value, from its record or its chunk items (EUCLEAN when they do not add up).
+  Result<std::vector<uint8_t>> xattr_value(uint64_t ino, const XattrRecord& rec) REQUIRES(inodes_.mutex());
+  // Stores name = value at slot, in the record or in chunk items by size; old is what the slot
+  // held (its chunks go; a chunked value keeps its id). Inside an operation sized for both.
+  Status put_xattr(uint64_t ino, uint64_t slot, std::string_view name, std::span<const uint8_t> value,
+                   const XattrRecord* old) REQUIRES(inodes_.mutex());
+  // Removes the chunk items of rec's value, if it has any. Inside an operation.
+  Status remove_xattr_chunks(uint64_t ino, const XattrRecord& rec) REQUIRES(inodes_.mutex());
+  size_t xattr_chunk_bytes() const;  // bytes of a value in one chunk item
   // POSIX ACLs (filesystem_acl.cc), inside an operation.
   // The mode a new inode gets in parent (the requested mode, cred's umask unless parent has a
   // default ACL, the ACL's limits if it has), and the ACL xattrs to store with it.

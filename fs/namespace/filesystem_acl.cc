@@ -21,7 +21,8 @@ Result<InheritedAcl> Filesystem::inherited_acl(const Inode& parent, uint32_t mod
   std::optional<PosixAcl> parent_default;
   SFS_ASSIGN(auto stored, find_xattr(parent.ino, kAclDefaultXattr));
   if (stored) {
-    SFS_ASSIGN(PosixAcl acl, parse_stored(stored->second.value, parent.ino));
+    SFS_ASSIGN(const std::vector<uint8_t> value, xattr_value(parent.ino, stored->second));
+    SFS_ASSIGN(PosixAcl acl, parse_stored(value, parent.ino));
     parent_default = std::move(acl);
   }
   return inherit_acl(parent_default, mode, umask);
@@ -30,8 +31,7 @@ Result<InheritedAcl> Filesystem::inherited_acl(const Inode& parent, uint32_t mod
 Status Filesystem::store_inherited_acl(uint64_t ino, const InheritedAcl& acl) {
   auto put = [&](std::string_view name, const PosixAcl& value) REQUIRES(inodes_.mutex()) -> Status {
     SFS_ASSIGN(uint64_t slot, free_xattr_slot(ino, name));
-    XattrRecord rec{std::string(name), encode_acl_xattr(value)};
-    return store_locked().fs_tree().put({ino, kItemXattr, slot}, rec.encode());
+    return put_xattr(ino, slot, name, encode_acl_xattr(value), nullptr);
   };
   if (acl.access) SFS_TRY(put(kAclAccessXattr, *acl.access));
   if (acl.default_acl) SFS_TRY(put(kAclDefaultXattr, *acl.default_acl));
@@ -41,10 +41,10 @@ Status Filesystem::store_inherited_acl(uint64_t ino, const InheritedAcl& acl) {
 Status Filesystem::chmod_acl(const Inode& inode) {
   SFS_ASSIGN(auto stored, find_xattr(inode.ino, kAclAccessXattr));
   if (!stored) return {};
-  SFS_ASSIGN(PosixAcl acl, parse_stored(stored->second.value, inode.ino));
+  SFS_ASSIGN(const std::vector<uint8_t> value, xattr_value(inode.ino, stored->second));
+  SFS_ASSIGN(PosixAcl acl, parse_stored(value, inode.ino));
   acl_chmod(acl, inode.rec.mode);
-  XattrRecord rec{std::string(kAclAccessXattr), encode_acl_xattr(acl)};
-  return store_locked().fs_tree().put({inode.ino, kItemXattr, stored->first}, rec.encode());
+  return put_xattr(inode.ino, stored->first, kAclAccessXattr, encode_acl_xattr(acl), &stored->second);
 }
 
 Result<bool> Filesystem::set_acl_xattr(Inode& inode, std::string_view name, std::span<const uint8_t> value,

@@ -158,6 +158,16 @@ class FsckRun {
         if (name_slot_base(rec->name) != (k.offset & ~(kSlotsPerHash - 1)))
           return problem(ino_name(k.objectid) + ": xattr '" + rec->name + "' is filed under the wrong hash");
         xattr_owners_.push_back(k.objectid);
+        if (rec->value_id) chunked_xattrs_[{k.objectid, rec->value_id}] = {rec->name, rec->chunked_size};
+        return;
+      }
+      case kItemXattrChunk: {
+        ChunkedValue& c = xattr_chunks_[{k.objectid, k.offset >> kXattrChunkIndexBits}];
+        const uint64_t index = k.offset & (kXattrMaxChunks - 1);
+        if (index != c.chunks)
+          problem(ino_name(k.objectid) + ": xattr value chunk " + std::to_string(index) + " is out of sequence");
+        c.chunks++;
+        c.bytes += v.size();
         return;
       }
       case kItemOrphan: {
@@ -239,6 +249,7 @@ class FsckRun {
 
     for (uint64_t owner : xattr_owners_)
       if (!inodes_.count(owner)) problem(ino_name(owner) + ": xattr of a missing inode");
+    check_xattr_chunks();
     for (const auto& [ino, s] : symlinks_) {
       auto it = inodes_.find(ino);
       if (it == inodes_.end() || !S_ISLNK(it->second.mode)) problem(ino_name(ino) + ": symlink target of a non-symlink");
@@ -604,6 +615,34 @@ class FsckRun {
     uint64_t chunks = 0;
     uint64_t bytes = 0;
   };
+  struct ChunkedValue {
+    uint64_t chunks = 0;
+    uint64_t bytes = 0;
+  };
+  struct ChunkedXattr {
+    std::string name;
+    uint32_t size = 0;
+  };
+
+  // Every xattr kept in chunks has all of them, full but the last; every chunk has its xattr;
+  // and the superblock says chunks are in use.
+  void check_xattr_chunks() {
+    const uint64_t chunk_bytes = BTree::max_value_size_for(sb_.block_size);
+    for (const auto& [id, x] : chunked_xattrs_) {
+      const std::string what = ino_name(id.first) + ": xattr '" + x.name + "'";
+      auto it = xattr_chunks_.find(id);
+      const uint64_t want_chunks = (x.size + chunk_bytes - 1) / chunk_bytes;
+      if (it == xattr_chunks_.end()) problem(what + " has no value chunks");
+      else if (it->second.chunks != want_chunks || it->second.bytes != x.size)
+        problem(what + ": its value chunks hold " + std::to_string(it->second.bytes) + " bytes in " +
+                std::to_string(it->second.chunks) + " chunks, the record says " + std::to_string(x.size) + " bytes");
+    }
+    for (const auto& [id, c] : xattr_chunks_)
+      if (!chunked_xattrs_.count(id))
+        problem(ino_name(id.first) + ": xattr value chunks (value id " + std::to_string(id.second) + ") of no xattr");
+    if (!chunked_xattrs_.empty() && !(sb_.incompat & kIncompatXattrChunks))
+      problem("superblock: xattr values are kept in chunks but the incompat bit for them is not set");
+  }
 
   MetadataStore& store_;
   const Superblock& sb_;
@@ -617,6 +656,8 @@ class FsckRun {
   std::unordered_map<uint64_t, std::vector<ExtentFound>> extents_;
   std::vector<uint64_t> xattr_owners_;
   std::map<uint64_t, SymlinkParts> symlinks_;
+  std::map<std::pair<uint64_t, uint64_t>, ChunkedXattr> chunked_xattrs_;  // (ino, value id)
+  std::map<std::pair<uint64_t, uint64_t>, ChunkedValue> xattr_chunks_;    // (ino, value id)
   std::map<uint64_t, CsumGroup> csum_groups_;
   std::vector<uint64_t> written_;
   std::map<uint64_t, OrphanRecord> orphan_entries_;      // the orphan list, as found

@@ -343,4 +343,62 @@ TEST_CASE("filesystem: a filesystem opened read-only is not made writable by a r
   CHECK((*ro)->mknod(kRootIno, "c", S_IFREG | 0644, 0, f.cred).status().code() == EROFS);
 }
 
+TEST_CASE("filesystem: xattr values up to 64 KiB, kept in chunks past what one item holds") {
+  Fixture f;
+  auto a = f.fs->mknod(kRootIno, "a", S_IFREG | 0644, 0, f.cred);
+  REQUIRE(a.ok());
+  CHECK(f.fs->max_xattr_value() == 65536);
+  auto pattern = [](size_t n, uint8_t seed) {
+    std::string v(n, '\0');
+    for (size_t i = 0; i < n; ++i) v[i] = static_cast<char>((i * 131 + seed) & 0xff);
+    return v;
+  };
+  const size_t inline_max = f.fs->max_inline_xattr_value();
+  const std::string full = pattern(65536, 1), edge = pattern(inline_max, 2), over = pattern(inline_max + 1, 3);
+  REQUIRE(f.fs->setxattr(a->ino, "user.full", bytes(full), 0).ok());
+  REQUIRE(f.fs->setxattr(a->ino, "user.edge", bytes(edge), 0).ok());
+  REQUIRE(f.fs->setxattr(a->ino, "user.over", bytes(over), 0).ok());
+  CHECK(f.fs->setxattr(a->ino, "user.toobig", bytes(full + "x"), 0).code() == E2BIG);
+  CHECK((f.fs->store().superblock().incompat & kIncompatXattrChunks) != 0);
+  auto text = [](const Result<std::vector<uint8_t>>& r) { return r.ok() ? std::string(r->begin(), r->end()) : "error"; };
+  CHECK(text(f.fs->getxattr(a->ino, "user.full")) == full);
+  CHECK(text(f.fs->getxattr(a->ino, "user.over")) == over);
+  // Replacing: chunked by chunked (shorter), chunked by inline, inline by chunked.
+  const std::string shorter = pattern(5000, 4);
+  REQUIRE(f.fs->setxattr(a->ino, "user.full", bytes(shorter), kXattrReplace).ok());
+  REQUIRE(f.fs->setxattr(a->ino, "user.over", bytes("small"), 0).ok());
+  REQUIRE(f.fs->setxattr(a->ino, "user.edge", bytes(full), 0).ok());
+  f.reopen();
+  CHECK(text(f.fs->getxattr(a->ino, "user.full")) == shorter);
+  CHECK(text(f.fs->getxattr(a->ino, "user.over")) == "small");
+  CHECK(text(f.fs->getxattr(a->ino, "user.edge")) == full);
+  CHECK(f.fs->listxattr(a->ino)->size() == 3);
+  REQUIRE(f.fs->removexattr(a->ino, "user.full").ok());
+  // A second file with a large value, then removed with it: no chunk is left behind.
+  auto b = f.fs->mknod(kRootIno, "b", S_IFREG | 0644, 0, f.cred);
+  REQUIRE(b.ok());
+  REQUIRE(f.fs->setxattr(b->ino, "user.big", bytes(full), 0).ok());
+  REQUIRE(f.fs->unlink(kRootIno, "b").ok());
+  CHECK(f.fsck() == 0);
+}
+
+TEST_CASE("fsck: a missing xattr value chunk is reported") {
+  Fixture f;
+  auto a = f.fs->mknod(kRootIno, "a", S_IFREG | 0644, 0, f.cred);
+  REQUIRE(a.ok());
+  REQUIRE(f.fs->setxattr(a->ino, "user.big", bytes(std::string(20000, 'z')), 0).ok());
+  REQUIRE(f.fs->store().begin_operation(8).ok());
+  // Value id 1, chunk 3: the fourth piece of the only chunked value.
+  REQUIRE(f.fs->store().fs_tree().remove(xattr_chunk_key(a->ino, 1, 3)).ok());
+  REQUIRE(f.fs->store().end_operation(f.fs->store().commit()).ok());
+  CHECK(f.fs->getxattr(a->ino, "user.big").status().code() == EUCLEAN);
+  REQUIRE(f.fs->close().ok());
+  f.fs.reset();
+  std::string problems;
+  FsckOptions o;
+  o.on_problem = [&](const std::string& p) { problems += p + "\n"; };
+  CHECK(run_fsck(f.dev, o).exit_code() != 0);
+  CHECK(problems.find("xattr 'user.big'") != std::string::npos);
+}
+
 }  // namespace stablefs
