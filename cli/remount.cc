@@ -94,6 +94,8 @@ int run_remount(const std::string& mountpoint, const std::vector<std::string>& o
   if (complete) {
     want = MountConfig{};
     want.volume.read_only = want.fuse.read_only = now->fuse.read_only;  // unless ro or rw says
+    // mount(8) writes the kernel's relatime and noatime out and strictatime as their absence.
+    want.fuse.atime = AtimePolicy::kAlways;
   }
   if (std::string err = parse_options(option_lists, want); !err.empty()) {
     print_error("mount", err);
