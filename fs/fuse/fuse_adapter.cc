@@ -301,8 +301,10 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
     unsigned f = 0;
     if (flags & RENAME_NOREPLACE) f |= kRenameNoReplace;
     if (flags & RENAME_EXCHANGE) f |= kRenameExchange;
-    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return reply_status(req, Status::error(EINVAL, "rename flags"));
-    reply_status(req, fsys(req).rename(parent, name, newparent, newname, f));
+    if (flags & RENAME_WHITEOUT) f |= kRenameWhiteout;
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT))
+      return reply_status(req, Status::error(EINVAL, "rename flags"));
+    reply_status(req, fsys(req).rename(parent, name, newparent, newname, f, creds(req)));
   });
 }
 

@@ -148,6 +148,14 @@ Status MetadataStore::begin_operation(size_t blocks_needed) {
   return {};
 }
 
+Status MetadataStore::begin_growing_operation(size_t blocks_needed) {
+  SFS_TRY(begin_operation(blocks_needed));
+  if (alloc_) SFS_TRY(make_allocatable(blocks_needed + kDeleteReserveBlocks));
+  if (alloc_ && alloc_->allocatable_blocks() < blocks_needed + kDeleteReserveBlocks)
+    return Status::error(ENOSPC, dev_.name() + ": no space left on device");
+  return {};
+}
+
 Status MetadataStore::make_allocatable(uint64_t blocks) {
   if (read_only_ || alloc_->allocatable_blocks() >= blocks || alloc_->awaiting_reuse_blocks() == 0) return {};
   SFS_TRY(commit());

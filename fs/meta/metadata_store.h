@@ -36,6 +36,10 @@ namespace stablefs {
 // the extent insert of its allocation) needs, fail after the data reached the device, and
 // shut the store down.
 inline constexpr uint64_t kMetadataReserveBlocks = 256;
+// The part of that reserve operations that only add metadata (new names, inodes, xattrs) must
+// leave as well: a full filesystem still takes a new file, yet deleting and freeing orphans
+// (which take at most this much per step) always find room.
+inline constexpr uint64_t kDeleteReserveBlocks = kMetadataReserveBlocks / 2;
 
 struct StoreOptions {
   bool read_only = false;
@@ -63,6 +67,11 @@ class MetadataStore : public MetadataSpace {
   ~MetadataStore() override;
 
   Status begin_operation(size_t blocks_needed = 16);
+  // begin_operation for an operation that only adds metadata (a new inode, name or xattr):
+  // it must also leave kDeleteReserveBlocks allocatable, the room the operations that free
+  // space (unlink, truncate, freeing orphans) rely on. ENOSPC otherwise: without it names
+  // and xattrs could fill a filesystem until not even a file could be deleted.
+  Status begin_growing_operation(size_t blocks_needed);
   // Between operations: when fewer than blocks are allocatable and freed blocks are only
   // waiting for a commit or checkpoint to become reusable, commits (and checkpoints) so they
   // are. A workload of overwrites frees as much as it allocates; this keeps it from running

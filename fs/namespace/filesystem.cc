@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <cstdio>
+
 #include "fs/inode/inode_release.h"
 #include "fs/inode/orphan_list.h"
 #include "fs/inode/truncate_list.h"
@@ -53,8 +55,17 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(BlockDevice& dev, StoreOpti
     // After a crash nothing can still use an orphan: free them all before the first operation.
     MutexLock lock(fs->inodes_.mutex());
     auto freed = fs->inodes_.reclaim_all_orphans();
-    if (!freed.ok()) return freed.status().with_context(dev.name() + ": freeing orphaned inodes");
-    fs->orphans_freed_at_open_ = *freed;
+    if (freed.ok()) {
+      fs->orphans_freed_at_open_ = *freed;
+    } else if (freed.status().code() == ENOSPC && !fs->store_locked().shut_down()) {
+      // Too full to free them now (an image filled to the last block): the filesystem still
+      // mounts, with the orphans listed, to be freed at close or a later mount once deleting
+      // other files made room.
+      std::fprintf(stderr, "stablefs: %s: orphaned inodes not freed yet: %s\n", dev.name().c_str(),
+                   freed.status().message().c_str());
+    } else {
+      return freed.status().with_context(dev.name() + ": freeing orphaned inodes");
+    }
     // A truncate a crash interrupted is finished before any operation can grow the file.
     auto truncates = list_pending_truncates(fs->inodes_.store());
     if (!truncates.ok()) return truncates.status().with_context(dev.name());
@@ -152,7 +163,7 @@ Result<Inode> Filesystem::create_entry(uint64_t parent_ino, std::string_view nam
                                        Credentials cred, std::string_view symlink_target) {
   MutexLock lock(inodes_.mutex());
   SFS_TRY(check_name(name));
-  SFS_TRY(store_locked().begin_operation(kOpBlocks));
+  SFS_TRY(store_locked().begin_growing_operation(kOpBlocks));
   SFS_ASSIGN(Inode parent, load_dir(parent_ino));
   if (parent.rec.nlink == 0) return Status::error(ENOENT, "directory has been removed");
   SFS_ASSIGN(auto existing, find_dirent(parent_ino, name));
@@ -243,7 +254,7 @@ Result<Inode> Filesystem::lookup(uint64_t parent, std::string_view name) {
 Result<Inode> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
   MutexLock lock(inodes_.mutex());
   SFS_TRY(check_name(new_name));
-  SFS_TRY(store_locked().begin_operation(kOpBlocks));
+  SFS_TRY(store_locked().begin_growing_operation(kOpBlocks));
   SFS_ASSIGN(Inode inode, inodes_.load(ino));
   if (S_ISDIR(inode.rec.mode)) return Status::error(EPERM, "cannot hard-link a directory");
   if (inode.rec.nlink >= 0xFFFFFFF0u) return Status::error(EMLINK, "too many links");
@@ -335,11 +346,11 @@ Result<bool> Filesystem::is_ancestor(uint64_t maybe_ancestor, uint64_t ino) {
 }
 
 Status Filesystem::rename(uint64_t parent_ino, std::string_view name, uint64_t new_parent_ino, std::string_view new_name,
-                          unsigned flags) {
+                          unsigned flags, const Credentials& cred) {
   MutexLock lock(inodes_.mutex());
-  if (flags & ~(kRenameNoReplace | kRenameExchange)) return Status::error(EINVAL, "unsupported rename flags");
-  if ((flags & kRenameNoReplace) && (flags & kRenameExchange))
-    return Status::error(EINVAL, "RENAME_NOREPLACE and RENAME_EXCHANGE together");
+  if (flags & ~(kRenameNoReplace | kRenameExchange | kRenameWhiteout)) return Status::error(EINVAL, "unsupported rename flags");
+  if ((flags & kRenameExchange) && (flags & (kRenameNoReplace | kRenameWhiteout)))
+    return Status::error(EINVAL, "RENAME_EXCHANGE with RENAME_NOREPLACE or RENAME_WHITEOUT");
   SFS_TRY(check_name(name));
   SFS_TRY(check_name(new_name));
   SFS_TRY(store_locked().begin_operation(2 * kOpBlocks));
@@ -425,6 +436,11 @@ Status Filesystem::rename(uint64_t parent_ino, std::string_view name, uint64_t n
       SFS_TRY(drop_link(*dst));
     }
     SFS_TRY(add_dirent(new_parent_ino, new_name, src.ino, src.rec.mode));
+    if (flags & kRenameWhiteout) {
+      SFS_ASSIGN(Inode whiteout, new_inode(src_parent, S_IFCHR, 0, cred));
+      SFS_TRY(store_locked().fs_tree().insert(inode_key(whiteout.ino), whiteout.rec.encode()));
+      SFS_TRY(add_dirent(parent_ino, name, whiteout.ino, whiteout.rec.mode));
+    }
     if (same_parent) {
       src_parent.rec.mtime = src_parent.rec.ctime = now;
       SFS_TRY(inodes_.save(src_parent));

@@ -85,7 +85,9 @@ struct FsStats {
   uint64_t max_name = 255;
 };
 
-enum RenameFlags : unsigned { kRenameNoReplace = 1u << 0, kRenameExchange = 1u << 1 };
+// kRenameWhiteout (what overlayfs uses in its upper layer): the old name becomes a whiteout,
+// a character device 0:0 owned by the caller; not with kRenameExchange.
+enum RenameFlags : unsigned { kRenameNoReplace = 1u << 0, kRenameExchange = 1u << 1, kRenameWhiteout = 1u << 2 };
 enum XattrFlags : int { kXattrCreate = 1, kXattrReplace = 2 };
 
 class Filesystem {
@@ -121,7 +123,9 @@ class Filesystem {
   Result<Inode> link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
   Status unlink(uint64_t parent, std::string_view name);
   Status rmdir(uint64_t parent, std::string_view name);
-  Status rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name, unsigned flags);
+  // cred: who renames (the owner of a whiteout).
+  Status rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name, unsigned flags,
+                const Credentials& cred = {});
   Result<Inode> setattr(uint64_t ino, const SetAttrRequest& req);
   // A read of ino (its data, or its listing for a directory) happened: moves its atime to now
   // as policy says. Nothing on a read-only store. A times-only change: fdatasync does not

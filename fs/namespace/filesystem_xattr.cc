@@ -126,7 +126,7 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const
     return Status::error(E2BIG, "xattr value larger than " + std::to_string(max_xattr_value()) + " bytes");
   SFS_ASSIGN(auto existing, find_xattr(ino, name));
   const size_t old_size = existing ? existing->second.chunked_size : 0;
-  SFS_TRY(store_locked().begin_operation(xattr_op_blocks(xattr_chunk_bytes(), old_size, value.size())));
+  SFS_TRY(store_locked().begin_growing_operation(xattr_op_blocks(xattr_chunk_bytes(), old_size, value.size())));
   SFS_ASSIGN(Inode inode, inodes_.load(ino));
   if (existing && (flags & kXattrCreate)) return Status::error(EEXIST, "xattr exists: " + std::string(name));
   if (!existing && (flags & kXattrReplace)) return Status::error(ENODATA, "no such xattr: " + std::string(name));

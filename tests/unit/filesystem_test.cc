@@ -401,4 +401,22 @@ TEST_CASE("fsck: a missing xattr value chunk is reported") {
   CHECK(problems.find("xattr 'user.big'") != std::string::npos);
 }
 
+TEST_CASE("filesystem: RENAME_WHITEOUT leaves a character device 0:0 owned by the caller") {
+  Fixture f;
+  auto a = f.fs->mknod(kRootIno, "a", S_IFREG | 0644, 0, f.cred);
+  REQUIRE(a.ok());
+  REQUIRE(f.fs->mknod(kRootIno, "c", S_IFREG | 0644, 0, f.cred).ok());
+  CHECK(f.fs->rename(kRootIno, "a", kRootIno, "c", kRenameWhiteout | kRenameExchange, f.cred).code() == EINVAL);
+  CHECK(f.fs->rename(kRootIno, "a", kRootIno, "c", kRenameWhiteout | kRenameNoReplace, f.cred).code() == EEXIST);
+  REQUIRE(f.fs->rename(kRootIno, "a", kRootIno, "b", kRenameWhiteout, f.cred).ok());
+  CHECK(f.fs->lookup(kRootIno, "b")->ino == a->ino);
+  auto w = f.fs->lookup(kRootIno, "a");
+  REQUIRE(w.ok());
+  CHECK(w->ino != a->ino);
+  CHECK(w->rec.mode == S_IFCHR);
+  CHECK(w->rec.rdev == 0);
+  CHECK(w->rec.uid == f.cred.uid);
+  CHECK(f.fsck() == 0);
+}
+
 }  // namespace stablefs
