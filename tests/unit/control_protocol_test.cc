@@ -75,6 +75,48 @@ TEST_CASE("control protocol: stats and map answered over the socket; bad request
   REQUIRE(v->close().ok());
 }
 
+TEST_CASE("control protocol: remount requests reach the volume; malformed ones are EPROTO") {
+  test::FormattedImage img(64ull << 20, {}, "control-remount");
+  auto opened = Volume::open(img.path, {.bounce = BouncePolicy::kNever});
+  REQUIRE_MESSAGE(opened.ok(), opened.status().message());
+  std::unique_ptr<Volume> v = std::move(opened).value();
+  const std::string path = socket_path();
+  // No remount hook: refused.
+  {
+    auto plain = ControlServer::start({v.get(), "/mnt/x", img.path}, path);
+    REQUIRE(plain);
+    CHECK(control_call(path, remount_request({}), 5).status().code() == EOPNOTSUPP);
+  }
+  std::vector<RemountSettings> seen;
+  auto server = ControlServer::start({v.get(), "/mnt/x", img.path, nullptr,
+                                      [&](const RemountSettings& s) {
+                                        seen.push_back(s);
+                                        return v->set_read_only(s.read_only);
+                                      }},
+                                     path);
+  REQUIRE(server);
+  RemountSettings ro{.read_only = true, .atime = AtimePolicy::kAlways, .dir_atime = false};
+  REQUIRE(control_call(path, remount_request(ro), 30).ok());
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].read_only);
+  CHECK(seen[0].atime == AtimePolicy::kAlways);
+  CHECK_FALSE(seen[0].dir_atime);
+  CHECK(v->fs().mknod(kRootIno, "f", S_IFREG | 0644, 0, {}).status().code() == EROFS);
+  REQUIRE(control_call(path, remount_request({.read_only = false, .atime = AtimePolicy::kNever}), 30).ok());
+  CHECK(seen.back().atime == AtimePolicy::kNever);
+  CHECK(v->fs().mknod(kRootIno, "f", S_IFREG | 0644, 0, {}).ok());
+  CHECK(control_call(path, {{"op", "remount"}, {"read_only", true}}, 5).status().code() == EPROTO);
+  CHECK(control_call(path, {{"op", "remount"}, {"read_only", 1}, {"atime", "never"}, {"dir_atime", true}}, 5)
+            .status()
+            .code() == EPROTO);
+  CHECK(control_call(path, {{"op", "remount"}, {"read_only", true}, {"atime", "sometimes"}, {"dir_atime", true}}, 5)
+            .status()
+            .code() == EPROTO);
+  CHECK(seen.size() == 2);  // the malformed ones never reached the hook
+  server.reset();
+  REQUIRE(v->close().ok());
+}
+
 TEST_CASE("control protocol: a map keeps its shape through JSON; malformed maps are EPROTO; output is valid JSON") {
   FileMap m;
   m.ino = 12;
