@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include "bounce/mutex.h"
 
@@ -61,6 +62,7 @@ struct IoQueue::Impl {
   unsigned depth = 0;
   iovec registered{};
   bool has_registered = false;
+  IoTap* tap = nullptr;
   std::thread completer;
   std::thread::id completer_id;
 
@@ -175,6 +177,12 @@ struct IoQueue::Impl {
       io_uring_sqe_set_data64(sqe, kStopTag);
       return;
     }
+    if (req->tapped) {  // answered by the tap: a NOP carries it to the completion thread
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data(sqe, req);
+      SFS_HANDOFF_RELEASE(req);
+      return;
+    }
     if (req->op == IoRequest::Op::kFlush) {
       io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
       io_uring_sqe_set_data(sqe, req);
@@ -244,6 +252,8 @@ struct IoQueue::Impl {
     req->iov_offset = 0;
     req->retries = 0;
     req->rest.clear();
+    if (req->tapped) result = *std::exchange(req->tapped, std::nullopt);
+    else if (tap) result = tap->after_complete(*req, result);
     req->on_complete(*req, result);
     MutexLock lock(mu);
     --in_flight;
@@ -252,6 +262,7 @@ struct IoQueue::Impl {
 
   void handle(IoRequest* req, int res) {
     SFS_HANDOFF_ACQUIRE(req);
+    if (req->tapped) return finish(req, 0);
     if (res == -EINTR || res == -EAGAIN) {
       if (++req->retries <= kMaxRetries) {
         resubmits.fetch_add(1, std::memory_order_relaxed);
@@ -322,7 +333,7 @@ struct IoQueue::Impl {
   }
 };
 
-Result<std::unique_ptr<IoQueue>> IoQueue::create(int fd, unsigned depth, const iovec* registered) {
+Result<std::unique_ptr<IoQueue>> IoQueue::create(int fd, unsigned depth, const iovec* registered, IoTap* tap) {
   if (depth == 0 || depth > 4096) {
     std::string msg = "io queue depth ";
     msg += std::to_string(depth);
@@ -332,6 +343,7 @@ Result<std::unique_ptr<IoQueue>> IoQueue::create(int fd, unsigned depth, const i
   auto impl = std::make_unique<Impl>();
   impl->fd = fd;
   impl->depth = depth;
+  impl->tap = tap;
   io_uring_params params{};
   // Room for every in-flight request's completion with margin (callbacks may add requests).
   params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
@@ -385,6 +397,7 @@ void IoQueue::submit(IoRequest* req) {
   req->iov_index = 0;
   req->iov_offset = 0;
   req->retries = 0;
+  req->tapped = impl_->tap ? impl_->tap->before_submit(*req) : std::nullopt;
   impl_->enqueue(req, false);
 }
 

@@ -31,8 +31,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "bounce/io_tap.h"
 #include "bounce/status.h"
 
 namespace stablefs {
@@ -50,6 +52,7 @@ struct IoRequest {
   size_t iov_offset = 0;    // bytes of iov[iov_index] already transferred
   unsigned retries = 0;     // EINTR/EAGAIN resubmissions
   std::vector<iovec> rest;  // the remainder of iov, when a short transfer is resubmitted
+  std::optional<int64_t> tapped;  // the result an IoTap answered with instead of the device
 };
 
 class IoQueue {
@@ -58,7 +61,9 @@ class IoQueue {
   // registered (optional): one memory range to register as fixed buffer 0. A request whose
   // (remaining) memory is one segment inside it is sent as READ_FIXED/WRITE_FIXED. If the
   // kernel refuses the registration (memlock limit), the queue works without fixed buffers.
-  static Result<std::unique_ptr<IoQueue>> create(int fd, unsigned depth, const iovec* registered = nullptr);
+  // tap (optional, not owned, must outlive the queue): sees every request (bounce/io_tap.h).
+  static Result<std::unique_ptr<IoQueue>> create(int fd, unsigned depth, const iovec* registered = nullptr,
+                                                 IoTap* tap = nullptr);
   ~IoQueue();
   IoQueue(const IoQueue&) = delete;
   IoQueue& operator=(const IoQueue&) = delete;

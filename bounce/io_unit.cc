@@ -198,6 +198,7 @@ std::unique_ptr<IoUnit> IoUnit::build_read(uint64_t dev_offset, std::span<uint8_
 
 void IoUnit::submit(IoQueue& queue, IoStats& stats, Done done) {
   stats_ = &stats;
+  queue_ = &queue;
   done_ = std::move(done);
   if (!invalid_.ok()) {
     Done d = std::move(done_);
@@ -214,42 +215,60 @@ void IoUnit::submit(IoQueue& queue, IoStats& stats, Done done) {
   queue.submit(&request_);
 }
 
-Status IoUnit::verify_read() {
-  if (expected_.empty()) return {};
-  const size_t block = geometry_.checksum_block;
-  iovec whole{user_, length_};
-  // Verified where the device put the data: the bounce chunks, or the caller's buffer.
-  BlockWalker walk(bounced_ ? request_.iov.data() : &whole, bounced_ ? request_.iov.size() : 1, block);
-  size_t bad = 0;
-  uint64_t want = 0, got = 0;
+std::vector<BadBlock> IoUnit::mismatches() const {
+  std::vector<BadBlock> bad;
+  if (expected_.empty()) return bad;
+  BlockWalker walk(request_.iov.data(), request_.iov.size(), geometry_.checksum_block);
   for (size_t i = 0; i < expected_.size(); ++i) {
     if (!expected_[i]) {
       walk.skip();
       continue;
     }
-    uint64_t h = walk.next(nullptr);
-    if (h != *expected_[i]) {
-      if (bad++ == 0) {
-        bad_block_ = i;
-        want = *expected_[i];
-        got = h;
-      }
-    }
+    const uint64_t h = walk.next(nullptr);
+    if (h != *expected_[i]) bad.push_back({i, *expected_[i], h});
   }
-  if (bad == 0) return {};
-  stats_->checksum_failures.fetch_add(bad, std::memory_order_relaxed);
+  return bad;
+}
+
+bool IoUnit::start_recheck(std::vector<BadBlock> first) {
+  if (!queue_) return false;
+  try {
+    recheck_ = AlignedBuffer(length_, 4096);
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  first_mismatches_ = std::move(first);
+  rechecking_ = true;
+  chunks_.clear();  // a bounced unit's pool memory is not needed any more
+  request_.iov.assign(1, iovec{recheck_.data(), length_});
+  queue_->submit(&request_);
+  return true;
+}
+
+Status IoUnit::verdict(std::vector<BadBlock> bad) {
+  if (rechecking_) {
+    for (const BadBlock& b : first_mismatches_) {
+      const bool again = std::any_of(bad.begin(), bad.end(), [&](const BadBlock& x) { return x.index == b.index; });
+      if (!again) ++transient_blocks_;
+    }
+    stats_->checksum_transients.fetch_add(transient_blocks_, std::memory_order_relaxed);
+  }
+  if (bad.empty()) return {};
+  bad_blocks_ = std::move(bad);
+  const BadBlock& first = bad_blocks_.front();
+  stats_->checksum_failures.fetch_add(bad_blocks_.size(), std::memory_order_relaxed);
   std::string msg = "checksum mismatch in ";
-  msg += std::to_string(bad);
+  msg += std::to_string(bad_blocks_.size());
   msg += " of ";
   msg += std::to_string(expected_.size());
   msg += " blocks read at device byte ";
   msg += std::to_string(dev_offset_);
   msg += "; first at device byte ";
-  msg += std::to_string(dev_offset_ + *bad_block_ * block);
+  msg += std::to_string(dev_offset_ + first.index * geometry_.checksum_block);
   msg += " (expected ";
-  msg += hex64(want);
+  msg += hex64(first.expected);
   msg += ", found ";
-  msg += hex64(got);
+  msg += hex64(first.found);
   msg += ')';
   return Status::error(EIO, msg);
 }
@@ -274,9 +293,12 @@ void IoUnit::complete(int64_t result) {
     }
     status = Status::error(code, msg);
   } else if (!write_) {
-    status = verify_read();
-    if (status.ok() && bounced_) {
-      // Unbounce: only verified data reaches the caller; on any error nothing is copied.
+    std::vector<BadBlock> bad = mismatches();
+    if (!bad.empty() && !rechecking_ && start_recheck(bad)) return;  // the re-read completes the unit
+    status = verdict(std::move(bad));
+    if (status.ok() && (bounced_ || rechecking_)) {
+      // Unbounce (or take the re-read's bytes): only verified data reaches the caller; on any
+      // error nothing is copied.
       uint8_t* out = user_;
       for (const iovec& v : request_.iov) {
         std::memcpy(out, v.iov_base, v.iov_len);

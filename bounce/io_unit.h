@@ -15,9 +15,18 @@
 //
 // Checksums are XXH3-64 per checksum block (the filesystem block), seed 0. Writes compute
 // them at build time (a bounced write copies and hashes block by block, while the block is
-// hot in cache); reads verify every block for which an expected value is given, and a
-// mismatch fails the whole unit with EIO (bad_block() tells which block). Each bad block
-// counts in IoStats::checksum_failures, each unit the device failed in device_errors.
+// hot in cache); reads verify every block for which an expected value is given where the
+// device put it (the caller's memory, or the pool chunks).
+//
+// A read that fails verification is read once more, whole, into memory of its own (a private
+// aligned buffer no one else can reach) and verified there before anything is called
+// corrupt: a block that matches then was a transient (the device, or — were the first
+// destination not private — someone changing that memory) and counts in
+// IoStats::checksum_transients; the unit then succeeds with the re-read bytes copied to the
+// caller. Blocks that mismatch again fail the whole unit with EIO (bad_blocks() lists them
+// with both checksums) and count in IoStats::checksum_failures. Each unit the device failed
+// counts in device_errors. The re-read is submitted from the completion thread (IoQueue
+// allows it); if its memory cannot be had, the first verdict stands.
 //
 // A bounced unit takes all its pool memory in one step (BouncePool::get_total), which may
 // wait for other units to complete: do not hold a built but unsubmitted bounced unit while
@@ -42,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "bounce/aligned_buffer.h"
 #include "bounce/bounce_pool.h"
 #include "bounce/io_queue.h"
 #include "bounce/io_stats.h"
@@ -51,6 +61,13 @@ namespace stablefs {
 struct IoUnitGeometry {
   uint32_t checksum_block = 4096;  // bytes per checksum; dev offset and length are multiples
   uint32_t memory_alignment = 511;  // address mask zero-copy memory must satisfy
+};
+
+// A block of a read unit whose data did not match its checksum (on the re-read too).
+struct BadBlock {
+  size_t index = 0;  // within the unit
+  uint64_t expected = 0;
+  uint64_t found = 0;
 };
 
 class IoUnit {
@@ -77,8 +94,14 @@ class IoUnit {
   size_t length() const { return length_; }
   // Write units: the checksum of each block, as computed over the memory submitted.
   const std::vector<uint64_t>& checksums() const { return checksums_; }
-  // Read units that failed verification: the first bad block's index within the unit.
-  std::optional<size_t> bad_block() const { return bad_block_; }
+  // Read units that failed verification: the blocks that mismatched on the re-read too, in
+  // order, and the first one's index within the unit.
+  const std::vector<BadBlock>& bad_blocks() const { return bad_blocks_; }
+  std::optional<size_t> bad_block() const {
+    return bad_blocks_.empty() ? std::nullopt : std::optional<size_t>(bad_blocks_.front().index);
+  }
+  // Read units: blocks that mismatched on the first read and matched on the re-read.
+  size_t transient_blocks() const { return transient_blocks_; }
   // Memory segments handed to the device: the greedy pool chunks of a bounced unit, or the
   // one caller range of a zero-copy unit.
   size_t segments() const { return request_.iov.size(); }
@@ -94,7 +117,15 @@ class IoUnit {
   // The IoRequest, completing into complete().
   void finish_build();
   void complete(int64_t result);
-  Status verify_read();  // checks the blocks read against expected_
+  // The blocks whose bytes, where the device put them (the current request_.iov), do not
+  // match expected_.
+  std::vector<BadBlock> mismatches() const;
+  // Sends the read again into recheck_ memory (first: what the first read found); false when
+  // that memory cannot be had or the unit was never submitted to a queue.
+  bool start_recheck(std::vector<BadBlock> first);
+  // The verdict on a read that reached the device whole, bad being its mismatches (counts
+  // transients and failures).
+  Status verdict(std::vector<BadBlock> bad);
   void invalidate(const std::string& why);
 
   Status invalid_;  // not ok when the unit was built against the contract
@@ -107,9 +138,14 @@ class IoUnit {
   std::vector<BounceBuffer> chunks_;
   std::vector<uint64_t> checksums_;
   std::vector<std::optional<uint64_t>> expected_;
-  std::optional<size_t> bad_block_;
+  std::vector<BadBlock> bad_blocks_;
+  std::vector<BadBlock> first_mismatches_;  // of the first read, once a re-read is under way
+  AlignedBuffer recheck_;                   // the re-read's private memory
+  bool rechecking_ = false;
+  size_t transient_blocks_ = 0;
   IoRequest request_;
   IoStats* stats_ = nullptr;
+  IoQueue* queue_ = nullptr;
   Done done_;
 };
 

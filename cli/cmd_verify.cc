@@ -12,6 +12,7 @@
 #include <set>
 
 #include "cli/commands.h"
+#include "cli/mount_paths.h"
 #include "fs/fuse/control_protocol.h"
 #include "fs/tools/verify.h"
 
@@ -41,17 +42,9 @@ std::string human_bytes(double b) {
   return out;
 }
 
-// "/a/b (also /c)" or "inode N (no name)".
 std::string file_names(const VerifyReport& r, uint64_t ino) {
   auto it = r.paths.find(ino);
-  if (it == r.paths.end() || it->second.empty()) return "inode " + std::to_string(ino) + " (no name)";
-  std::string s = it->second[0];
-  if (it->second.size() > 1) {
-    s += " (also";
-    for (size_t i = 1; i < it->second.size(); ++i) s += " " + it->second[i];
-    s += ")";
-  }
-  return s;
+  return describe_file(ino, it == r.paths.end() ? std::vector<std::string>{} : it->second);
 }
 
 double rate(const VerifyReport& r) { return r.seconds > 0 ? r.data_bytes_checked / r.seconds : 0; }

@@ -20,7 +20,7 @@ Result<std::unique_ptr<Volume>> Volume::open(const std::string& path, VolumeOpti
   const uint32_t bs = v->fs_->statfs().block_size;
   v->pool_ = std::make_unique<BouncePool>(opts.bounce_pool_bytes, bs);
   iovec arena = v->pool_->arena();
-  auto queue = IoQueue::create(v->device_->fd(), opts.queue_depth, &arena);
+  auto queue = IoQueue::create(v->device_->fd(), opts.queue_depth, &arena, opts.io_tap);
   if (!queue.ok()) return queue.status().with_context(path + ": io_uring");
   v->queue_ = std::move(queue).value();
   v->mapper_ = std::make_unique<FileMapper>(v->fs_->inodes());
@@ -28,7 +28,8 @@ Result<std::unique_ptr<Volume>> Volume::open(const std::string& path, VolumeOpti
   DirectIoConfig cfg;
   cfg.bounce = v->decision_.bounce;
   cfg.memory_alignment = v->device_->memory_alignment();
-  v->engine_ = std::make_unique<DirectIo>(*v->mapper_, *v->mapper_, *v->queue_, *v->pool_, v->stats_, v->locks_, cfg);
+  v->engine_ = std::make_unique<DirectIo>(*v->mapper_, *v->mapper_, *v->queue_, *v->pool_, v->stats_, v->locks_,
+                                         v->errors_, cfg);
   if (!opts.read_only) {
     // Speculative preallocation listed on disk was left by a crash (a clean unmount trims it).
     // A failure leaves that inode listed for a later mount: worth a line, not a refusal.
@@ -129,8 +130,8 @@ Status Volume::map_extents(uint64_t ino, uint64_t offset, uint64_t length,
   return iomap_report(*mapper_, ino, offset, length, fn);
 }
 
-void Volume::read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, DirectIo::Done done) {
-  engine_->read(ino, pos, dst, std::move(done));
+void Volume::read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory, DirectIo::Done done) {
+  engine_->read(ino, pos, dst, memory, std::move(done));
 }
 
 SourceUse Volume::write_async(uint64_t ino, uint64_t pos, WriteSource src, DirectIo::Done done) {

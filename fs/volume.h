@@ -35,6 +35,8 @@ struct VolumeOptions {
   size_t bounce_pool_bytes = 64u << 20;
   unsigned queue_depth = 128;
   size_t cache_blocks = 16384;
+  // Tests: sees every request of the data path's I/O queue (not owned; outlives the Volume).
+  IoTap* io_tap = nullptr;
 };
 
 enum FallocateMode : unsigned {
@@ -52,18 +54,25 @@ class Volume {
   Filesystem& fs() { return *fs_; }
   DirectIo& engine() { return *engine_; }
 
-  Result<size_t> read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst) { return engine_->read_sync(ino, pos, dst); }
+  // Reads into caller memory that may change while the device fills it (ReadMemory::kShared):
+  // bounced on a device that demands stable pages.
+  Result<size_t> read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst) {
+    return engine_->read_sync(ino, pos, dst, ReadMemory::kShared);
+  }
   Result<size_t> write(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) { return engine_->write_sync(ino, pos, src); }
   // Forms for a server that answers from the I/O completion (DirectIo::Done). done runs on
   // the I/O completion thread, or on the calling thread before the call returns; it must not
   // start I/O on this Volume.
   //   read_async: dst (the caller's, e.g. a reply buffer) is borrowed until done has run.
+  //   memory says who may change it meanwhile: kPrivate is memory nobody but this read
+  //   touches until done has run (a reply buffer leased for it: the FUSE server's), which is
+  //   never bounced; kShared is anything else (bounced when the device demands stable pages).
   //   write_async: the engine decides whether it copies src or sends it zero-copy and says
   //   so (DirectIo::write). A zero-copy write whose src.keep gave something holds it until the
   //   device has the data and the call returns at once; without src.keep, or when it gave
   //   null, the call waits for the device (done has run when it returns). kCopied: src is free
   //   once the call returns.
-  void read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, DirectIo::Done done);
+  void read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory, DirectIo::Done done);
   SourceUse write_async(uint64_t ino, uint64_t pos, WriteSource src, DirectIo::Done done);
   // Truncate or extend; the bytes past a shrunken end are zeroed so a later extension reads
   // zeros. Blocks wholly past the new end are freed before that partial block is zeroed (an
@@ -115,6 +124,8 @@ class Volume {
   const BounceDecision& bounce_decision() const { return decision_; }
   const StablePagesInfo& device_stable_pages() const { return stable_; }
   IoStatsSnapshot io_stats() const { return stats_.snapshot(); }
+  // Damaged data blocks found while mounted (by reads and scrubs), by file.
+  DataErrorLog& data_errors() { return errors_; }
   FileMapper& mapper() { return *mapper_; }
   // Files with I/O in flight or waiting for a range lock now (stablefs stats).
   size_t range_lock_files() const { return locks_.files(); }
@@ -135,6 +146,7 @@ class Volume {
   StablePagesInfo stable_;
   BounceDecision decision_;
   IoStats stats_;
+  DataErrorLog errors_;
   std::unique_ptr<BouncePool> pool_;
   std::unique_ptr<IoQueue> queue_;
   FileRangeLocks locks_;

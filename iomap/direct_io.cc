@@ -1,7 +1,6 @@
 #include "iomap/direct_io.h"
 
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -75,13 +74,14 @@ bool DirectIo::allocate_temp(Request* req) {
 }
 
 DirectIo::DirectIo(IomapOps& ops, IomapWriteCompletion& completion, IoQueue& queue, BouncePool& pool, IoStats& stats,
-                   FileRangeLocks& locks, DirectIoConfig config)
+                   FileRangeLocks& locks, DataErrorLog& errors, DirectIoConfig config)
     : ops_(ops),
       completion_(completion),
       queue_(queue),
       pool_(pool),
       stats_(stats),
       locks_(locks),
+      errors_(errors),
       config_(config),
       block_size_(ops.block_size()) {}
 
@@ -110,7 +110,7 @@ std::unique_ptr<DirectIo::Request> DirectIo::new_request(uint64_t ino, uint64_t 
   return req;
 }
 
-void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done done) {
+void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory, Done done) {
   // No file reaches past kMaxFileBytes: a read there finds end of file.
   if (pos < kMaxFileBytes) dst = dst.first(static_cast<size_t>(std::min<uint64_t>(dst.size(), kMaxFileBytes - pos)));
   else dst = {};
@@ -136,10 +136,13 @@ void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done don
   } else {
     if (!allocate_temp(req.get())) return finish(req.release());
   }
-  start_read(req.release());
+  // Private memory is never bounced. (A shared caller's unaligned request reads into the
+  // engine's own buffer, which is private too, but bounce=always still means every unit of
+  // such a caller is bounced.)
+  start_read(req.release(), config_.bounce && memory == ReadMemory::kShared);
 }
 
-void DirectIo::start_read(Request* req) {
+void DirectIo::start_read(Request* req, bool bounce) {
   const IoUnitGeometry geometry{block_size_, config_.memory_alignment};
   IomapIter it(ops_, req->ino, req->apos, req->alen, kIomapRead | kIomapDirect);
   while (it.next()) {
@@ -157,7 +160,7 @@ void DirectIo::start_read(Request* req) {
           // Each unit is submitted as soon as it is built: a bounced unit holds pool memory, and
           // holding it while building the rest could starve other requests of the pool.
           req->units.push_back({IoUnit::build_read(it.dev_addr() + off, buf.subspan(static_cast<size_t>(off), piece),
-                                                   config_.bounce, pool_, geometry, std::move(expected)),
+                                                   bounce, pool_, geometry, std::move(expected)),
                                 0, it.pos() + off, {}, false});
           submit_unit(req, &req->units.back());
           submitted += piece;
@@ -184,10 +187,14 @@ void DirectIo::submit_unit(Request* req, UnitSlot* slot) {
   }
   slot->unit->submit(queue_, stats_, [this, req, slot](IoUnit& unit, Status st) {
     if (!req->write && !st.ok() && unit.bad_block()) {
-      uint64_t off = slot->file_pos + *unit.bad_block() * block_size_;
-      st = Status::error(EIO, where(req->ino, off) + ": data checksum mismatch (device block " +
-                                  std::to_string(unit.dev_offset() / block_size_ + *unit.bad_block()) + ")");
-      log_data_error(st.message());
+      for (const BadBlock& b : unit.bad_blocks()) {
+        const uint64_t off = slot->file_pos + b.index * block_size_;
+        const uint64_t dev_block = unit.dev_offset() / block_size_ + b.index;
+        const Status bad = Status::error(EIO, where(req->ino, off) + ": data checksum mismatch (device block " +
+                                                  std::to_string(dev_block) + ")");
+        if (b.index == *unit.bad_block()) st = bad;
+        errors_.record(req->ino, off, dev_block, bad.message());
+      }
     }
     slot->status = st;
     slot->done = true;
@@ -251,7 +258,7 @@ SourceUse DirectIo::write_request(uint64_t ino, uint64_t pos, WriteSource source
         sub->len = sub->alen = block_size_;
         sub->apos = edge;
         sub->io_buf = req->io_buf.subspan(static_cast<size_t>(edge - req->apos), block_size_);
-        start_read(sub.release());
+        start_read(sub.release(), config_.bounce);  // a write's edge reads follow the write's policy
       }
       Result<size_t> r = got.get_future().get();
       if (!r.ok()) {
@@ -382,31 +389,10 @@ void DirectIo::finish(Request* req) {
   done(std::move(result));
 }
 
-void DirectIo::log_data_error(const std::string& message) {
-  uint64_t suppressed = 0;
-  {
-    MutexLock lock(log_mu_);
-    const auto now = std::chrono::steady_clock::now();
-    if (now - log_window_ >= std::chrono::seconds(1)) {
-      log_window_ = now;
-      logged_in_window_ = 0;
-    }
-    if (logged_in_window_ >= kLogBurst) {
-      ++log_suppressed_;
-      return;
-    }
-    ++logged_in_window_;
-    suppressed = std::exchange(log_suppressed_, 0);
-  }
-  if (suppressed > 0)
-    std::fprintf(stderr, "stablefs: %llu similar messages suppressed\n", static_cast<unsigned long long>(suppressed));
-  std::fprintf(stderr, "stablefs: %s\n", message.c_str());
-}
-
-Result<size_t> DirectIo::read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t> dst) {
+Result<size_t> DirectIo::read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory) {
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
-  read(ino, pos, dst, [&p](Result<size_t> r) { p.set_value(std::move(r)); });
+  read(ino, pos, dst, memory, [&p](Result<size_t> r) { p.set_value(std::move(r)); });
   return f.get();
 }
 

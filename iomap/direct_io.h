@@ -21,11 +21,19 @@
 // (range locks, bounce pool memory, the edge reads of an unaligned write), done() must not
 // start requests of this engine itself: hand them to another thread.
 //
-// Data errors (checksum mismatches) are logged to stderr, at most kLogBurst lines a second
-// (kernel: printk_ratelimited); the next line logged says how many were suppressed.
+// Reads and stable pages (the lazy bounce for checksummed reads): stable pages matter for what
+// is written. A read whose destination no one else can change (ReadMemory::kPrivate: a reply
+// buffer the daemon leased for it, or the engine's own aligned buffer) is never bounced, even
+// when the policy bounces: the device reads straight into it and it is verified there. Only
+// memory that may change under the device (kShared: a library caller's) is bounced on a
+// stable-pages device. Either way a block that fails its checksum is read again once into
+// private memory (IoUnit) before it is called corrupt; a match then serves the data and counts
+// as a transient.
+//
+// Data errors (a block that mismatched twice) fail the request with EIO and are recorded in the
+// DataErrorLog (logged once per block, rate-limited), so the damaged file can be listed.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -36,6 +44,7 @@
 #include "bounce/io_queue.h"
 #include "bounce/io_stats.h"
 #include "bounce/mutex.h"
+#include "iomap/data_error_log.h"
 #include "iomap/iomap.h"
 #include "iomap/range_lock.h"
 
@@ -56,6 +65,11 @@ struct WriteSource {
 // kBorrowed, read by the device until done() has run.
 enum class SourceUse { kCopied, kBorrowed };
 
+// Who can change a read's destination while the device fills it: kPrivate, no one (the
+// caller leased it for this read and does not touch it until done()); kShared, possibly
+// someone (a library caller's memory). Only kShared reads are bounced.
+enum class ReadMemory { kPrivate, kShared };
+
 struct DirectIoConfig {
   bool bounce = false;              // the mount's policy decision
   uint32_t memory_alignment = 511;  // device buffer alignment mask (queue/dma_alignment)
@@ -66,24 +80,24 @@ class DirectIo {
  public:
   using Done = std::function<void(Result<size_t>)>;
 
+  // errors: where damaged blocks found by reads are recorded (must outlive the engine).
   DirectIo(IomapOps& ops, IomapWriteCompletion& completion, IoQueue& queue, BouncePool& pool, IoStats& stats,
-           FileRangeLocks& locks, DirectIoConfig config);
+           FileRangeLocks& locks, DataErrorLog& errors, DirectIoConfig config);
 
   // File offsets stop below off_t's limit: a write reaching past it is EFBIG, a read there
   // finds end of file.
   static constexpr uint64_t kMaxFileBytes = (1ull << 63) - 1;
-  static constexpr int kLogBurst = 10;
 
   // Reads up to dst.size() bytes at pos (fewer at end of file). A block failing its checksum
-  // fails the request with EIO, naming the inode and file offset; with bounce, the failed
-  // unit's part of dst is left untouched (other units of a large request may have filled
-  // theirs with verified data).
-  void read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, Done done);
+  // twice fails the request with EIO, naming the inode, file offset and device block; dst
+  // may then hold unverified bytes of the failed unit (other units of a large request may
+  // have filled theirs with verified data).
+  void read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory, Done done);
   // Writes src.bytes at pos, allocating as needed; reports the bytes that reached the device
   // and were committed (a short count when space runs out part way), or an error if none did.
   SourceUse write(uint64_t ino, uint64_t pos, WriteSource src, Done done);
 
-  Result<size_t> read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t> dst);
+  Result<size_t> read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory);
   Result<size_t> write_sync(uint64_t ino, uint64_t pos, std::span<const uint8_t> src);
   // write_sync for a caller that already holds ino's range lock exclusively over the block-
   // aligned range (size changes that zero partial blocks under a whole-file lock).
@@ -102,8 +116,9 @@ class DirectIo {
                                        Done& done);
   // IomapOps::file_size; std::bad_alloc becomes ENOMEM.
   Result<uint64_t> file_size(uint64_t ino);
-  // Maps the aligned range of a read and submits its units as they are built.
-  void start_read(Request* req);
+  // Maps the aligned range of a read and submits its units as they are built, bounced when
+  // bounce says so.
+  void start_read(Request* req, bool bounce);
   void submit_unit(Request* req, UnitSlot* slot);
   SourceUse start_write(Request* req);
   SourceUse write_request(uint64_t ino, uint64_t pos, WriteSource src, Done done, bool take_lock);
@@ -112,7 +127,6 @@ class DirectIo {
   // when it cannot be had.
   bool allocate_temp(Request* req);
   void finish(Request* req);
-  void log_data_error(const std::string& message);
 
   IomapOps& ops_;
   IomapWriteCompletion& completion_;
@@ -120,13 +134,9 @@ class DirectIo {
   BouncePool& pool_;
   IoStats& stats_;
   FileRangeLocks& locks_;
+  DataErrorLog& errors_;
   DirectIoConfig config_;
   uint32_t block_size_;
-
-  Mutex log_mu_;
-  std::chrono::steady_clock::time_point log_window_ GUARDED_BY(log_mu_);
-  int logged_in_window_ GUARDED_BY(log_mu_) = 0;
-  uint64_t log_suppressed_ GUARDED_BY(log_mu_) = 0;
 };
 
 }  // namespace stablefs

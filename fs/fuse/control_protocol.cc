@@ -115,6 +115,13 @@ Result<FileMap> file_map_from_json(const nlohmann::json& j) {
   return m;
 }
 
+nlohmann::json damaged_files_to_json(Volume& v) {
+  nlohmann::json files = nlohmann::json::array();
+  for (const DamagedFile& f : v.data_errors().files())
+    files.push_back({{"ino", f.ino}, {"blocks", f.blocks}, {"first_offset", f.first_offset}});
+  return files;
+}
+
 nlohmann::json control_ok(nlohmann::json fields) {
   fields["ok"] = true;
   return fields;

@@ -3,7 +3,8 @@
 //
 // One request per connection: the client sends a JSON object on one line, the daemon answers
 // with one JSON object and closes the connection. Requests:
-//   {"op": "stats"}            -> {"ok": true, "report": "<the text of stablefs stats>"}
+//   {"op": "stats"}            -> {"ok": true, "report": "<the text of stablefs stats>",
+//                                  "damaged_files": [{"ino": N, "blocks": N, "first_offset": N}...]}
 //   {"op": "map", "ino": N}    -> {"ok": true, "map": <file_map_to_json>}
 //   {"op": "sync"}             -> {"ok": true} once everything written so far is durable
 //                                 (journal commit and device flush: Volume::sync)
@@ -34,6 +35,9 @@ Result<FileMap> file_map_from_json(const nlohmann::json& j);
 // it does not have the request's shape).
 nlohmann::json remount_request(const RemountSettings& settings);
 Result<RemountSettings> remount_settings_from_json(const nlohmann::json& request);
+
+// The damaged files a Volume's DataErrorLog remembers, as the stats reply carries them.
+nlohmann::json damaged_files_to_json(Volume& v);
 
 // A success reply with `fields` added, and a failure reply for st.
 nlohmann::json control_ok(nlohmann::json fields = nlohmann::json::object());

@@ -29,13 +29,14 @@ std::string stats_report(const ControlTarget& t) {
                         "zero-copy        %llu I/Os, %llu bytes\n"
                         "unaligned copies %llu bytes (requests copied to aligned memory first)\n"
                         "checksum errors  %llu\n"
+                        "checksum transients %llu (blocks that mismatched once and matched when read again)\n"
                         "device errors    %llu\n"
                         "range locks      %zu files with I/O in flight or waiting\n",
                         t.mountpoint.c_str(), t.device.c_str(), d.bounce ? "yes" : "no (zero-copy)", d.reason.c_str(),
                         (unsigned long long)s.bounced_ios, (unsigned long long)s.bounced_bytes,
                         (unsigned long long)s.zero_copy_ios, (unsigned long long)s.zero_copy_bytes,
                         (unsigned long long)s.unaligned_copy_bytes, (unsigned long long)s.checksum_failures,
-                        (unsigned long long)s.device_errors, t.volume->range_lock_files());
+                        (unsigned long long)s.checksum_transients, (unsigned long long)s.device_errors, t.volume->range_lock_files());
   std::string out(buf, static_cast<size_t>(std::max(0, std::min<int>(n, sizeof buf - 1))));
   if (t.receive) {
     const auto r = [](const std::atomic<uint64_t>& a) { return (unsigned long long)a.load(std::memory_order_relaxed); };
@@ -77,7 +78,7 @@ nlohmann::json answer(const ControlTarget& t, const std::string& text) {
   if (req.is_discarded() || !req.is_object() || !req.contains("op") || !req["op"].is_string())
     return control_error(Status::error(EPROTO, "a request is a JSON object with an \"op\""));
   const std::string op = req["op"].get<std::string>();
-  if (op == "stats") return control_ok({{"report", stats_report(t)}});
+  if (op == "stats") return control_ok({{"report", stats_report(t)}, {"damaged_files", damaged_files_to_json(v)}});
   if (op == "sync") {
     // What sync(1) and syncfs(2) do not reach: the kernel sends no FUSE_SYNCFS to this server.
     Status st = v.sync();

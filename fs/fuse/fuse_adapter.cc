@@ -402,7 +402,9 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     std::shared_ptr<ReplyBuffers::Lease> buf = st.read_buffers.get(size);
     std::span<uint8_t> dst = buf->span();
     PendingReply pending(st);
-    vol(req).read_async(ino, static_cast<uint64_t>(off), dst, [req, buf, &st](Result<size_t> r) mutable {
+    // The lease is this read's alone until the reply is sent: private memory, never bounced.
+    vol(req).read_async(ino, static_cast<uint64_t>(off), dst, ReadMemory::kPrivate,
+                        [req, buf, &st](Result<size_t> r) mutable {
       if (!r.ok()) reply_status(req, r.status());
       else fuse_reply_buf(req, reinterpret_cast<const char*>(buf->span().data()), *r);
       buf.reset();  // back to st's pool while st surely exists: reply_sent may let it go

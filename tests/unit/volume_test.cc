@@ -129,7 +129,7 @@ TEST_CASE("volume: asynchronous forms answer from the completion; a copied write
 
       AlignedBuffer back(want.size());
       std::promise<Result<size_t>> read;
-      v.read_async(ino, 0, back.span(), [&read](Result<size_t> r) { read.set_value(std::move(r)); });
+      v.read_async(ino, 0, back.span(), ReadMemory::kShared, [&read](Result<size_t> r) { read.set_value(std::move(r)); });
       auto rf = read.get_future();
       REQUIRE(rf.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
       Result<size_t> r = rf.get();
