@@ -130,6 +130,22 @@ Status Volume::map_extents(uint64_t ino, uint64_t offset, uint64_t length,
   return iomap_report(*mapper_, ino, offset, length, fn);
 }
 
+Result<ScrubRangeResult> Volume::scrub_range(uint64_t ino, uint64_t offset, uint64_t length, std::span<uint8_t> buffer,
+                                             IoStats& stats) {
+  const uint64_t bs = fs_->statfs().block_size;
+  const uint64_t first = offset / bs * bs;
+  const uint64_t last = std::min(kIomapEndOfAnyFile, (offset + length + bs - 1) / bs * bs);
+  if (last <= first) return ScrubRangeResult{};
+  fs_->acquire_inode(ino);
+  Result<ScrubRangeResult> r = [&]() -> Result<ScrubRangeResult> {
+    const FileRangeLocks::Held range = locks_.lock(ino, first, last, false);
+    const ScrubIo io{*queue_, *pool_, stats, {static_cast<uint32_t>(bs), device_->memory_alignment()}};
+    return iomap_scrub_range(*mapper_, io, ino, first, last - first, buffer);
+  }();
+  if (Status released = fs_->release_inode(ino); !released.ok() && r.ok()) return released;
+  return r;
+}
+
 void Volume::read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory, DirectIo::Done done) {
   engine_->read(ino, pos, dst, memory, std::move(done));
 }

@@ -26,6 +26,7 @@
 #include "fs/namespace/filesystem.h"
 #include "iomap/direct_io.h"
 #include "iomap/report.h"
+#include "iomap/scrub.h"
 
 namespace stablefs {
 
@@ -94,6 +95,14 @@ class Volume {
   // start I/O or space changes on ino.
   Status map_extents(uint64_t ino, uint64_t offset, uint64_t length,
                      const std::function<bool(const ReportedExtent&)>& fn);
+  // Checks the written blocks of [offset, offset + length) of ino against their checksums
+  // (iomap/scrub.h) for the online scrub: under ino's range lock held shared (ordered against
+  // its writes, size changes and fallocate: a block rewritten meanwhile is never reported) and
+  // a hold on the inode (an unlink meanwhile cannot free what is being read). offset and
+  // length are rounded out to blocks. buffer: memory of the caller's own, block and
+  // O_DIRECT aligned; stats: the caller's counters for this I/O (not the volume's).
+  Result<ScrubRangeResult> scrub_range(uint64_t ino, uint64_t offset, uint64_t length, std::span<uint8_t> buffer,
+                                       IoStats& stats);
   // lseek(2) SEEK_DATA / SEEK_HOLE (iomap/seek.h), ordered against size changes and writes
   // of ino by its range lock (held shared over the whole file).
   Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return seek(ino, offset, true); }

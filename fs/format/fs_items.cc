@@ -160,6 +160,30 @@ Result<OrphanRecord> OrphanRecord::decode(std::span<const uint8_t> v, const Key&
   return OrphanRecord{get64(v.data())};
 }
 
+// Scrub state: 0 state u32, 4 reserved u32 (0), then next_ino, next_offset, bytes_checked,
+// data_errors, unreadable, transients, rate_limit, started_ns, ended_ns, elapsed_ns (u64).
+std::vector<uint8_t> ScrubStateRecord::encode() const {
+  std::vector<uint8_t> v(kSize);
+  put32(v.data(), state);
+  const uint64_t fields[] = {next_ino,  next_offset, bytes_checked, data_errors, unreadable,
+                             transients, rate_limit, started_ns,    ended_ns,    elapsed_ns};
+  for (size_t i = 0; i < 10; ++i) put64(v.data() + 8 + 8 * i, fields[i]);
+  return v;
+}
+
+Result<ScrubStateRecord> ScrubStateRecord::decode(std::span<const uint8_t> v, const Key& key) {
+  if (v.size() != kSize) return bad_item(key, "scrub state has the wrong size");
+  if (key != ScrubStateRecord::key()) return bad_item(key, "scrub state item at the wrong key");
+  ScrubStateRecord r;
+  r.state = get32(v.data());
+  if (r.state < kRunning || r.state > kCanceled || get32(v.data() + 4) != 0)
+    return bad_item(key, "scrub state has an unknown state");
+  uint64_t* fields[] = {&r.next_ino,   &r.next_offset, &r.bytes_checked, &r.data_errors, &r.unreadable,
+                        &r.transients, &r.rate_limit,  &r.started_ns,    &r.ended_ns,    &r.elapsed_ns};
+  for (size_t i = 0; i < 10; ++i) *fields[i] = get64(v.data() + 8 + 8 * i);
+  return r;
+}
+
 // Checksum group: 0 present u64, 8 sums u64[64].
 std::vector<uint8_t> CsumGroup::encode() const {
   std::vector<uint8_t> v(kSize);

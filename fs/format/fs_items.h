@@ -26,6 +26,7 @@ enum ItemType : uint8_t {
   kItemSpeculative = 7,  // (kOrphanListObjectid, 7, ino) -> empty: ino may hold speculative extents
   kItemTruncate = 8,     // (kOrphanListObjectid, 8, ino) -> empty: ino's truncate has not freed everything past EOF
   kItemXattrChunk = 9,   // (ino, 9, value id << 9 | chunk index) -> raw bytes of a large xattr value
+  kItemScrubState = 10,  // (kOrphanListObjectid, 10, 0) -> ScrubStateRecord: the last online scrub
 };
 // The orphan list (inodes whose last link is gone but which were still in use) is filed
 // under the root directory's objectid: the filesystem tree keeps starting with the root
@@ -112,6 +113,27 @@ struct XattrRecord {
 
 // An entry of the orphan list: the inode (the key's offset) and its generation, so that an
 // item outliving its inode can never name a different incarnation.
+// Where the online scrub (fs/scrub.h) stands, kept so a scrub interrupted by an unmount
+// resumes where it stopped: the next file and offset to check and the counts so far.
+struct ScrubStateRecord {
+  enum State : uint32_t { kRunning = 1, kPaused = 2, kFinished = 3, kCanceled = 4 };
+  uint32_t state = kRunning;
+  uint64_t next_ino = 0;
+  uint64_t next_offset = 0;
+  uint64_t bytes_checked = 0;
+  uint64_t data_errors = 0;     // blocks that failed their checksum twice
+  uint64_t unreadable = 0;      // blocks the device could not read
+  uint64_t transients = 0;      // blocks that mismatched once and matched when read again
+  uint64_t rate_limit = 0;      // bytes per second; 0: none
+  uint64_t started_ns = 0;      // wall clock
+  uint64_t ended_ns = 0;        // finished or canceled; 0 while running or paused
+  uint64_t elapsed_ns = 0;      // time spent scrubbing (pauses and unmounted time excluded)
+  static constexpr size_t kSize = 4 + 4 + 10 * 8;  // state, reserved, ten u64
+  static Key key() { return {kOrphanListObjectid, kItemScrubState, 0}; }
+  std::vector<uint8_t> encode() const;
+  static Result<ScrubStateRecord> decode(std::span<const uint8_t> v, const Key& key);
+};
+
 struct OrphanRecord {
   uint64_t generation = 0;
   static constexpr size_t kSize = 8;

@@ -170,6 +170,13 @@ class Filesystem {
   uint64_t truncates_finished_at_open() const { return truncates_finished_at_open_; }
 
   FsStats statfs();
+  // The online scrub's walk and its saved position (filesystem_scrub.cc; fs/scrub.h uses them).
+  // The first regular file whose inode number is at least from; empty past the last one.
+  Result<std::optional<Inode>> next_regular_file(uint64_t from);
+  // The saved scrub state; empty when no scrub ever ran here.
+  Result<std::optional<ScrubStateRecord>> load_scrub_state();
+  // Saves rec in one operation (durable at the next commit). EROFS on a read-only filesystem.
+  Status save_scrub_state(const ScrubStateRecord& rec);
   // Largest xattr value (64 KiB, as Linux allows) and symlink target this filesystem stores.
   size_t max_xattr_value() const;
   // Largest xattr value kept in the item that names it; larger ones go into chunk items.

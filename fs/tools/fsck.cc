@@ -186,6 +186,11 @@ class FsckRun {
           return problem("pending-truncate list: malformed entry " + k.to_string());
         truncate_entries_.insert(k.offset);
         return;
+      case kItemScrubState: {
+        auto rec = ScrubStateRecord::decode(v, k);
+        if (!rec.ok()) return problem("scrub state: " + rec.status().message());
+        return;
+      }
       case kItemSymlink: {
         auto& s = symlinks_[k.objectid];
         if (k.offset != s.chunks) problem(ino_name(k.objectid) + ": symlink chunk " + std::to_string(k.offset) + " is out of sequence");
