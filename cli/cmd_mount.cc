@@ -114,9 +114,10 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
     }
   }
   auto timer = std::make_unique<CommitTimer>(**volume, cfg.commit_seconds);
+  auto scrubber = std::make_unique<Scrubber>(**volume);
   FuseServer* fuse = server->get();
   auto control = ControlServer::start({volume->get(), a.mountpoint, a.device, cfg.fuse.receive_stats,
-                                       [fuse](const RemountSettings& s) { return fuse->remount(s); }},
+                                       [fuse](const RemountSettings& s) { return fuse->remount(s); }, scrubber.get()},
                                       control_socket_path(a.mountpoint));
   if (!control) syslog(LOG_WARNING, "%s: stablefs stats and map will not answer (control socket)", a.mountpoint.c_str());
   // In the foreground nobody waits for "ok": the atime flags are set beside the serving loop
@@ -126,6 +127,7 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
   Status run = (*server)->run();
   if (flags.joinable()) flags.join();
   control.reset();
+  scrubber.reset();  // a scrub under way stops here, its position saved for the next mount
   timer.reset();
   server->reset();  // the session is gone: no request can reach the volume any more
   Status closed = (*volume)->close();

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,13 @@ RunFn add_stats_command(CLI::App& root);
 RunFn add_map_command(CLI::App& root);
 RunFn add_verify_command(CLI::App& root);
 RunFn add_sync_command(CLI::App& root);
+RunFn add_scrub_command(CLI::App& root);
+
+// The online scrub of the mount holding target (cli/cmd_scrub.cc): action start, status, pause,
+// resume or cancel; rate in bytes a second (start: 0 is none; resume: empty keeps it);
+// foreground (start, resume) waits and reports. Returns the exit status (0, 1 or 8).
+int run_scrub(const std::string& action, const std::string& target, std::optional<uint64_t> rate, bool foreground,
+              bool json);
 
 // argv of mount.stablefs (mount(8)'s helper convention) as "stablefs mount ..." argv, and
 // argv of umount.stablefs as "stablefs umount ..." argv. An empty result (mount -f, a dry

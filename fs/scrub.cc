@@ -58,7 +58,9 @@ const char* scrub_state_name(ScrubState s) {
 
 Scrubber::Scrubber(Volume& v) : v_(v) {
   Result<std::optional<ScrubStateRecord>> saved = v_.fs().load_scrub_state();
+  const uint64_t estimate = estimate_bytes();
   MutexLock lock(mu_);
+  status_.bytes_estimate = estimate;
   if (!saved.ok()) {
     status_.metadata_problems.push_back("saved scrub state: " + saved.status().message());
     return;
@@ -91,7 +93,7 @@ Scrubber::~Scrubber() {
 
 uint64_t Scrubber::estimate_bytes() {
   const FsStats s = v_.fs().statfs();
-  return (s.total_blocks - std::min(s.total_blocks, s.free_blocks)) * s.block_size;
+  return s.used_blocks * s.block_size;
 }
 
 double Scrubber::elapsed() const {

@@ -8,6 +8,7 @@
 //   {"op": "map", "ino": N}    -> {"ok": true, "map": <file_map_to_json>}
 //   {"op": "sync"}             -> {"ok": true} once everything written so far is durable
 //                                 (journal commit and device flush: Volume::sync)
+//   {"op": "scrub", ...}       -> the online scrub (fs/fuse/scrub_protocol.h)
 //   {"op": "remount", "read_only": B, "atime": "never"|"relative"|"always", "dir_atime": B}
 //                              -> {"ok": true} once the daemon applies them (FuseServer::remount)
 // A failure is {"ok": false, "errno": E, "error": "<one line>"}. Both sides are in this file's

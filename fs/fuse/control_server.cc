@@ -13,6 +13,7 @@
 #include <new>
 
 #include "fs/fuse/control_protocol.h"
+#include "fs/fuse/scrub_protocol.h"
 
 namespace stablefs {
 
@@ -90,6 +91,12 @@ nlohmann::json answer(const ControlTarget& t, const std::string& text) {
     if (!settings.ok()) return control_error(settings.status());
     Status st = t.remount(*settings);
     return st.ok() ? control_ok() : control_error(st);
+  }
+  if (op == "scrub") {
+    if (!t.scrubber) return control_error(Status::error(EOPNOTSUPP, "this daemon runs no scrub"));
+    Result<nlohmann::json> status = answer_scrub_request(*t.scrubber, req);
+    if (!status.ok()) return control_error(status.status());
+    return control_ok({{"scrub", *status}, {"damaged_files", damaged_files_to_json(v)}});
   }
   if (op == "map") {
     if (!req.contains("ino") || !req["ino"].is_number_unsigned())

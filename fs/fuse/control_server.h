@@ -1,5 +1,5 @@
 // ControlServer: the daemon side of the control protocol (fs/fuse/control_protocol.h) —
-// `stablefs stats`, `stablefs map`, `stablefs sync` and a remount ask a running mount through it. A thread answers one
+// `stablefs stats`, `stablefs map`, `stablefs sync`, `stablefs scrub` and a remount ask a running mount through it. A thread answers one
 // request per connection on a unix socket (mode 0600, and the peer must be root).
 //
 // Threads: start() and the destructor on the daemon's main thread; the server's own thread
@@ -14,6 +14,7 @@
 
 #include "fs/fuse/fuse_adapter.h"
 #include "fs/fuse/fuse_receive_loop.h"
+#include "fs/scrub.h"
 #include "fs/volume.h"
 
 namespace stablefs {
@@ -27,6 +28,8 @@ struct ControlTarget {
   std::shared_ptr<const ReceiveBufferStats> receive = {};
   // Applies a remount (FuseServer::remount); empty: remount requests are refused.
   std::function<Status(const RemountSettings&)> remount = {};
+  // The mount's online scrub (must outlive the server); null: scrub requests are refused.
+  Scrubber* scrubber = nullptr;
 };
 
 // The text `stablefs stats` prints for a mount.

@@ -550,6 +550,8 @@ FsStats Filesystem::statfs() {
   const Allocator& alloc = store_locked().allocator();
   const uint64_t free = alloc.allocatable_blocks() + alloc.awaiting_reuse_blocks();
   s.free_blocks = free > kMetadataReserveBlocks ? free - kMetadataReserveBlocks : 0;
+  const uint64_t area = sb.total_blocks > sb.data_start + 1 ? sb.total_blocks - sb.data_start - 1 : 0;  // less the backup superblock
+  s.used_blocks = area > free ? area - free : 0;
   s.inodes = sb.inode_count;
   return s;
 }

@@ -81,6 +81,7 @@ struct FsStats {
   uint64_t block_size = 0;
   uint64_t total_blocks = 0;
   uint64_t free_blocks = 0;  // what file data can still take (the metadata reserve excluded)
+  uint64_t used_blocks = 0;  // blocks in use past the journal and bitmaps: file data and tree nodes
   uint64_t inodes = 0;
   uint64_t max_name = 255;
 };

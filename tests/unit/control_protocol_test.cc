@@ -9,6 +9,7 @@
 #include "bounce/aligned_buffer.h"
 #include "fs/fuse/control_protocol.h"
 #include "fs/fuse/control_server.h"
+#include "fs/fuse/scrub_protocol.h"
 #include "support/formatted_image.h"
 #include "support/random_bytes.h"
 
@@ -150,6 +151,74 @@ TEST_CASE("control protocol: a map keeps its shape through JSON; malformed maps 
   auto parsed = nlohmann::json::parse(text, nullptr, false);
   REQUIRE_FALSE(parsed.is_discarded());
   CHECK(parsed["path"].get<std::string>().rfind("a\"b\nc", 0) == 0);
+}
+
+TEST_CASE("control protocol: scrub requests over the socket; the status keeps its shape through JSON") {
+  test::FormattedImage img(64ull << 20, {}, "control-scrub");
+  auto opened = Volume::open(img.path, {.bounce = BouncePolicy::kNever});
+  REQUIRE_MESSAGE(opened.ok(), opened.status().message());
+  std::unique_ptr<Volume> v = std::move(opened).value();
+  auto f = v->fs().mknod(kRootIno, "f", S_IFREG | 0644, 0, {});
+  REQUIRE(f.ok());
+  AlignedBuffer buf(256 << 10);
+  auto data = test::random_bytes(buf.size(), 6);
+  std::copy(data.begin(), data.end(), buf.data());
+  REQUIRE(v->write(f->ino, 0, buf.span()).ok());
+  const std::string path = socket_path();
+  {
+    // Without a scrubber the request is refused.
+    auto server = ControlServer::start({v.get(), "/mnt/x", img.path}, path);
+    REQUIRE(server);
+    CHECK(control_call(path, scrub_request({"status", std::nullopt}), 5).status().code() == EOPNOTSUPP);
+  }
+  Scrubber scrubber(*v);
+  auto server = ControlServer::start({v.get(), "/mnt/x", img.path, nullptr, {}, &scrubber}, path);
+  REQUIRE(server);
+  auto status = control_call(path, scrub_request({"status", std::nullopt}), 5);
+  REQUIRE_MESSAGE(status.ok(), status.status().message());
+  auto s = scrub_status_from_json((*status)["scrub"]);
+  REQUIRE_MESSAGE(s.ok(), s.status().message());
+  CHECK(s->state == ScrubState::kNever);
+  CHECK((*status)["damaged_files"].is_array());
+  REQUIRE(control_call(path, scrub_request({"start", 0}), 5).ok());
+  for (int i = 0; i < 500 && scrubber.status().state == ScrubState::kRunning; ++i) usleep(10000);
+  status = control_call(path, scrub_request({"status", std::nullopt}), 5);
+  REQUIRE(status.ok());
+  s = scrub_status_from_json((*status)["scrub"]);
+  REQUIRE_MESSAGE(s.ok(), s.status().message());
+  CHECK(s->state == ScrubState::kFinished);
+  CHECK(s->bytes_checked == buf.size());
+  CHECK(control_call(path, scrub_request({"pause", std::nullopt}), 5).status().code() == EINVAL);
+  CHECK(control_call(path, {{"op", "scrub"}, {"action", "frobnicate"}}, 5).status().code() == EPROTO);
+  CHECK(control_call(path, {{"op", "scrub"}}, 5).status().code() == EPROTO);
+  CHECK(control_call(path, {{"op", "scrub"}, {"action", "start"}, {"rate", "fast"}}, 5).status().code() == EPROTO);
+  // A status with findings of both kinds survives the round trip.
+  ScrubStatus full;
+  full.state = ScrubState::kPaused;
+  full.bytes_checked = 123;
+  full.elapsed_seconds = 1.5;
+  full.findings.push_back({7, {4096, 4096, 99, false, 0x1234, 0x5678, {}}});
+  full.findings.push_back({8, {0, 4096, 100, true, 0, 0, "read failed: Input/output error"}});
+  full.metadata_problems.push_back("inode 9: bad extent item");
+  auto back = scrub_status_from_json(scrub_status_to_json(full));
+  REQUIRE_MESSAGE(back.ok(), back.status().message());
+  CHECK(back->state == ScrubState::kPaused);
+  CHECK(back->bytes_checked == 123);
+  CHECK(back->elapsed_seconds == 1.5);
+  REQUIRE(back->findings.size() == 2);
+  CHECK(back->findings[0].ino == 7);
+  CHECK(back->findings[0].finding.expected == 0x1234);
+  CHECK(back->findings[0].finding.found == 0x5678);
+  CHECK(back->findings[1].finding.unreadable);
+  CHECK(back->findings[1].finding.device_error == "read failed: Input/output error");
+  CHECK(back->metadata_problems == full.metadata_problems);
+  nlohmann::json broken = scrub_status_to_json(full);
+  broken["state"] = "sleeping";
+  CHECK(scrub_status_from_json(broken).status().code() == EPROTO);
+  broken = scrub_status_to_json(full);
+  broken["findings"][0].erase("expected");
+  CHECK(scrub_status_from_json(broken).status().code() == EPROTO);
+  server.reset();
 }
 
 }  // namespace stablefs
