@@ -83,7 +83,8 @@ VerifyReport to_report(const std::string& target, const std::string& mnt, const 
 }
 
 OnlineReport online_of(const ScrubStatus& s) {
-  return {true, scrub_state_name(s.state), s.transients, s.bytes_estimate, s.findings_incomplete};
+  return {true,          scrub_state_name(s.state), s.transients,     s.bytes_estimate, s.findings_incomplete,
+          s.data_errors, s.unreadable,               s.metadata_errors};
 }
 
 // Damage counted by the daemon, listed or not.

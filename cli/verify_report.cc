@@ -57,14 +57,15 @@ void print_report(const VerifyReport& r, const OnlineReport& online) {
     else
       std::printf("%s: metadata problem: %s\n", r.target.c_str(), e.problem.c_str());
   }
-  const uint64_t data_errors = r.checksum_errors(), unreadable = r.unreadable_blocks();
+  const uint64_t data_errors = online.online ? online.data_errors : r.checksum_errors();
+  const uint64_t unreadable = online.online ? online.unreadable : r.unreadable_blocks();
   if (online.online) {
     std::printf("scrub %s: %s of data (%" PRIu64 " blocks%s) in %.1f s (%s/s): %" PRIu64 " data error%s, %zu metadata error%s, %" PRIu64
                 " unreadable block%s, %" PRIu64 " transient mismatch%s (matched when read again)\n",
                 online.state.c_str(), human_bytes(static_cast<double>(r.data_bytes_checked)).c_str(),
                 r.data_blocks_checked, r.data_checksums ? "" : ", read only: data checksums are off", r.seconds,
-                human_bytes(rate(r)).c_str(), data_errors, plural(data_errors), r.metadata_errors.size(),
-                plural(r.metadata_errors.size()), unreadable, plural(unreadable), online.transients,
+                human_bytes(rate(r)).c_str(), data_errors, plural(data_errors), online.metadata_errors,
+                plural(online.metadata_errors), unreadable, plural(unreadable), online.transients,
                 online.transients == 1 ? "" : "es");
     if (online.findings_incomplete)
       std::printf("(errors found before the scrub was resumed after an unmount are counted, not listed)\n");
@@ -123,6 +124,9 @@ nlohmann::json report_json(const VerifyReport& r, const OnlineReport& online) {
                       {"files_with_permanent_errors", std::move(files)},
                       {"exit_code", r.exit_code()}};
   if (online.online) {
+    j["data_errors"] = online.data_errors;
+    j["unreadable_blocks"] = online.unreadable;
+    j["metadata_errors"] = online.metadata_errors;
     j["state"] = online.state;
     j["transients"] = online.transients;
     j["bytes_estimate"] = online.bytes_estimate;

@@ -20,6 +20,8 @@ struct OnlineReport {
   uint64_t transients = 0;          // mismatched once, matched when read again
   uint64_t bytes_estimate = 0;
   bool findings_incomplete = false;  // found before a resume (or past the bound): counted, not listed
+  // The scrub's counts, which include what it found before a resume (the lists may not).
+  uint64_t data_errors = 0, unreadable = 0, metadata_errors = 0;
 };
 
 std::string hex(uint64_t v);

@@ -108,11 +108,17 @@ void Scrubber::stop_clock() {
   status_.elapsed_seconds = elapsed_base_;
 }
 
+void Scrubber::restart_pace() {
+  pace_start_ = Clock::now();
+  paced_bytes_ = 0;
+}
+
 void Scrubber::launch() {
   // The last run's thread, if any, has ended: it cleared thread_live_ as its last step under
   // mu_, which it has released since, so joining it here cannot wait for mu_.
   if (thread_.joinable()) thread_.join();
   running_since_ = Clock::now();
+  restart_pace();
   status_.state = ScrubState::kRunning;
   thread_live_ = true;
   thread_ = std::thread([this] { run(); });
@@ -154,6 +160,7 @@ Status Scrubber::resume(std::optional<uint64_t> rate_limit) {
     return {};
   }
   running_since_ = Clock::now();
+  restart_pace();
   status_.state = ScrubState::kRunning;
   cv_.notify_all();
   return {};
@@ -234,7 +241,16 @@ void Scrubber::scrub_piece(const Inode& file, uint64_t offset, AlignedBuffer& bu
     rate_limit = status_.rate_limit;
   }
   const uint64_t n = std::min(piece_bytes(rate_limit, bs), file.rec.size - offset);
-  const Clock::time_point began = Clock::now();
+  if (rate_limit) {
+    // Pace before reading: the bytes read since the pace began, this piece included, may not
+    // come faster than the limit. Waits end early for a pause, a cancel or the destructor.
+    MutexLock lock(mu_);
+    const auto due = pace_start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                                       static_cast<double>(paced_bytes_ + n) / rate_limit));
+    while (!stop_ && status_.state == ScrubState::kRunning && Clock::now() < due) cv_.wait_for(mu_, due - Clock::now());
+    if (stop_ || status_.state != ScrubState::kRunning) return;
+    paced_bytes_ += n;
+  }
   Result<ScrubRangeResult> r = v_.scrub_range(file.ino, offset, n, buffer.span(), io);
   if (r.ok()) {
     for (const ScrubFinding& f : r->findings) {
@@ -266,14 +282,6 @@ void Scrubber::scrub_piece(const Inode& file, uint64_t offset, AlignedBuffer& bu
     else status_.findings_incomplete = true;
   }
   status_.next_offset = offset + n;
-  // Pace: the piece may not have taken less than n bytes at the limit allows. Waits end early
-  // for a pause, a cancel or the destructor.
-  if (rate_limit) {
-    const auto due = began + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(static_cast<double>(n) / rate_limit));
-    while (!stop_ && status_.state == ScrubState::kRunning && Clock::now() < due)
-      cv_.wait_for(mu_, due - Clock::now());
-  }
 }
 
 void Scrubber::run() {

@@ -107,6 +107,8 @@ class Scrubber {
   // Moves running time into elapsed_base_. REQUIRES: state was running.
   void stop_clock() REQUIRES(mu_);
   double elapsed() const REQUIRES(mu_);
+  // The rate limit counts from now (a start, a resume).
+  void restart_pace() REQUIRES(mu_);
   uint64_t estimate_bytes();
 
   Volume& v_;
@@ -115,6 +117,8 @@ class Scrubber {
   ScrubStatus status_ GUARDED_BY(mu_);
   double elapsed_base_ GUARDED_BY(mu_) = 0;
   Clock::time_point running_since_ GUARDED_BY(mu_);
+  Clock::time_point pace_start_ GUARDED_BY(mu_);
+  uint64_t paced_bytes_ GUARDED_BY(mu_) = 0;  // bytes let through since pace_start_
   bool stop_ GUARDED_BY(mu_) = false;
   bool thread_live_ GUARDED_BY(mu_) = false;
   std::thread thread_;  // started and joined under the rules above (start/resume/destructor)
