@@ -113,6 +113,14 @@ void Scrubber::restart_pace() {
   paced_bytes_ = 0;
 }
 
+void Scrubber::wait_for_ending_thread() {
+  // A run that was just canceled (or has just finished) ends at once: its thread saves the
+  // state and goes. Wait for that rather than refuse a new start.
+  cv_.wait(mu_, [&]() REQUIRES(mu_) {
+    return !thread_live_ || status_.state == ScrubState::kRunning || status_.state == ScrubState::kPaused;
+  });
+}
+
 void Scrubber::launch() {
   // The last run's thread, if any, has ended: it cleared thread_live_ as its last step under
   // mu_, which it has released since, so joining it here cannot wait for mu_.
@@ -127,6 +135,7 @@ void Scrubber::launch() {
 Status Scrubber::start(uint64_t rate_limit) {
   const uint64_t estimate = estimate_bytes();
   MutexLock lock(mu_);
+  wait_for_ending_thread();
   if (thread_live_) return Status::error(EBUSY, "a scrub is already running or paused (cancel it first)");
   status_ = ScrubStatus{};
   status_.next_ino = kRootIno;
@@ -150,6 +159,7 @@ Status Scrubber::pause() {
 Status Scrubber::resume(std::optional<uint64_t> rate_limit) {
   const uint64_t estimate = estimate_bytes();
   MutexLock lock(mu_);
+  wait_for_ending_thread();
   if (status_.state != ScrubState::kPaused && status_.state != ScrubState::kInterrupted)
     return Status::error(EINVAL, "no scrub is paused or interrupted");
   if (rate_limit) status_.rate_limit = *rate_limit;

@@ -96,6 +96,8 @@ class Scrubber {
 
  private:
   using Clock = std::chrono::steady_clock;
+  // Waits while the thread of a run that has ended (canceled, finished) is still going.
+  void wait_for_ending_thread() REQUIRES(mu_);
   // Starts the thread from status_'s position. REQUIRES: no thread running.
   void launch() REQUIRES(mu_);
   void run() EXCLUDES(mu_);
