@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds stablefs three ways (release with -Werror; Debug with ASan+UBSan; clang with
-# -Wthread-safety -Werror, which checks the lock annotations and is only compiled) and runs
-# every test: the doctest unit tests under the first two builds and the quick group of the
-# shell suite (tests/check -g quick) under the sanitizer build. Ends with "N passed, N failed[,
+# -Wthread-safety -Werror, which checks the lock annotations, and with the libFuzzer targets)
+# and runs every test: the doctest unit tests under the first two builds, a short run of every
+# fuzz target (FUZZ_SECONDS each, 20 by default) and the quick group of the shell suite
+# (tests/check -g quick) under the sanitizer build. Ends with "N passed, N failed[,
 # N skipped]" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ build() {  # build DIR CMAKE-ARGS... [--target TARGET]
   local dir=$1; shift
   local args=() target=()
   while [ $# -gt 0 ]; do
-    if [ "$1" = --target ]; then target=(--target "$2"); shift 2; else args+=("$1"); shift; fi
+    if [ "$1" = --target ]; then target+=(--target "$2"); shift 2; else args+=("$1"); shift; fi
   done
   cmake -S "$root" -B "$dir" "${args[@]}" >"$dir.configure.log" 2>&1 &&
     cmake --build "$dir" -j"$jobs" "${target[@]}" >"$dir.build.log" 2>&1
@@ -56,9 +57,9 @@ if ! build build-asan -DCMAKE_BUILD_TYPE=Debug -DSTABLEFS_SANITIZE=ON -DSTABLEFS
   echo "0 passed, 1 failed"; exit 1
 fi
 
-echo "== building clang thread-safety check (-Wthread-safety -Werror)"
-if ! CXX=clang++ build build-clang -DCMAKE_BUILD_TYPE=Debug -DSTABLEFS_THREAD_SAFETY=ON -DSTABLEFS_WERROR=ON \
-    --target stablefs; then
+echo "== building clang: thread-safety check (-Wthread-safety -Werror) and the fuzz targets (libFuzzer, ASan+UBSan)"
+if ! CXX=clang++ build build-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTABLEFS_THREAD_SAFETY=ON -DSTABLEFS_FUZZ=ON \
+    -DSTABLEFS_WERROR=ON --target stablefs --target fuzz_targets; then
   tail -30 build-clang.build.log build-clang.configure.log 2>/dev/null
   echo "0 passed, 1 failed"; exit 1
 fi
@@ -67,6 +68,17 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_unit release build-release/stablefs_unit_tests
 run_unit asan build-asan/stablefs_unit_tests
+
+echo "== fuzz targets, ${FUZZ_SECONDS:-20} s each (scripts/run-fuzz.sh)"
+fuzz_log=$(mktemp)
+./scripts/run-fuzz.sh build-clang "${FUZZ_SECONDS:-20}" 2>&1 | tee "$fuzz_log" | sed -u 's/^/  /'
+while read -r line; do
+  case $line in
+    *": "*"executions in"*) passed=$((passed + 1)) ;;
+    *": FAILED"* | *": not built"*) failed=$((failed + 1)); failures+=("fuzz: $line") ;;
+  esac
+done <"$fuzz_log"
+rm -f "$fuzz_log"
 
 echo "== shell suite: tests/check -g quick (sanitizer build)"
 check_log=$(mktemp)
