@@ -10,23 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data_gib=${BENCH_DATA_GIB:-4}
 reps=${BENCH_REPS:-3}
-./scripts/install-deps.sh
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target stablefs >/dev/null
-bin=./build-bench/stablefs
-work=$(mktemp -d /var/tmp/stablefs-bench.XXXXXX)
-loop="" mnt="$work/mnt"
-cleanup() {
-  mountpoint -q "$mnt" 2>/dev/null && timeout 60 "$bin" umount "$mnt" >/dev/null 2>&1
-  [ -n "$loop" ] && losetup -d "$loop" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-truncate -s $((data_gib + 2))G "$work/backing.img"
-loop=$(losetup -f --show --direct-io=on "$work/backing.img")
-"$bin" mkfs -q -f "$loop"
-mkdir -p "$mnt"
-"$bin" mount "$loop" "$mnt"
+. scripts/bench-loop-mount.sh $((data_gib + 2))
 for i in $(seq "$data_gib"); do
   fio --name=fill --filename="$mnt/f$i" --direct=1 --ioengine=io_uring --rw=write --bs=1M --iodepth=8 --size=1G \
       --output=/dev/null
