@@ -16,7 +16,9 @@ Result<std::unique_ptr<Volume>> Volume::open(const std::string& path, VolumeOpti
   SFS_ASSIGN(v->device_, FileDevice::open(path, {.read_only = opts.read_only, .exclusive = true}));
   SFS_ASSIGN(v->stable_, detect_stable_pages(path));
   v->decision_ = decide_bounce(opts.bounce, v->stable_);
-  SFS_ASSIGN(v->fs_, Filesystem::open(*v->device_, {.read_only = opts.read_only, .cache_blocks = opts.cache_blocks}));
+  if (opts.wrap_metadata_device) v->metadata_device_ = opts.wrap_metadata_device(*v->device_);
+  BlockDevice& metadata = v->metadata_device_ ? *v->metadata_device_ : *v->device_;
+  SFS_ASSIGN(v->fs_, Filesystem::open(metadata, {.read_only = opts.read_only, .cache_blocks = opts.cache_blocks}));
   const uint32_t bs = v->fs_->statfs().block_size;
   v->pool_ = std::make_unique<BouncePool>(opts.bounce_pool_bytes, bs);
   iovec arena = v->pool_->arena();

@@ -38,6 +38,9 @@ struct VolumeOptions {
   size_t cache_blocks = 16384;
   // Tests: sees every request of the data path's I/O queue (not owned; outlives the Volume).
   IoTap* io_tap = nullptr;
+  // Tests: the device the metadata (superblocks, journal, trees, bitmaps) goes through, made
+  // from the opened one — a wrapper that records, cuts or fails its I/O. Empty: the device.
+  std::function<std::unique_ptr<BlockDevice>(BlockDevice& opened)> wrap_metadata_device = {};
 };
 
 enum FallocateMode : unsigned {
@@ -151,6 +154,7 @@ class Volume {
   Status fallocate_locked(uint64_t ino, unsigned mode, uint64_t offset, uint64_t length);
 
   std::unique_ptr<FileDevice> device_;
+  std::unique_ptr<BlockDevice> metadata_device_;  // VolumeOptions::wrap_metadata_device's, if any
   std::unique_ptr<Filesystem> fs_;
   StablePagesInfo stable_;
   BounceDecision decision_;

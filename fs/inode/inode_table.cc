@@ -37,6 +37,11 @@ Result<Inode> InodeTable::load(uint64_t ino) {
 
 Status InodeTable::save(const Inode& inode, InodeChange change) {
   SFS_TRY(store_->fs_tree().put(inode_key(inode.ino), inode.rec.encode()));
+  note_change(inode.ino, change);
+  return {};
+}
+
+void InodeTable::note_change(uint64_t ino, InodeChange change) {
   const uint64_t committed = store_->stats().transactions_committed;
   // Pruned at most once per commit: between commits every entry is uncommitted, so scanning
   // again would find nothing to drop.
@@ -44,10 +49,9 @@ Status InodeTable::save(const Inode& inode, InodeChange change) {
     std::erase_if(pending_, [committed](const auto& e) { return e.second.any <= committed; });
     pruned_at_ = committed;
   }
-  PendingChange& p = pending_[inode.ino];
+  PendingChange& p = pending_[ino];
   p.any = committed + 1;
   if (change == InodeChange::kMetadata) p.data = committed + 1;
-  return {};
 }
 
 Status InodeTable::sync_inode(uint64_t ino, bool datasync) {

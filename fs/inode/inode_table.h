@@ -57,6 +57,10 @@ class InodeTable {
   // REQUIRES: inside an operation (MetadataStore::begin_operation). The change is noted as
   // belonging to the running transaction (for sync_inode).
   Status save(const Inode& inode, InodeChange change = InodeChange::kMetadata) REQUIRES(mu_);
+  // Notes a change of ino made in the running transaction without save() (a new inode's
+  // item, inserted by its creator), so sync_inode commits it: an fsync of a file just created
+  // makes the file and its name durable.
+  void note_change(uint64_t ino, InodeChange change) REQUIRES(mu_);
   // fsync(2) / fdatasync(2) of ino: commits the running transaction when it holds a change of
   // ino that must be durable (datasync: any but a times-only one), then flushes the device so
   // the file's data written directly is on stable media too. Nothing to do on a read-only mount.

@@ -187,6 +187,7 @@ Result<Inode> Filesystem::create_entry(uint64_t parent_ino, std::string_view nam
     if (created.code() == EEXIST)
       return Status::error(EUCLEAN, "inode " + std::to_string(inode.ino) + " is already in use (superblock next_ino is corrupt)");
     SFS_TRY(created);
+    inodes_.note_change(inode.ino, InodeChange::kMetadata);  // fsync of the new file commits it
     SFS_TRY(store_inherited_acl(inode.ino, acl));
     SFS_TRY(add_dirent(parent_ino, name, inode.ino, mode));
     if (S_ISDIR(mode)) parent.rec.nlink++;
