@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <random>
@@ -328,6 +329,9 @@ TEST_CASE("crash points: at every write and flush of a seeded workload, with unf
 #else
   constexpr int kOps = 300;
 #endif
+  // The long run (docs/reliability.md): CRASH_SEEDS seeds of CRASH_OPS operations each.
+  const int ops = std::getenv("CRASH_OPS") ? std::atoi(std::getenv("CRASH_OPS")) : kOps;
+  const uint64_t seeds = std::getenv("CRASH_SEEDS") ? std::strtoull(std::getenv("CRASH_SEEDS"), nullptr, 10) : 3;
   const std::string path = "/dev/shm/stablefs-crash-" + std::to_string(::getpid()) + ".img";
   struct Remove {
     std::string p;
@@ -340,7 +344,7 @@ TEST_CASE("crash points: at every write and flush of a seeded workload, with unf
     REQUIRE(make_filesystem(**dev, {}).ok());
   }
   size_t points = 0, lost_all = 0;
-  for (uint64_t seed : {1u, 2u, 3u}) {
+  for (uint64_t seed = 1; seed <= seeds; ++seed) {
     CAPTURE(seed);
     test::CrashRecorder rec;
     std::vector<uint8_t> base;
@@ -372,7 +376,7 @@ TEST_CASE("crash points: at every write and flush of a seeded workload, with unf
       }
       rec.clear();  // the log starts where the base image stands
       Workload w(v, rec, seed, d->ino);
-      while (w.ops < kOps) w.step();
+      while (w.ops < ops) w.step();
       for (uint64_t ino : w.open_handles) REQUIRE(v.close_file(ino).ok());
       files = std::move(w.files);
       REQUIRE(v.close().ok());
