@@ -48,9 +48,7 @@ Result<Reply> ask(const std::string& resolved, const ScrubRequest& request) {
   if (s == reply.end()) return Status::error(EPROTO, "the daemon's answer has no scrub status");
   Reply r;
   SFS_ASSIGN(r.status, scrub_status_from_json(*s));
-  if (auto files = reply.find("damaged_files"); files != reply.end() && files->is_array())
-    for (const nlohmann::json& f : *files)
-      if (f.is_object() && f.contains("ino") && f["ino"].is_number_unsigned()) r.damaged.insert(f["ino"].get<uint64_t>());
+  r.damaged = damaged_files_from_reply(reply);
   return r;
 }
 
@@ -137,23 +135,8 @@ void print_status(const std::string& mnt, const Reply& r, uint32_t block_size) {
   }
   // The damaged blocks and files, as verify lists them (without its summary line).
   const VerifyReport lines = to_report(mnt, mnt, r, block_size);
-  for (const DataBlockError& e : lines.data_errors) {
-    auto it = lines.paths.find(e.ino);
-    const std::string name = describe_file(e.ino, it == lines.paths.end() ? std::vector<std::string>{} : it->second);
-    if (e.unreadable)
-      std::printf("%s: unreadable data in %s, offset %llu, %llu bytes, device block %llu: %s\n", mnt.c_str(), name.c_str(),
-                  (unsigned long long)e.file_offset, (unsigned long long)e.length, (unsigned long long)e.device_block,
-                  e.device_error.c_str());
-    else
-      std::printf("%s: data checksum mismatch in %s, offset %llu, %llu bytes, device block %llu: expected %s, found %s\n",
-                  mnt.c_str(), name.c_str(), (unsigned long long)e.file_offset, (unsigned long long)e.length,
-                  (unsigned long long)e.device_block, hex(*e.expected).c_str(), hex(*e.found).c_str());
-  }
-  for (const MetadataError& e : lines.metadata_errors) std::printf("%s: metadata problem: %s\n", mnt.c_str(), e.problem.c_str());
-  if (!lines.paths.empty()) {
-    std::printf("files with permanent errors:\n");
-    for (const auto& [ino, names] : lines.paths) std::printf("    %s\n", describe_file(ino, names).c_str());
-  }
+  print_damage(lines);
+  print_damaged_files(lines);
 }
 
 }  // namespace

@@ -41,10 +41,7 @@ int run_stats(const std::string& mnt_arg) {
   }
   std::fputs(report->get<std::string>().c_str(), stdout);
   // Files with blocks that failed their checksum twice (reads and scrubs), with every name.
-  std::set<uint64_t> damaged;
-  if (auto files = reply->find("damaged_files"); files != reply->end() && files->is_array())
-    for (const nlohmann::json& f : *files)
-      if (f.is_object() && f.contains("ino") && f["ino"].is_number_unsigned()) damaged.insert(f["ino"].get<uint64_t>());
+  const std::set<uint64_t> damaged = damaged_files_from_reply(*reply);
   if (!damaged.empty()) {
     std::printf("files with permanent errors:\n");
     for (const auto& [ino, names] : paths_of_inodes(mnt, damaged)) std::printf("    %s\n", describe_file(ino, names).c_str());

@@ -38,7 +38,7 @@ std::string human_bytes(double b) {
   return out;
 }
 
-void print_report(const VerifyReport& r, const OnlineReport& online) {
+void print_damage(const VerifyReport& r) {
   for (const DataBlockError& e : r.data_errors) {
     if (e.unreadable)
       std::printf("%s: unreadable data in %s, offset %" PRIu64 ", %" PRIu64 " bytes, device block %" PRIu64 ": %s\n",
@@ -57,6 +57,19 @@ void print_report(const VerifyReport& r, const OnlineReport& online) {
     else
       std::printf("%s: metadata problem: %s\n", r.target.c_str(), e.problem.c_str());
   }
+}
+
+void print_damaged_files(const VerifyReport& r) {
+  bool header = false;
+  for (const auto& [ino, names] : r.paths) {
+    if (!header) std::printf("files with permanent errors:\n");
+    header = true;
+    std::printf("    %s\n", describe_file(ino, names).c_str());  // once per file, with all its names
+  }
+}
+
+void print_report(const VerifyReport& r, const OnlineReport& online) {
+  print_damage(r);
   const uint64_t data_errors = online.online ? online.data_errors : r.checksum_errors();
   const uint64_t unreadable = online.online ? online.unreadable : r.unreadable_blocks();
   if (online.online) {
@@ -77,12 +90,7 @@ void print_report(const VerifyReport& r, const OnlineReport& online) {
                 human_bytes(rate(r)).c_str(), data_errors, plural(data_errors), r.metadata_errors.size(),
                 plural(r.metadata_errors.size()), unreadable, plural(unreadable));
   }
-  bool header = false;
-  for (const auto& [ino, names] : r.paths) {
-    if (!header) std::printf("files with permanent errors:\n");
-    header = true;
-    std::printf("    %s\n", describe_file(ino, names).c_str());  // once per file, with all its names
-  }
+  print_damaged_files(r);
 }
 
 nlohmann::json report_json(const VerifyReport& r, const OnlineReport& online) {

@@ -28,6 +28,10 @@ std::string hex(uint64_t v);
 std::string human_bytes(double bytes);
 
 void print_report(const VerifyReport& r, const OnlineReport& online = {});
+// The parts of the text report: a line per damaged block and metadata problem; the "files with
+// permanent errors" list.
+void print_damage(const VerifyReport& r);
+void print_damaged_files(const VerifyReport& r);
 nlohmann::json report_json(const VerifyReport& r, const OnlineReport& online = {});
 
 // The progress line (percent, rate, ETA), redrawn in place on stderr; what names the tool.

@@ -122,6 +122,15 @@ nlohmann::json damaged_files_to_json(Volume& v) {
   return files;
 }
 
+std::set<uint64_t> damaged_files_from_reply(const nlohmann::json& reply) {
+  std::set<uint64_t> out;
+  auto files = reply.find("damaged_files");
+  if (files == reply.end() || !files->is_array()) return out;
+  for (const nlohmann::json& f : *files)
+    if (f.is_object() && f.contains("ino") && f["ino"].is_number_unsigned()) out.insert(f["ino"].get<uint64_t>());
+  return out;
+}
+
 nlohmann::json control_ok(nlohmann::json fields) {
   fields["ok"] = true;
   return fields;

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <set>
 #include <string>
 
 #include "fs/file_map.h"
@@ -39,6 +40,8 @@ Result<RemountSettings> remount_settings_from_json(const nlohmann::json& request
 
 // The damaged files a Volume's DataErrorLog remembers, as the stats reply carries them.
 nlohmann::json damaged_files_to_json(Volume& v);
+// The inodes a stats or scrub reply lists as damaged (none when it lists none).
+std::set<uint64_t> damaged_files_from_reply(const nlohmann::json& reply);
 
 // A success reply with `fields` added, and a failure reply for st.
 nlohmann::json control_ok(nlohmann::json fields = nlohmann::json::object());
