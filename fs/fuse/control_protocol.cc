@@ -10,15 +10,15 @@
 #include <utility>
 
 namespace stablefs {
-namespace {
 
-// Reads a number field of an object; false when absent or not an unsigned number.
 bool get_u64(const nlohmann::json& j, const char* key, uint64_t& out) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_number_unsigned()) return false;
   out = it->get<uint64_t>();
   return true;
 }
+
+namespace {
 
 MapKind kind_from_name(const std::string& s, bool& ok) {
   ok = true;

@@ -28,6 +28,9 @@
 
 namespace stablefs {
 
+// Reads an unsigned number field of object j into out; false when absent or not one.
+bool get_u64(const nlohmann::json& j, const char* key, uint64_t& out);
+
 // The JSON form of a FileMap (also what `stablefs map --json` prints under "map").
 nlohmann::json file_map_to_json(const FileMap& m);
 // The FileMap a daemon sent; EPROTO when the document does not have its shape.

@@ -1,5 +1,7 @@
 #include "fs/fuse/scrub_protocol.h"
 
+#include "fs/fuse/control_protocol.h"
+
 #include <array>
 #include <utility>
 
@@ -9,13 +11,6 @@ namespace {
 constexpr std::array<const char*, 5> kActions = {"start", "status", "pause", "resume", "cancel"};
 constexpr std::array<ScrubState, 6> kStates = {ScrubState::kNever,       ScrubState::kRunning,  ScrubState::kPaused,
                                                ScrubState::kInterrupted, ScrubState::kFinished, ScrubState::kCanceled};
-
-bool get_u64(const nlohmann::json& j, const char* key, uint64_t& out) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_unsigned()) return false;
-  out = it->get<uint64_t>();
-  return true;
-}
 
 bool get_bool(const nlohmann::json& j, const char* key, bool& out) {
   auto it = j.find(key);
