@@ -141,6 +141,8 @@ class Volume {
   FileMapper& mapper() { return *mapper_; }
   // Files with I/O in flight or waiting for a range lock now (stablefs stats).
   size_t range_lock_files() const { return locks_.files(); }
+  // The bounce pool (stablefs stats: its size, what is in use, how often a request waited).
+  const BouncePool& bounce_pool() const { return *pool_; }
   FileDevice& device() { return *device_; }
 
  private:

@@ -81,6 +81,7 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
   };
   if (!(op & kIomapWrite)) return as_stored();
   if (store.read_only()) return Status::error(EROFS, "filesystem is read-only");
+  if (store.shut_down()) return Status::error(EIO, "filesystem has shut down after an earlier error");
 
   if ((op & kIomapPrealloc) && piece.extent) {
     // Speculative space the caller asks for explicitly is the caller's now: not trimmed.

@@ -13,6 +13,7 @@
 #include <new>
 
 #include "fs/fuse/control_protocol.h"
+#include "fs/fuse/process_memory.h"
 #include "fs/fuse/scrub_protocol.h"
 
 namespace stablefs {
@@ -20,10 +21,15 @@ namespace stablefs {
 std::string stats_report(const ControlTarget& t) {
   const IoStatsSnapshot s = t.volume->io_stats();
   const BounceDecision& d = t.volume->bounce_decision();
+  const FsHealth health = t.volume->fs().health();
+  std::string out = "mountpoint       " + t.mountpoint + "\ndevice           " + t.device + "\nstate            ";
+  if (health.shut_down)
+    out += "shut down after a failed metadata update (reads are served, changes fail with EIO; unmount and run "
+           "stablefs fsck): " + health.shutdown_cause + "\n";
+  else
+    out += health.read_only ? "read-only\n" : "read-write\n";
   char buf[1536];
   int n = std::snprintf(buf, sizeof buf,
-                        "mountpoint       %s\n"
-                        "device           %s\n"
                         "bounce           %s\n"
                         "reason           %s\n"
                         "bounced          %llu I/Os, %llu bytes\n"
@@ -33,18 +39,26 @@ std::string stats_report(const ControlTarget& t) {
                         "checksum transients %llu (blocks that mismatched once and matched when read again)\n"
                         "device errors    %llu\n"
                         "range locks      %zu files with I/O in flight or waiting\n",
-                        t.mountpoint.c_str(), t.device.c_str(), d.bounce ? "yes" : "no (zero-copy)", d.reason.c_str(),
+                        d.bounce ? "yes" : "no (zero-copy)", d.reason.c_str(),
                         (unsigned long long)s.bounced_ios, (unsigned long long)s.bounced_bytes,
                         (unsigned long long)s.zero_copy_ios, (unsigned long long)s.zero_copy_bytes,
                         (unsigned long long)s.unaligned_copy_bytes, (unsigned long long)s.checksum_failures,
                         (unsigned long long)s.checksum_transients, (unsigned long long)s.device_errors, t.volume->range_lock_files());
-  std::string out(buf, static_cast<size_t>(std::max(0, std::min<int>(n, sizeof buf - 1))));
+  out.append(buf, static_cast<size_t>(std::max(0, std::min<int>(n, sizeof buf - 1))));
+  const BouncePool& pool = t.volume->bounce_pool();
+  std::snprintf(buf, sizeof buf, "bounce pool      %zu KiB, %zu KiB in use (%llu waits for memory)\n", pool.capacity() >> 10,
+                pool.in_use_bytes() >> 10, (unsigned long long)pool.waits());
+  out += buf;
   if (t.receive) {
     const auto r = [](const std::atomic<uint64_t>& a) { return (unsigned long long)a.load(std::memory_order_relaxed); };
     std::snprintf(buf, sizeof buf, "receive buffers  %llu allocated, %llu in use, bound %llu (%llu waits at the bound)\n",
                   r(t.receive->allocated), r(t.receive->in_use), r(t.receive->bound), r(t.receive->waits));
     out += buf;
   }
+  const ProcessMemory mem = process_memory();
+  std::snprintf(buf, sizeof buf, "daemon memory    %llu KiB resident, peak %llu KiB\n", (unsigned long long)mem.resident_kib,
+                (unsigned long long)mem.peak_kib);
+  out += buf;
   return out;
 }
 

@@ -60,7 +60,7 @@ Status InodeTable::sync_inode(uint64_t ino, bool datasync) {
   auto it = pending_.find(ino);
   const uint64_t needed = it == pending_.end() ? 0 : datasync ? it->second.data : it->second.any;
   if (needed > store_->stats().transactions_committed) SFS_TRY(store_->commit());
-  return store_->device().flush();
+  return store_->flush_device();
 }
 
 void InodeTable::acquire(uint64_t ino, uint64_t n) {

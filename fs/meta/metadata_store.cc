@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "fs/meta/btree_node.h"
@@ -145,6 +146,7 @@ Status MetadataStore::begin_operation(size_t blocks_needed) {
   if (alloc_ && alloc_->allocatable_blocks() < blocks_needed)
     return Status::error(ENOSPC, dev_.name() + ": no space left for metadata");
   op_start_modifications_ = modifications_;
+  op_start_sb_ = sb_;
   return {};
 }
 
@@ -164,14 +166,23 @@ Status MetadataStore::make_allocatable(uint64_t blocks) {
 }
 
 Status MetadataStore::end_operation(Status result) {
-  if (!result.ok() && modifications_ != op_start_modifications_) return shut_down_with(result);
+  if (result.ok()) return result;
+  if (modifications_ != op_start_modifications_) return shut_down_with(result);
+  // Nothing reached a block, but the operation may have moved superblock counters (a new
+  // inode's number and count) before it failed: they go back with it.
+  sb_ = op_start_sb_;
   return result;
 }
 
 Status MetadataStore::shut_down_with(Status cause) {
-  shut_down_ = true;
-  return Status::error(cause.code() ? cause.code() : EIO,
-                       dev_.name() + ": shutting down after a failed metadata update: " + cause.message());
+  Status err = Status::error(cause.code() ? cause.code() : EIO,
+                             dev_.name() + ": shutting down after a failed metadata update: " + cause.message());
+  if (!shut_down_) {
+    shut_down_ = true;
+    shutdown_cause_ = cause.message();
+    std::fprintf(stderr, "stablefs: %s (nothing more is written; unmount and run stablefs fsck)\n", err.message().c_str());
+  }
+  return err;
 }
 
 Status MetadataStore::commit() {
@@ -194,6 +205,13 @@ Status MetadataStore::commit() {
   stats_.transactions_committed++;
   if (!journal_->fits(journal_->max_transaction_blocks())) return checkpoint();
   cache_.trim();
+  return {};
+}
+
+Status MetadataStore::flush_device() {
+  if (shut_down_) return Status::error(EIO, dev_.name() + ": filesystem has shut down");
+  Status st = dev_.flush();
+  if (!st.ok()) return shut_down_with(st.with_context("device flush"));
   return {};
 }
 

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "bounce/block_device.h"
@@ -77,6 +78,8 @@ class MetadataStore : public MetadataSpace {
   // are. A workload of overwrites frees as much as it allocates; this keeps it from running
   // out of space between timed commits.
   Status make_allocatable(uint64_t blocks);
+  // Ends the running operation. A failure after a block was changed shuts the store down; a
+  // failure before that leaves the store as the operation found it (superblock counters too).
   Status end_operation(Status result);
   // The running operation records data writes that completed on the device (an ioend): the
   // commit that makes it durable first flushes the device, so the data is on stable media
@@ -86,6 +89,10 @@ class MetadataStore : public MetadataSpace {
   // Commits the running transaction: a device flush first if it records data writes
   // (note_data_written), then the journal write + flush.
   Status commit();
+  // A device cache flush for fsync and sync (after any commit they need). A device that failed
+  // a flush may have lost any write since its last good one, so a later success would not
+  // make them durable: the store shuts down (EIO) rather than report such writes safe.
+  Status flush_device();
   // Commits and writes everything home; the log is empty afterwards.
   Status checkpoint();
   // Checkpoints, marks the filesystem clean in both superblocks and stops all writing.
@@ -99,7 +106,8 @@ class MetadataStore : public MetadataSpace {
   // Shuts the store down as a failed operation does: nothing more is committed and later
   // operations fail with EIO. For a change made of several operations that failed halfway
   // in a state later operations must not build on (the next mount repairs it). Returns the
-  // error to pass on, naming cause.
+  // error to pass on, naming cause. The first shutdown is logged (one line on stderr) and its
+  // cause kept (shutdown_cause); later ones only return their error.
   Status shut_down_with(Status cause);
 
   Superblock& superblock() { return sb_; }
@@ -110,6 +118,8 @@ class MetadataStore : public MetadataSpace {
   BlockDevice& device() { return dev_; }
   bool read_only() const { return read_only_.load(std::memory_order_acquire); }
   bool shut_down() const { return shut_down_; }
+  // Why the store shut down (the first failure's message); empty while it has not.
+  const std::string& shutdown_cause() const { return shutdown_cause_; }
   const StoreStats& stats() const { return stats_; }
   // Levels of the filesystem tree (1: a lone leaf).
   Result<uint32_t> fs_tree_height();
@@ -148,7 +158,9 @@ class MetadataStore : public MetadataSpace {
   std::vector<BufferRef> running_;  // buffers changed in the running transaction
   uint64_t modifications_ = 0;      // modify() calls, to tell whether a failed op changed anything
   uint64_t op_start_modifications_ = 0;
+  Superblock op_start_sb_;  // sb_ when the running operation began: restored if it fails unchanged
   bool shut_down_ = false;
+  std::string shutdown_cause_;
   bool closed_ = false;
   bool data_in_transaction_ = false;  // see note_data_written
   StoreStats stats_;

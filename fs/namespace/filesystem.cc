@@ -108,7 +108,7 @@ Status Filesystem::sync() {
   MutexLock lock(inodes_.mutex());
   if (store_locked().read_only()) return {};
   SFS_TRY(store_locked().commit());
-  return store_locked().device().flush();
+  return store_locked().flush_device();
 }
 
 Result<Inode> Filesystem::load_dir(uint64_t ino) {
@@ -555,6 +555,12 @@ FsStats Filesystem::statfs() {
   s.used_blocks = area > free ? area - free : 0;
   s.inodes = sb.inode_count;
   return s;
+}
+
+FsHealth Filesystem::health() {
+  MutexLock lock(inodes_.mutex());
+  const MetadataStore& store = store_locked();
+  return {.read_only = store.read_only(), .shut_down = store.shut_down(), .shutdown_cause = store.shutdown_cause()};
 }
 
 }  // namespace stablefs

@@ -77,6 +77,14 @@ struct DirEntry {
   uint64_t next_cookie = 0;  // pass to readdir() to continue after this entry
 };
 
+// What the filesystem accepts now. After a failed metadata update it has shut down: reads are
+// still served, every change fails with EIO, nothing more is written until unmount.
+struct FsHealth {
+  bool read_only = false;
+  bool shut_down = false;
+  std::string shutdown_cause;  // the failure that shut it down
+};
+
 struct FsStats {
   uint64_t block_size = 0;
   uint64_t total_blocks = 0;
@@ -171,6 +179,7 @@ class Filesystem {
   uint64_t truncates_finished_at_open() const { return truncates_finished_at_open_; }
 
   FsStats statfs();
+  FsHealth health();
   // The online scrub's walk and its saved position (filesystem_scrub.cc; fs/scrub.h uses them).
   // The first regular file whose inode number is at least from; empty past the last one.
   Result<std::optional<Inode>> next_regular_file(uint64_t from);
