@@ -9,8 +9,10 @@
 //   - no file shows bytes it never had: each block is zeros or a block this file wrote at that
 //     offset (blocks carry their file, offset and version), never another file's data or stale
 //     space;
+//   - every extended attribute (user ones, inline and in chunks, and POSIX ACLs) holds a
+//     value its file set under that name;
 //   - a file whose fsync (or a sync) completed before k, and that did not change after it, is
-//     there under its name with exactly the content it had.
+//     there under its name with exactly the content and extended attributes it had.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -28,6 +30,7 @@
 
 #include "bounce/aligned_buffer.h"
 #include "bounce/file_device.h"
+#include "fs/format/posix_acl.h"
 #include "fs/tools/fsck.h"
 #include "fs/tools/mkfs.h"
 #include "fs/volume.h"
@@ -68,9 +71,36 @@ std::optional<BlockTag> read_tag(const uint8_t* p, size_t n, std::string& proble
   return t;
 }
 
+// An xattr value carries the version that set it: user ones are the version repeated (long
+// enough, for every third version, to go into chunk items), an access ACL names the version
+// as its user entry's uid.
+std::vector<uint8_t> xattr_value(const std::string& name, uint32_t version) {
+  if (name == kAclAccessXattr)
+    return encode_acl_xattr(PosixAcl{{{kAclUserObj, 6, 0xFFFFFFFFu}, {kAclUser, 6, version}, {kAclGroupObj, 4, 0xFFFFFFFFu},
+                                      {kAclMask, 6, 0xFFFFFFFFu}, {kAclOther, 0, 0xFFFFFFFFu}}});
+  std::vector<uint8_t> v(version % 3 == 0 ? 6000 : 24);
+  for (size_t i = 0; i + 4 <= v.size(); i += 4) std::memcpy(v.data() + i, &version, 4);
+  return v;
+}
+// The version an xattr value read back names; 0 when it is no value xattr_value makes.
+uint32_t xattr_version(const std::string& name, const std::vector<uint8_t>& v) {
+  uint32_t version = 0;
+  if (name == kAclAccessXattr) {
+    auto acl = parse_acl_xattr(v);
+    if (!acl.ok()) return 0;
+    for (const AclEntry& e : acl->entries)
+      if (e.tag == kAclUser) version = e.id;
+  } else if (v.size() >= 4) {
+    std::memcpy(&version, v.data(), 4);
+  }
+  return version && xattr_value(name, version) == v ? version : 0;
+}
+const std::array<std::string, 3> kXattrNames = {"user.a", "user.b", std::string(kAclAccessXattr)};
+
 struct Snapshot {
   uint64_t size = 0;
   std::map<uint64_t, uint32_t> blocks;  // block -> version (absent: zeros)
+  std::map<std::string, uint32_t> xattrs;  // name -> version
   std::set<std::pair<uint64_t, std::string>> names;  // (directory, name)
 };
 
@@ -79,6 +109,7 @@ struct FileModel {
   uint64_t ino = 0;
   Snapshot now;
   std::map<uint64_t, std::set<uint32_t>> ever;  // block -> every version written there
+  std::map<std::string, std::set<uint32_t>> xattrs_ever;  // name -> every version set
   std::vector<size_t> changes;                   // log size when each change began
   std::vector<std::pair<size_t, Snapshot>> durable;  // (log size when an fsync/sync returned, state)
   bool gone = false;
@@ -174,6 +205,37 @@ struct Workload {
       if (over->now.names.empty()) over->gone = true;
     }
   }
+  // RENAME_EXCHANGE of one name of f and one of another live file.
+  void exchange(FileModel& f) {
+    std::vector<size_t> l = live();
+    FileModel& g = files[l[pick(l.size())]];
+    if (&g == &f) return;
+    const auto a = *f.now.names.begin();
+    const auto b = *g.now.names.begin();
+    changed(f);
+    changed(g);
+    Status st = v.fs().rename(a.first, a.second, b.first, b.second, kRenameExchange);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    f.now.names.erase(a);
+    g.now.names.erase(b);
+    f.now.names.insert(b);
+    g.now.names.insert(a);
+  }
+  void set_or_remove_xattr(FileModel& f) {
+    const std::string& name = kXattrNames[pick(kXattrNames.size())];
+    changed(f);
+    if (f.now.xattrs.count(name) && pick(4) == 0) {
+      Status st = v.fs().removexattr(f.ino, name);
+      REQUIRE_MESSAGE(st.ok(), st.message());
+      f.now.xattrs.erase(name);
+      return;
+    }
+    const uint32_t version = next_version++;
+    Status st = v.fs().setxattr(f.ino, name, xattr_value(name, version), 0);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    f.now.xattrs[name] = version;
+    f.xattrs_ever[name].insert(version);
+  }
   void link(FileModel& f) {
     const uint64_t np = parent();
     const std::string nn = "l" + std::to_string(pick(6));
@@ -217,10 +279,12 @@ struct Workload {
     const uint64_t r = pick(100);
     if (l.empty() || r < 12) return create();
     FileModel& f = files[l[pick(l.size())]];
-    if (r < 45) return write(f);
-    if (r < 53) return truncate(f);
-    if (r < 63) return punch_or_allocate(f);
-    if (r < 70) return rename(f);
+    if (r < 42) return write(f);
+    if (r < 49) return truncate(f);
+    if (r < 57) return punch_or_allocate(f);
+    if (r < 63) return rename(f);
+    if (r < 66) return exchange(f);
+    if (r < 71) return set_or_remove_xattr(f);
     if (r < 74) return link(f);
     if (r < 78) return unlink(f);
     if (r < 82) return open_or_close(f);
@@ -259,7 +323,10 @@ std::string check_point(const std::string& path, const std::vector<FileModel>& f
     uint64_t ino, size;
     std::map<uint64_t, uint32_t> versions;
     uint32_t file = 0;
+    std::map<std::string, uint32_t> xattrs;
   };
+  std::map<uint64_t, const FileModel*> by_ino;
+  for (const FileModel& f : files) by_ino[f.ino] = &f;
   std::map<std::pair<uint64_t, std::string>, Seen> seen;
   for (const uint64_t dir : {kRootIno, d->ino}) {
     std::vector<DirEntry> entries;
@@ -272,7 +339,7 @@ std::string check_point(const std::string& path, const std::vector<FileModel>& f
       if (e.ino == d->ino) continue;
       auto in = v.fs().getattr(e.ino);
       if (!in.ok()) return "getattr " + e.name + ": " + in.status().message();
-      Seen s{e.ino, in->rec.size, {}, 0};
+      Seen s{e.ino, in->rec.size, {}, 0, {}};
       AlignedBuffer buf((s.size + kBs - 1) / kBs * kBs + kBs);
       auto r = v.read(e.ino, 0, {buf.data(), static_cast<size_t>(s.size)});
       if (!r.ok()) return "reading " + e.name + ": " + r.status().message();
@@ -290,6 +357,19 @@ std::string check_point(const std::string& path, const std::vector<FileModel>& f
         if (ever == owner.ever.end() || !ever->second.count(t->version))
           return e.name + " block " + std::to_string(b) + " holds a version its file never wrote there";
         s.versions[b] = t->version;
+      }
+      auto names = v.fs().listxattr(e.ino);
+      if (!names.ok()) return "listxattr " + e.name + ": " + names.status().message();
+      auto owner = by_ino.find(e.ino);
+      if (owner == by_ino.end()) return e.name + " is an inode the workload never made";
+      for (const std::string& xn : *names) {
+        auto value = v.fs().getxattr(e.ino, xn);
+        if (!value.ok()) return "getxattr " + e.name + " " + xn + ": " + value.status().message();
+        const uint32_t version = xattr_version(xn, *value);
+        auto ever = owner->second->xattrs_ever.find(xn);
+        if (!version || ever == owner->second->xattrs_ever.end() || !ever->second.count(version))
+          return e.name + " xattr " + xn + " holds a value its file never set";
+        s.xattrs[xn] = version;
       }
       seen[{dir, e.name}] = std::move(s);
     }
@@ -312,6 +392,7 @@ std::string check_point(const std::string& path, const std::vector<FileModel>& f
       if (it->second.size != want->size)
         return label + ": size " + std::to_string(it->second.size) + ", fsync'd " + std::to_string(want->size);
       if (it->second.versions != want->blocks) return label + ": content differs from what was fsync'd";
+      if (it->second.xattrs != want->xattrs) return label + ": extended attributes differ from what was fsync'd";
     }
   }
   Status closed = v.close();
