@@ -31,6 +31,13 @@ std::string parse_options(const std::vector<std::string>& lists, MountConfig& cf
         unsigned long v = std::strtoul(value.c_str(), &end, 10);
         if (value.empty() || *end || errno || v > 86400) return "commit=" + value + ": not a number of seconds (0..86400)";
         cfg.commit_seconds = static_cast<unsigned>(v);
+      } else if (key == "bounce_pool" && has_value) {
+        char* end = nullptr;
+        errno = 0;
+        unsigned long v = std::strtoul(value.c_str(), &end, 10);
+        if (value.empty() || *end || errno || v < 1 || v > 4096)
+          return "bounce_pool=" + value + ": not a number of MiB (1..4096)";
+        cfg.volume.bounce_pool_bytes = size_t{v} << 20;
       } else if (opt == "suid" || opt == "nosuid") {
         cfg.fuse.suid = opt == "suid";
       } else if (opt == "dev" || opt == "nodev") {

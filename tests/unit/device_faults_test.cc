@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <random>
@@ -206,8 +207,14 @@ std::string check_after_remount(const std::string& path, const std::map<std::str
   return {};
 }
 
-constexpr int kOps = 300;
-constexpr uint64_t kSeed = 17;
+// The long run (docs/reliability.md): FAULT_SEEDS seeds of FAULT_OPS operations each.
+int workload_ops() { return std::getenv("FAULT_OPS") ? std::atoi(std::getenv("FAULT_OPS")) : 300; }
+std::vector<uint64_t> workload_seeds() {
+  const uint64_t n = std::getenv("FAULT_SEEDS") ? std::strtoull(std::getenv("FAULT_SEEDS"), nullptr, 10) : 1;
+  std::vector<uint64_t> seeds;
+  for (uint64_t i = 0; i < n; ++i) seeds.push_back(17 + i);
+  return seeds;
+}
 
 // The base image every run starts from: kept written and fsync'd, beside enough other names
 // that the trees span many blocks (a small cache then reads them again), closed clean.
@@ -229,8 +236,8 @@ enum class MetaFault { kDeadDevice, kTornWrite, kFailedFlush };
 
 // Runs the workload with fault armed at the n-th metadata write (or flush) and checks what the
 // file comment says. Empty when all holds.
-std::string run_with_metadata_fault(const std::string& path, const std::vector<uint8_t>& base, MetaFault fault,
-                                    uint64_t n) {
+std::string run_with_metadata_fault(const std::string& path, const std::vector<uint8_t>& base, uint64_t seed,
+                                    MetaFault fault, uint64_t n) {
   write_image(path, base);
   test::DeviceFaults faults;
   std::map<std::string, std::vector<uint8_t>> durable;
@@ -244,8 +251,8 @@ std::string run_with_metadata_fault(const std::string& path, const std::vector<u
       case MetaFault::kTornWrite: faults.tear_write(n); break;
       case MetaFault::kFailedFlush: faults.fail_flush(n); break;
     }
-    Workload w(v, kSeed);
-    Status st = w.run(kOps);
+    Workload w(v, seed);
+    Status st = w.run(workload_ops());
     if (!st.ok() && faults.injected() == 0) return "a call failed with no fault injected: " + st.message();
     if (st.ok()) st = v.sync();  // the fault may lie in the last commit
     if (faults.injected() == 0) return {};  // the workload ended before the n-th write: nothing to check
@@ -276,32 +283,36 @@ std::string run_with_metadata_fault(const std::string& path, const std::vector<u
 TEST_CASE("faults: a dead device, a torn write or a failed flush at every metadata write shuts the store down and loses nothing fsync'd") {
   ShmImage img;
   const std::vector<uint8_t> base = make_base(img.path);
-  // How many metadata writes and flushes the workload makes with no fault.
-  uint64_t writes = 0, flushes = 0;
-  {
-    test::DeviceFaults counting;
-    auto opened = Volume::open(img.path, {.bounce = BouncePolicy::kNever, .bounce_pool_bytes = 1u << 20, .cache_blocks = 4096,
-                                          .wrap_metadata_device = [&counting](BlockDevice& d) { return counting.wrap(d); }});
-    REQUIRE(opened.ok());
-    Workload w(**opened, kSeed);
-    const uint64_t w0 = counting.writes(), f0 = counting.flushes();
-    REQUIRE(w.run(kOps).ok());
-    REQUIRE((*opened)->sync().ok());
-    writes = counting.writes() - w0;
-    flushes = counting.flushes() - f0;
-    REQUIRE((*opened)->close().ok());
-  }
-  REQUIRE(writes >= 20);
-  REQUIRE(flushes >= 10);
   std::map<MetaFault, uint64_t> injected;
-  for (const auto& [fault, count] : {std::pair{MetaFault::kDeadDevice, writes}, std::pair{MetaFault::kTornWrite, writes},
-                                     std::pair{MetaFault::kFailedFlush, flushes}}) {
-    for (uint64_t n = 0; n < count; ++n) {
-      CAPTURE(static_cast<int>(fault));
-      CAPTURE(n);
-      const std::string problem = run_with_metadata_fault(img.path, base, fault, n);
-      REQUIRE_MESSAGE(problem.empty(), problem);
-      ++injected[fault];
+  for (const uint64_t seed : workload_seeds()) {
+    CAPTURE(seed);
+    write_image(img.path, base);
+    // How many metadata writes and flushes the workload makes with no fault.
+    uint64_t writes = 0, flushes = 0;
+    {
+      test::DeviceFaults counting;
+      auto opened = Volume::open(img.path, {.bounce = BouncePolicy::kNever, .bounce_pool_bytes = 1u << 20, .cache_blocks = 4096,
+                                            .wrap_metadata_device = [&counting](BlockDevice& d) { return counting.wrap(d); }});
+      REQUIRE(opened.ok());
+      Workload w(**opened, seed);
+      const uint64_t w0 = counting.writes(), f0 = counting.flushes();
+      REQUIRE(w.run(workload_ops()).ok());
+      REQUIRE((*opened)->sync().ok());
+      writes = counting.writes() - w0;
+      flushes = counting.flushes() - f0;
+      REQUIRE((*opened)->close().ok());
+    }
+    REQUIRE(writes >= 20);
+    REQUIRE(flushes >= 10);
+    for (const auto& [fault, count] : {std::pair{MetaFault::kDeadDevice, writes}, std::pair{MetaFault::kTornWrite, writes},
+                                       std::pair{MetaFault::kFailedFlush, flushes}}) {
+      for (uint64_t n = 0; n < count; ++n) {
+        CAPTURE(static_cast<int>(fault));
+        CAPTURE(n);
+        const std::string problem = run_with_metadata_fault(img.path, base, seed, fault, n);
+        REQUIRE_MESSAGE(problem.empty(), problem);
+        ++injected[fault];
+      }
     }
   }
   MESSAGE("metadata faults injected: " << injected[MetaFault::kDeadDevice] << " dead device, "
@@ -312,53 +323,57 @@ TEST_CASE("faults: a dead device, a torn write or a failed flush at every metada
 TEST_CASE("faults: a failed metadata read fails its call alone; the filesystem goes on or shuts down cleanly") {
   ShmImage img;
   const std::vector<uint8_t> base = make_base(img.path);
-  uint64_t reads = 0;
-  {
-    test::DeviceFaults counting;
-    // A small cache: the workload reads metadata from the device again and again.
-    auto opened = Volume::open(img.path, {.bounce = BouncePolicy::kNever, .bounce_pool_bytes = 1u << 20, .cache_blocks = 8,
-                                          .wrap_metadata_device = [&counting](BlockDevice& d) { return counting.wrap(d); }});
-    REQUIRE(opened.ok());
-    Workload w(**opened, kSeed);
-    const uint64_t r0 = counting.reads();
-    REQUIRE(w.run(kOps).ok());
-    reads = counting.reads() - r0;
-    REQUIRE((*opened)->close().ok());
-  }
-  REQUIRE(reads >= 10);
   uint64_t went_on = 0, shut = 0;
-  for (uint64_t n = 0; n < reads; ++n) {
-    CAPTURE(n);
+  for (const uint64_t seed : workload_seeds()) {
+    CAPTURE(seed);
     write_image(img.path, base);
-    test::DeviceFaults faults;
-    std::map<std::string, std::vector<uint8_t>> durable;
+    uint64_t reads = 0;
     {
+      test::DeviceFaults counting;
+      // A small cache: the workload reads metadata from the device again and again.
       auto opened = Volume::open(img.path, {.bounce = BouncePolicy::kNever, .bounce_pool_bytes = 1u << 20, .cache_blocks = 8,
-                                            .wrap_metadata_device = [&faults](BlockDevice& d) { return faults.wrap(d); }});
+                                            .wrap_metadata_device = [&counting](BlockDevice& d) { return counting.wrap(d); }});
       REQUIRE(opened.ok());
-      Volume& v = **opened;
-      faults.fail_reads(n, 1);
-      Workload w(v, kSeed);
-      Status st = w.run(kOps);
-      if (faults.injected() == 0) continue;
-      REQUIRE_MESSAGE(!st.ok(), "an injected read failure went unreported");
-      REQUIRE_MESSAGE(st.code() == EIO, st.message());
-      faults.disarm();
-      durable = w.durable;
-      if (v.fs().health().shut_down) {
-        ++shut;
-        CHECK(!v.close().ok());
-      } else {
-        // Nothing was changed: the filesystem takes changes again and unmounts clean.
-        ++went_on;
-        auto made = v.fs().mknod(kRootIno, "after", S_IFREG | 0644, 0, {});
-        REQUIRE_MESSAGE(made.ok(), made.status().message());
-        Status closed = v.close();
-        REQUIRE_MESSAGE(closed.ok(), closed.message());
-      }
+      Workload w(**opened, seed);
+      const uint64_t r0 = counting.reads();
+      REQUIRE(w.run(workload_ops()).ok());
+      reads = counting.reads() - r0;
+      REQUIRE((*opened)->close().ok());
     }
-    const std::string problem = check_after_remount(img.path, durable);
-    REQUIRE_MESSAGE(problem.empty(), problem);
+    REQUIRE(reads >= 10);
+    for (uint64_t n = 0; n < reads; ++n) {
+      CAPTURE(n);
+      write_image(img.path, base);
+      test::DeviceFaults faults;
+      std::map<std::string, std::vector<uint8_t>> durable;
+      {
+        auto opened = Volume::open(img.path, {.bounce = BouncePolicy::kNever, .bounce_pool_bytes = 1u << 20, .cache_blocks = 8,
+                                              .wrap_metadata_device = [&faults](BlockDevice& d) { return faults.wrap(d); }});
+        REQUIRE(opened.ok());
+        Volume& v = **opened;
+        faults.fail_reads(n, 1);
+        Workload w(v, seed);
+        Status st = w.run(workload_ops());
+        if (faults.injected() == 0) continue;
+        REQUIRE_MESSAGE(!st.ok(), "an injected read failure went unreported");
+        REQUIRE_MESSAGE(st.code() == EIO, st.message());
+        faults.disarm();
+        durable = w.durable;
+        if (v.fs().health().shut_down) {
+          ++shut;
+          CHECK(!v.close().ok());
+        } else {
+          // Nothing was changed: the filesystem takes changes again and unmounts clean.
+          ++went_on;
+          auto made = v.fs().mknod(kRootIno, "after", S_IFREG | 0644, 0, {});
+          REQUIRE_MESSAGE(made.ok(), made.status().message());
+          Status closed = v.close();
+          REQUIRE_MESSAGE(closed.ok(), closed.message());
+        }
+      }
+      const std::string problem = check_after_remount(img.path, durable);
+      REQUIRE_MESSAGE(problem.empty(), problem);
+    }
   }
   MESSAGE("metadata read faults injected: " << went_on + shut << " (" << went_on << " failed their call alone, " << shut
                                             << " met inside an update and shut the store down)");
@@ -381,7 +396,8 @@ TEST_CASE("faults: a failed or short data read or write fails its request alone"
   REQUIRE(v.fsync(ino, false).ok());
   std::mt19937_64 rng(5);
   int failed_writes = 0, short_writes = 0, failed_reads = 0;
-  for (int round = 0; round < 60; ++round) {
+  const int rounds = 60 * static_cast<int>(workload_seeds().size());
+  for (int round = 0; round < rounds; ++round) {
     CAPTURE(round);
     const uint64_t first = rng() % (kMaxBlocks - 4), n = 1 + rng() % 4;
     const std::vector<uint8_t> data = pattern(rng(), n * kBs);
