@@ -28,6 +28,7 @@
 #include "cli/mount_options.h"
 #include "cli/mount_table.h"
 #include "cli/remount.h"
+#include "cli/stderr_to_syslog.h"
 #include "bounce/file_device.h"
 #include "fs/fuse/commit_timer.h"
 #include "fs/fuse/fuse_adapter.h"
@@ -107,7 +108,7 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
     if (null >= 0) {
       if (!cfg.fuse.debug) {
         ::dup2(null, 1);
-        ::dup2(null, 2);
+        if (!send_stderr_to_syslog()) ::dup2(null, 2);
       }
       ::dup2(null, 0);
       if (null > 2) ::close(null);

@@ -175,11 +175,12 @@ Status MetadataStore::end_operation(Status result) {
 }
 
 Status MetadataStore::shut_down_with(Status cause) {
-  Status err = Status::error(cause.code() ? cause.code() : EIO,
-                             dev_.name() + ": shutting down after a failed metadata update: " + cause.message());
+  std::string why = cause.message();
+  if (why.rfind(dev_.name() + ": ", 0) == 0) why.erase(0, dev_.name().size() + 2);  // named once
+  Status err = Status::error(cause.code() ? cause.code() : EIO, dev_.name() + ": shutting down after a failed metadata update: " + why);
   if (!shut_down_) {
     shut_down_ = true;
-    shutdown_cause_ = cause.message();
+    shutdown_cause_ = why;
     std::fprintf(stderr, "stablefs: %s (nothing more is written; unmount and run stablefs fsck)\n", err.message().c_str());
   }
   return err;
