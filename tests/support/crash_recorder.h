@@ -24,6 +24,7 @@
 #include "bounce/block_device.h"
 #include "bounce/io_queue.h"
 #include "bounce/io_tap.h"
+#include "support/device_wrapper.h"
 
 namespace stablefs::test {
 
@@ -97,12 +98,11 @@ class CrashRecorder : public IoTap {
   }
 
  private:
-  class Recording : public BlockDevice {
+  class Recording : public DeviceWrapper {
    public:
-    Recording(BlockDevice& real, CrashRecorder& r) : real_(real), r_(r) {}
-    Status read(uint64_t offset, void* buf, size_t len) override { return real_.read(offset, buf, len); }
+    Recording(BlockDevice& real, CrashRecorder& r) : DeviceWrapper(real), r_(r) {}
     Status write(uint64_t offset, const void* buf, size_t len) override {
-      Status st = real_.write(offset, buf, len);
+      Status st = target().write(offset, buf, len);
       if (st.ok()) {
         std::lock_guard<std::mutex> g(r_.mu_);
         const auto* p = static_cast<const uint8_t*>(buf);
@@ -116,21 +116,14 @@ class CrashRecorder : public IoTap {
         std::lock_guard<std::mutex> g(r_.mu_);
         covers = r_.log_.size();
       }
-      Status st = real_.flush();
+      Status st = target().flush();
       if (st.ok()) {
         std::lock_guard<std::mutex> g(r_.mu_);
         r_.log_.push_back({true, covers, 0, {}});
       }
       return st;
     }
-    uint64_t size_bytes() const override { return real_.size_bytes(); }
-    uint32_t logical_block_size() const override { return real_.logical_block_size(); }
-    uint32_t memory_alignment() const override { return real_.memory_alignment(); }
-    bool read_only() const override { return real_.read_only(); }
-    const std::string& name() const override { return real_.name(); }
-
    private:
-    BlockDevice& real_;
     CrashRecorder& r_;
   };
 

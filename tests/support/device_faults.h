@@ -18,6 +18,7 @@
 #include <string>
 
 #include "bounce/block_device.h"
+#include "support/device_wrapper.h"
 
 namespace stablefs::test {
 
@@ -85,43 +86,37 @@ class DeviceFaults {
     return a;
   }
 
-  class Faulty : public BlockDevice {
+  class Faulty : public DeviceWrapper {
    public:
-    Faulty(BlockDevice& real, DeviceFaults& faults) : real_(real), faults_(faults) {}
+    Faulty(BlockDevice& real, DeviceFaults& faults) : DeviceWrapper(real), faults_(faults) {}
     Status read(uint64_t offset, void* buf, size_t len) override {
       if (faults_.on_read() == Action::kFail) return eio("read", offset);
-      return real_.read(offset, buf, len);
+      return target().read(offset, buf, len);
     }
     Status write(uint64_t offset, const void* buf, size_t len) override {
       switch (faults_.on_write()) {
         case Action::kFail:
           return eio("write", offset);
         case Action::kTear: {
-          const size_t sector = real_.logical_block_size();
+          const size_t sector = target().logical_block_size();
           const size_t part = len / 2 / sector * sector;
-          if (part) (void)real_.write(offset, buf, part);
+          if (part) (void)target().write(offset, buf, part);
           return eio("short write", offset);
         }
         case Action::kPass:
           break;
       }
-      return real_.write(offset, buf, len);
+      return target().write(offset, buf, len);
     }
     Status flush() override {
-      if (faults_.on_flush() == Action::kFail) return Status::error(EIO, real_.name() + ": injected flush failure");
-      return real_.flush();
+      if (faults_.on_flush() == Action::kFail) return Status::error(EIO, name() + ": injected flush failure");
+      return target().flush();
     }
-    uint64_t size_bytes() const override { return real_.size_bytes(); }
-    uint32_t logical_block_size() const override { return real_.logical_block_size(); }
-    uint32_t memory_alignment() const override { return real_.memory_alignment(); }
-    bool read_only() const override { return real_.read_only(); }
-    const std::string& name() const override { return real_.name(); }
 
    private:
     Status eio(const char* what, uint64_t offset) {
-      return Status::error(EIO, real_.name() + ": injected " + what + " failure at byte " + std::to_string(offset));
+      return Status::error(EIO, name() + ": injected " + what + " failure at byte " + std::to_string(offset));
     }
-    BlockDevice& real_;
     DeviceFaults& faults_;
   };
 

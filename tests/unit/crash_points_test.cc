@@ -35,9 +35,12 @@
 #include "fs/tools/mkfs.h"
 #include "fs/volume.h"
 #include "support/crash_recorder.h"
+#include "support/image_file.h"
 
 namespace stablefs {
 namespace {
+
+using test::fsck_problem;
 
 constexpr uint32_t kBs = 4096;
 constexpr uint64_t kImageBytes = 8u << 20;
@@ -293,22 +296,6 @@ struct Workload {
   }
 };
 
-void write_image(const std::string& path, const std::vector<uint8_t>& img) {
-  const int fd = ::open(path.c_str(), O_WRONLY);
-  REQUIRE(fd >= 0);
-  REQUIRE(::pwrite(fd, img.data(), img.size(), 0) == static_cast<ssize_t>(img.size()));
-  ::close(fd);
-}
-
-std::string fsck_problem(const std::string& path) {
-  auto dev = FileDevice::open(path, {.read_only = true});
-  if (!dev.ok()) return "fsck cannot open: " + dev.status().message();
-  FsckReport r = run_fsck(**dev, {});
-  if (r.exit_code() != kFsckClean)
-    return "fsck: " + (r.problems.empty() ? "exit " + std::to_string(r.exit_code()) : r.problems[0]);
-  return {};
-}
-
 // The checks of one crash image (see the file comment).
 std::string check_point(const std::string& path, const std::vector<FileModel>& files, size_t k) {
   if (std::string p = fsck_problem(path); !p.empty()) return "before mounting: " + p;
@@ -448,13 +435,7 @@ TEST_CASE("crash points: at every write and flush of a seeded workload, with unf
                    }).ok());
       for (const DirEntry& e : old) REQUIRE(v.fs().unlink(e.ino, e.name).ok());
       REQUIRE(v.sync().ok());
-      {
-        const int fd = ::open(path.c_str(), O_RDONLY);
-        REQUIRE(fd >= 0);
-        base.resize(kImageBytes);
-        REQUIRE(::pread(fd, base.data(), base.size(), 0) == static_cast<ssize_t>(base.size()));
-        ::close(fd);
-      }
+      base = test::read_image_file(path, kImageBytes);
       rec.clear();  // the log starts where the base image stands
       Workload w(v, rec, seed, d->ino);
       while (w.ops < ops) w.step();
@@ -468,7 +449,7 @@ TEST_CASE("crash points: at every write and flush of a seeded workload, with unf
       for (double keep : {0.0, 1.0, 0.5}) {
         CAPTURE(k);
         CAPTURE(keep);
-        write_image(path, test::CrashRecorder::image_at(base, log, k, keep, rng));
+        test::write_image_file(path, test::CrashRecorder::image_at(base, log, k, keep, rng));
         const std::string problem = check_point(path, files, k);
         REQUIRE_MESSAGE(problem.empty(), "crash point " << k << " of " << log.size() << " (keep " << keep << "): " << problem);
         ++points;

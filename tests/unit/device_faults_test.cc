@@ -26,6 +26,7 @@
 #include "fs/volume.h"
 #include "support/device_faults.h"
 #include "support/fault_tap.h"
+#include "support/image_file.h"
 
 namespace stablefs {
 namespace {
@@ -34,30 +35,9 @@ constexpr uint32_t kBs = 4096;
 constexpr uint64_t kImageBytes = 16u << 20;
 constexpr uint64_t kMaxBlocks = 24;
 
-std::vector<uint8_t> read_image(const std::string& path) {
-  std::vector<uint8_t> img(kImageBytes);
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  REQUIRE(fd >= 0);
-  REQUIRE(::pread(fd, img.data(), img.size(), 0) == static_cast<ssize_t>(img.size()));
-  ::close(fd);
-  return img;
-}
-
-void write_image(const std::string& path, const std::vector<uint8_t>& img) {
-  const int fd = ::open(path.c_str(), O_WRONLY);
-  REQUIRE(fd >= 0);
-  REQUIRE(::pwrite(fd, img.data(), img.size(), 0) == static_cast<ssize_t>(img.size()));
-  ::close(fd);
-}
-
-std::string fsck_problem(const std::string& path) {
-  auto dev = FileDevice::open(path, {.read_only = true});
-  if (!dev.ok()) return "fsck cannot open: " + dev.status().message();
-  FsckReport r = run_fsck(**dev, {});
-  if (r.exit_code() != kFsckClean)
-    return "fsck: " + (r.problems.empty() ? "exit " + std::to_string(r.exit_code()) : r.problems[0]);
-  return {};
-}
+using test::fsck_problem;
+std::vector<uint8_t> read_image(const std::string& path) { return test::read_image_file(path, kImageBytes); }
+void write_image(const std::string& path, const std::vector<uint8_t>& img) { test::write_image_file(path, img); }
 
 // One image under /dev/shm, removed however the test ends.
 struct ShmImage {
