@@ -179,6 +179,8 @@ class Filesystem {
   uint64_t truncates_finished_at_open() const { return truncates_finished_at_open_; }
 
   FsStats statfs();
+  // Read-write, read-only or shut down (with the cause), for stablefs stats. Takes the
+  // metadata lock; any thread.
   FsHealth health();
   // The online scrub's walk and its saved position (filesystem_scrub.cc; fs/scrub.h uses them).
   // The first regular file whose inode number is at least from; empty past the last one.
