@@ -189,7 +189,7 @@ void Volume::open_file(uint64_t ino) {
   }
 }
 
-Status Volume::close_file(uint64_t ino) noexcept {
+Status Volume::close_file(uint64_t ino, bool* blocks_changed) noexcept {
   bool last = true;
   {
     MutexLock lock(handles_mu_);
@@ -205,12 +205,17 @@ Status Volume::close_file(uint64_t ino) noexcept {
       return Status::error(ENOMEM, "out of memory");  // short: no allocation
     }
   };
-  Status trimmed = last ? step([&] { return release(ino); }) : Status{};
+  Status trimmed = last ? step([&]() -> Status {
+    SFS_ASSIGN(const bool had_space, release(ino));
+    if (blocks_changed != nullptr) *blocks_changed = had_space;
+    return {};
+  })
+                        : Status{};
   Status dropped = step([&] { return fs_->release_inode(ino); });
   return trimmed.ok() ? dropped : trimmed;
 }
 
-Status Volume::release(uint64_t ino) {
+Result<bool> Volume::release(uint64_t ino) {
   const FileRangeLocks::Held whole_file = locks_.lock(ino, 0, ~0ull, true);
   return space_->trim_speculative(ino);
 }

@@ -116,11 +116,13 @@ class Volume {
   void open_file(uint64_t ino) EXCLUDES(handles_mu_);
   // Closes one handle of open_file: the last one of ino trims its speculative preallocation
   // (release()), then the hold goes (which may free an unlinked file). Never throws; returns
-  // the first failure, to be logged (the handle is closed whatever it says).
-  Status close_file(uint64_t ino) noexcept EXCLUDES(handles_mu_);
+  // the first failure, to be logged (the handle is closed whatever it says). blocks_changed
+  // (optional) is set when the trim freed space, so attributes a cache holds are stale.
+  Status close_file(uint64_t ino, bool* blocks_changed = nullptr) noexcept EXCLUDES(handles_mu_);
   // The last open handle of ino was closed: frees the speculative preallocation past its
-  // EOF (waits for the file's I/O in flight). A file that no longer exists is not an error.
-  Status release(uint64_t ino);
+  // EOF (waits for the file's I/O in flight); true when it had some. A file that no longer
+  // exists is not an error.
+  Result<bool> release(uint64_t ino);
   // Everything written so far durable: journal commit and device cache flush.
   Status sync();
   // fsync(2) (datasync: fdatasync(2)) of ino: its data and the metadata needed to read it

@@ -89,14 +89,14 @@ Result<uint64_t> FileSpace::unmap(uint64_t ino, uint64_t pos, uint64_t len, bool
   return n * bs;
 }
 
-Status FileSpace::trim_speculative(uint64_t ino) {
+Result<bool> FileSpace::trim_speculative(uint64_t ino) {
   // The speculative extents past EOF go step by step; the inode leaves the speculative list
   // last (a crash before that leaves it listed for the next mount).
   uint64_t eof = 0;
   bool regular = false;
   {
     MutexLock lock(inodes_.mutex());
-    if (inodes_.store().read_only()) return {};  // left for a read-write mount to trim
+    if (inodes_.store().read_only()) return false;  // left for a read-write mount to trim
     Result<Inode> inode = inodes_.load(ino);
     if (!inode.ok() && inode.status().code() != ENOENT) return inode.status();
     if (inode.ok() && S_ISREG(inode->rec.mode)) {
@@ -110,9 +110,10 @@ Status FileSpace::trim_speculative(uint64_t ino) {
   MutexLock lock(inodes_.mutex());
   MetadataStore& store = inodes_.store();
   SFS_ASSIGN(const bool listed, store.fs_tree().lookup(speculative_key(ino), nullptr));
-  if (!listed) return {};
+  if (!listed) return false;
   SFS_TRY(store.begin_operation(kStepOpBlocks));
-  return store.end_operation(remove_speculative(store, ino));
+  SFS_TRY(store.end_operation(remove_speculative(store, ino)));
+  return true;
 }
 
 Result<std::vector<uint64_t>> FileSpace::listed_speculative() {
@@ -126,7 +127,7 @@ Status FileSpace::trim_listed_speculative() {
   // One inode that cannot be trimmed does not keep the others from it; it stays listed.
   Status first_error;
   for (uint64_t ino : listed) {
-    Status s = trim_speculative(ino);
+    Status s = trim_speculative(ino).status();
     if (!s.ok() && first_error.ok())
       first_error = s.with_context("inode " + std::to_string(ino) + ": trimming speculative preallocation");
   }

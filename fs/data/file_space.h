@@ -41,9 +41,10 @@ class FileSpace : public IomapSpaceOps {
   Result<uint64_t> unmap(uint64_t ino, uint64_t pos, uint64_t len, bool change_times) override;
   // Frees the speculative preallocation past EOF (kExtentSpeculative extents the data path
   // allocated for an appending stream). Timestamps do not change. A missing inode is not an
-  // error (it was freed). REQUIRES: no I/O of ino in flight (the caller holds its whole-file
-  // range lock).
-  Status trim_speculative(uint64_t ino);
+  // error (it was freed). Returns whether the file was on the speculative list (its block
+  // count may have changed). REQUIRES: no I/O of ino in flight (the caller holds its
+  // whole-file range lock).
+  Result<bool> trim_speculative(uint64_t ino);
   // trim_speculative for every inode on the speculative list (fs/inode/speculative_list.h): at
   // mount, what a crash left; at unmount, every stream still open. An inode that fails stays
   // listed and the rest are still trimmed; returns the first failure. REQUIRES: no I/O in flight.

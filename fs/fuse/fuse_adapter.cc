@@ -59,11 +59,15 @@ struct FuseServer::State {
   void add_lookup(uint64_t ino) { volume->fs().acquire_inode(ino); }
   void forget(uint64_t ino, uint64_t n) { drop(ino, n); }
   // An open handle (Volume::open_file); end_handle (release, or an open whose reply failed)
-  // closes it (Volume::close_file) and logs what no reply can carry.
+  // closes it (Volume::close_file) and logs what no reply can carry. When the close freed
+  // speculative space, the kernel's cached block count is stale: it is told to drop the
+  // attributes (a one-way notification; the kernel holds no lock waiting on a release).
   void add_handle(uint64_t ino) { volume->open_file(ino); }
   Status end_handle(uint64_t ino) noexcept {
-    Status st = volume->close_file(ino);
+    bool blocks_changed = false;
+    Status st = volume->close_file(ino, &blocks_changed);
     if (!st.ok()) std::fprintf(stderr, "stablefs: %s\n", st.message().c_str());
+    if (blocks_changed && session != nullptr) (void)fuse_lowlevel_notify_inval_inode(session, ino, -1, 0);
     return st;
   }
 
@@ -88,6 +92,10 @@ struct FuseServer::State {
 namespace {
 
 using State = FuseServer::State;
+
+// Background requests (async direct I/O, readahead) the kernel keeps in flight at once: more
+// than four fio jobs at queue depth 32 ask for.
+constexpr unsigned kMaxBackgroundRequests = 256;
 
 State& state(fuse_req_t req) { return *static_cast<State*>(fuse_req_userdata(req)); }
 Volume& vol(fuse_req_t req) { return *state(req).volume; }
@@ -211,6 +219,11 @@ void op_init(void* userdata, fuse_conn_info* conn) {
     conn->want &= ~(FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK);  // the kernel applies the umask
   }
   conn->time_gran = 1;
+  // Direct I/O from aio and io_uring reaches the daemon as background requests; the kernel's
+  // default of 12 in flight would cap a queue depth of 32 (or several jobs) at 12. The
+  // congestion threshold is where the kernel starts holding back buffered readahead.
+  conn->max_background = kMaxBackgroundRequests;
+  conn->congestion_threshold = kMaxBackgroundRequests * 3 / 4;
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -435,7 +448,6 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
   });
 }
 
-void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 // The last close of an inode's handles trims its speculative preallocation past EOF (the
 // kernel ignores release's reply; an error is still reported for debug logs).
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -659,7 +671,9 @@ const fuse_lowlevel_ops kOps = [] {
   o.create = op_create;
   o.read = op_read;
   o.write = op_write;
-  o.flush = op_flush;
+  // No flush: every write reaches the daemon before close() returns (no writeback cache) and
+  // locks are the kernel's, so FLUSH would do nothing. Left out, libfuse answers the first one
+  // ENOSYS and the kernel stops sending it: a close costs no round trip.
   o.release = op_release;
   o.fsync = op_fsync;
   o.opendir = op_opendir;

@@ -44,7 +44,11 @@ struct FuseMountOptions {
   bool read_only = false;
   bool debug = false;                 // libfuse prints every request to stderr
   unsigned max_threads = 32;          // receive-loop workers
-  double attr_timeout = 1.0;          // seconds the kernel may cache attributes and entries
+  // Seconds the kernel may cache attributes, names and negative names. Every change reaches
+  // the filesystem through this mount, and the kernel drops what a change invalidates (the
+  // daemon tells it when it changes attributes on its own, as set-id bits on a write), so
+  // the cache may live as long as on a local filesystem.
+  double attr_timeout = 86400.0;
   // When reads move access times (the kernel leaves atime to the server). Relative: checked
   // at the first read through each open handle, and at the start of each directory listing.
   AtimePolicy atime = AtimePolicy::kRelative;

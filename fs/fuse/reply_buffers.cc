@@ -2,25 +2,31 @@
 
 namespace stablefs {
 
+size_t ReplyBuffers::class_for(size_t size) {
+  for (size_t c = 0; c < kClassCount; ++c)
+    if (size <= kClasses[c].bytes) return c;
+  return kClassCount;
+}
+
 std::shared_ptr<ReplyBuffers::Lease> ReplyBuffers::get(size_t size) {
-  const size_t capacity = size <= kSmall ? kSmall : size <= kLarge ? kLarge : size;
+  const size_t c = class_for(size);
   AlignedBuffer buf;
-  {
+  if (c < kClassCount) {
     MutexLock lock(mu_);
-    std::vector<AlignedBuffer>* list = capacity == kSmall ? &small_ : capacity == kLarge ? &large_ : nullptr;
-    if (list && !list->empty()) {
-      buf = std::move(list->back());
-      list->pop_back();
+    if (!free_[c].empty()) {
+      buf = std::move(free_[c].back());
+      free_[c].pop_back();
     }
   }
-  if (buf.size() == 0) buf = AlignedBuffer(capacity, 4096);
+  if (buf.size() == 0) buf = AlignedBuffer(c < kClassCount ? kClasses[c].bytes : size, 4096);
   return std::make_shared<Lease>(*this, std::move(buf), size);
 }
 
 void ReplyBuffers::give_back(AlignedBuffer buf) {
+  const size_t c = class_for(buf.size());
+  if (c == kClassCount || buf.size() != kClasses[c].bytes) return;  // a one-off: freed
   MutexLock lock(mu_);
-  std::vector<AlignedBuffer>* list = buf.size() == kSmall ? &small_ : buf.size() == kLarge ? &large_ : nullptr;
-  if (list && list->size() < kKeepPerClass) list->push_back(std::move(buf));
+  if (free_[c].size() < kClasses[c].keep) free_[c].push_back(std::move(buf));
 }
 
 }  // namespace stablefs

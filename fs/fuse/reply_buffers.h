@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <iterator>
 #include <memory>
 #include <span>
 #include <vector>
@@ -34,21 +35,27 @@ class ReplyBuffers {
     size_t size_;
   };
 
-  // Buffers are kept in two classes (up to kSmall, up to kLarge bytes); a request above
-  // kLarge gets memory of its own size that is not kept. Keeps at most kKeepPerClass free.
-  static constexpr size_t kSmall = 128u << 10;
-  static constexpr size_t kLarge = 1u << 20;
-  static constexpr size_t kKeepPerClass = 32;
+  // Buffers come in size classes; a request above the largest gets memory of its own size
+  // that is not kept. Each class keeps up to its own count free: small reads (database pages)
+  // are the many in flight at once, so their class keeps the most; a fresh buffer is zeroed,
+  // which a kept one saves.
+  struct SizeClass {
+    size_t bytes;
+    size_t keep;
+  };
+  static constexpr SizeClass kClasses[] = {{16u << 10, 256}, {128u << 10, 32}, {1u << 20, 32}};
 
   // May throw std::bad_alloc (the FUSE adapter turns that into ENOMEM).
   std::shared_ptr<Lease> get(size_t size);
 
  private:
+  static constexpr size_t kClassCount = std::size(kClasses);
+  // The class a request of size bytes is served from; kClassCount: none (too large).
+  static size_t class_for(size_t size);
   void give_back(AlignedBuffer buf);
 
   Mutex mu_;
-  std::vector<AlignedBuffer> small_ GUARDED_BY(mu_);
-  std::vector<AlignedBuffer> large_ GUARDED_BY(mu_);
+  std::vector<AlignedBuffer> free_[kClassCount] GUARDED_BY(mu_);
 };
 
 }  // namespace stablefs
