@@ -205,12 +205,14 @@ Status Volume::close_file(uint64_t ino, bool* blocks_changed) noexcept {
       return Status::error(ENOMEM, "out of memory");  // short: no allocation
     }
   };
-  Status trimmed = last ? step([&]() -> Status {
-    SFS_ASSIGN(const bool had_space, release(ino));
-    if (blocks_changed != nullptr) *blocks_changed = had_space;
-    return {};
-  })
-                        : Status{};
+  Status trimmed;
+  if (last) {
+    trimmed = step([&]() -> Status {
+      SFS_ASSIGN(const bool had_space, release(ino));
+      if (blocks_changed != nullptr) *blocks_changed = had_space;
+      return {};
+    });
+  }
   Status dropped = step([&] { return fs_->release_inode(ino); });
   return trimmed.ok() ? dropped : trimmed;
 }
