@@ -31,6 +31,7 @@ std::string features(const Superblock& sb) {
   if (sb.ro_compat & kRoCompatOrphans) out += "orphans_present ";
   if (sb.ro_compat & kRoCompatTruncates) out += "truncates_pending ";
   if (sb.incompat & kIncompatSpeculative) out += "speculative_present ";
+  if (sb.incompat & kIncompatLongTransactions) out += "long_transactions ";
   if (sb.ro_compat & ~kKnownRoCompat) out += "unknown_ro_compat ";
   if (sb.compat & ~kKnownCompat) out += "unknown_compat ";
   if (out.empty()) return "(none)";

@@ -147,17 +147,16 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
 
 Status FileMapper::end(uint64_t, const Iomap& map, uint64_t pos, uint64_t, uint64_t done, uint32_t op) {
   if (!(op & kIomapWrite) || !(map.flags & kIomapShared)) return {};
-  MutexLock lock(inodes_.mutex());
-  MetadataStore& store = inodes_.store();
-  const uint64_t bs = store.superblock().block_size;
-  // The part of the reservation past what the engine used will never be written.
+  const uint64_t bs = inodes_.block_size();
+  // The part of the reservation past what the engine used will never be written. Most
+  // writes use all of it: the lock is taken only when there is something to hand back.
   const uint64_t first = map.dev_addr / bs + (pos - map.offset) / bs;
   const uint64_t used = (done + bs - 1) / bs;
   const uint64_t last = map.dev_addr / bs + map.length / bs;
-  if (first + used < last) {
-    take_reserved(first + used, last - first - used);
-    store.allocator().unreserve({first + used, last - first - used});
-  }
+  if (first + used >= last) return {};
+  MutexLock lock(inodes_.mutex());
+  take_reserved(first + used, last - first - used);
+  inodes_.store().allocator().unreserve({first + used, last - first - used});
   return {};
 }
 

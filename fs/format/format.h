@@ -81,7 +81,11 @@ inline constexpr uint64_t kIncompatSpeculative = 1ull << 0;
 // Set once an xattr value is kept in chunk items (kItemXattrChunk), and kept: a binary that
 // does not know them would take such a record for a corrupt one.
 inline constexpr uint64_t kIncompatXattrChunks = 1ull << 1;
-inline constexpr uint64_t kKnownIncompat = kIncompatSpeculative | kIncompatXattrChunks;
+// Set at mkfs: a journal transaction may span several descriptor blocks (Journal), so one
+// transaction can hold thousands of blocks. A binary that reads only single-descriptor
+// transactions would end the log at the first long one and lose what follows.
+inline constexpr uint64_t kIncompatLongTransactions = 1ull << 2;
+inline constexpr uint64_t kKnownIncompat = kIncompatSpeculative | kIncompatXattrChunks | kIncompatLongTransactions;
 inline constexpr uint64_t kKnownRoCompat = kRoCompatDataChecksums | kRoCompatOrphans | kRoCompatTruncates;
 
 inline constexpr uint32_t kStateClean = 1;

@@ -1,5 +1,6 @@
 #include "fs/meta/journal.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "bounce/aligned_buffer.h"
@@ -11,12 +12,20 @@ namespace {
 
 // Journal header body.
 constexpr size_t kHdrStartSeq = 48;
-// Descriptor body.
-constexpr size_t kDescSeq = 48, kDescCount = 56, kDescTargets = 64;
+// Descriptor body. Every descriptor of a transaction carries its sequence, the image count N
+// and the descriptor count D; descriptor k names the home blocks of images [k*cap, (k+1)*cap).
+constexpr size_t kDescSeq = 48, kDescCount = 56, kDescBlocks = 60, kDescTargets = 64;
 // Commit body.
 constexpr size_t kCommitSeq = 48, kCommitCount = 56, kCommitPayloadChecksum = 64;
+// Largest long transaction (kIncompatLongTransactions), in images: 32 MiB of 4 KiB blocks.
+// Random overwrites dirty a tree leaf or two each; the longer a transaction, the more of them
+// share a leaf, and the fewer bytes each costs in the log and at checkpoint.
+constexpr size_t kMaxLongTransactionBlocks = 8192;
 
 size_t descriptor_capacity(uint32_t block_size) { return (block_size - kDescTargets) / 8; }
+size_t descriptors_for(size_t images, uint32_t block_size) {
+  return std::max<size_t>(1, (images + descriptor_capacity(block_size) - 1) / descriptor_capacity(block_size));
+}
 
 // Home blocks a transaction may name: the superblock, bitmaps and the data area.
 bool valid_home(const Superblock& sb, uint64_t b) {
@@ -45,27 +54,44 @@ Result<Journal::LogContents> Journal::read_log(BlockDevice& dev, const Superbloc
   log.next_seq = log.start_seq;
   const uint64_t start = sb.journal_start + 1, end = sb.journal_start + sb.journal_blocks;
   uint64_t pos = start;
-  AlignedBuffer desc(bs), commit(bs);
+  const bool long_ok = sb.incompat & kIncompatLongTransactions;
+  const size_t cap = descriptor_capacity(bs);
+  AlignedBuffer first(bs), commit(bs);
   while (pos + 2 <= end) {
-    if (!dev.read(pos * bs, desc.data(), bs).ok()) break;
-    if (!verify_block(desc.span(), BlockType::kJournalDescriptor, pos, sb.uuid).ok()) break;
-    if (get64(desc.data() + kDescSeq) != log.next_seq) break;
-    uint32_t count = get32(desc.data() + kDescCount);
-    if (count > descriptor_capacity(bs) || pos + count + 2 > end) break;
+    if (!dev.read(pos * bs, first.data(), bs).ok()) break;
+    if (!verify_block(first.span(), BlockType::kJournalDescriptor, pos, sb.uuid).ok()) break;
+    if (get64(first.data() + kDescSeq) != log.next_seq) break;
+    const uint32_t count = get32(first.data() + kDescCount);
+    const uint32_t ndesc = std::max<uint32_t>(1, get32(first.data() + kDescBlocks));  // 0: written before the field
+    if (ndesc > 1 && !long_ok) break;
+    if (ndesc != descriptors_for(count, bs) || pos + ndesc + count + 1 > end) break;
+    AlignedBuffer desc(size_t(ndesc) * bs);
+    std::memcpy(desc.data(), first.data(), bs);
+    if (ndesc > 1 && !dev.read((pos + 1) * bs, desc.data() + bs, size_t(ndesc - 1) * bs).ok()) break;
+    bool descriptors_ok = true;
+    for (uint32_t k = 1; k < ndesc && descriptors_ok; ++k) {
+      std::span<const uint8_t> d(desc.data() + size_t(k) * bs, bs);
+      descriptors_ok = verify_block(d, BlockType::kJournalDescriptor, pos + k, sb.uuid).ok() &&
+                       get64(d.data() + kDescSeq) == log.next_seq && get32(d.data() + kDescCount) == count &&
+                       get32(d.data() + kDescBlocks) == ndesc;
+    }
+    if (!descriptors_ok) break;
+    auto home_of = [&](uint32_t i) { return get64(desc.data() + size_t(i / cap) * bs + kDescTargets + 8 * (i % cap)); };
     AlignedBuffer images(size_t(count) * bs);
-    if (count && !dev.read((pos + 1) * bs, images.data(), size_t(count) * bs).ok()) break;
-    uint64_t cpos = pos + 1 + count;
+    const uint64_t ipos = pos + ndesc;
+    if (count && !dev.read(ipos * bs, images.data(), size_t(count) * bs).ok()) break;
+    uint64_t cpos = ipos + count;
     if (!dev.read(cpos * bs, commit.data(), bs).ok()) break;
     if (!verify_block(commit.span(), BlockType::kJournalCommit, cpos, sb.uuid).ok()) break;
     if (get64(commit.data() + kCommitSeq) != log.next_seq || get32(commit.data() + kCommitCount) != count) break;
     Xxh3Stream h;
-    h.update(desc.data(), bs);
+    h.update(desc.data(), size_t(ndesc) * bs);
     h.update(images.data(), size_t(count) * bs);
     if (h.digest() != get64(commit.data() + kCommitPayloadChecksum)) break;  // torn transaction
     // A transaction that passed its commit checksum yet carries a bad image was forged or
     // written by a bug: refuse the whole log rather than write anything home.
     for (uint32_t i = 0; i < count; ++i) {
-      uint64_t home = get64(desc.data() + kDescTargets + 8 * i);
+      uint64_t home = home_of(i);
       std::string where = "journal transaction " + std::to_string(log.next_seq) + " at block " + std::to_string(pos);
       if (!valid_home(sb, home))
         return Status::error(EUCLEAN, where + " names block " + std::to_string(home) + " outside the metadata area");
@@ -84,7 +110,7 @@ Result<Journal::LogContents> Journal::read_log(BlockDevice& dev, const Superbloc
       }
     }
     for (uint32_t i = 0; i < count; ++i) {
-      uint64_t home = get64(desc.data() + kDescTargets + 8 * i);
+      uint64_t home = home_of(i);
       const uint8_t* img = images.data() + size_t(i) * bs;
       log.images[home].assign(img, img + bs);
     }
@@ -111,10 +137,13 @@ Journal::Journal(BlockDevice& dev, const Superblock& sb, uint64_t next_seq)
     : dev_(dev), sb_(sb), next_seq_(next_seq), head_(sb.journal_start + 1) {}
 
 size_t Journal::max_transaction_blocks() const {
-  return std::min<size_t>(descriptor_capacity(sb_.block_size), log_blocks_total() / 2 - 1);
+  const size_t single = std::min<size_t>(descriptor_capacity(sb_.block_size), log_blocks_total() / 2 - 1);
+  if (!(sb_.incompat & kIncompatLongTransactions)) return single;
+  // A quarter of the log, so a checkpoint comes every three or four long transactions.
+  return std::max(single, std::min(kMaxLongTransactionBlocks, log_blocks_total() / 4));
 }
 
-bool Journal::fits(size_t n) const { return head_ + n + 2 <= log_end(); }
+bool Journal::fits(size_t n) const { return head_ + descriptors_for(n, sb_.block_size) + n + 1 <= log_end(); }
 
 Status Journal::commit(const std::vector<BufferRef>& bufs) {
   if (bufs.empty()) return {};
@@ -125,24 +154,30 @@ Status Journal::commit(const std::vector<BufferRef>& bufs) {
   const uint32_t bs = sb_.block_size;
   const uint64_t seq = next_seq_;
   const size_t n = bufs.size();
-  AlignedBuffer run((n + 2) * size_t(bs));
-  uint8_t* desc = run.data();
-  put64(desc + kDescSeq, seq);
-  put32(desc + kDescCount, static_cast<uint32_t>(n));
+  const size_t cap = descriptor_capacity(bs);
+  const size_t ndesc = descriptors_for(n, bs);
+  AlignedBuffer run((ndesc + n + 1) * size_t(bs));
+  for (size_t k = 0; k < ndesc; ++k) {
+    uint8_t* desc = run.data() + k * bs;
+    put64(desc + kDescSeq, seq);
+    put32(desc + kDescCount, static_cast<uint32_t>(n));
+    put32(desc + kDescBlocks, static_cast<uint32_t>(ndesc));
+  }
   for (size_t i = 0; i < n; ++i) {
     Buffer& b = *bufs[i];
-    put64(desc + kDescTargets + 8 * i, b.blocknr);
+    put64(run.data() + (i / cap) * bs + kDescTargets + 8 * (i % cap), b.blocknr);
     stamp_block(b.span(), b.type, b.blocknr, sb_.uuid, seq);
-    std::memcpy(run.data() + (i + 1) * bs, b.data(), bs);
+    std::memcpy(run.data() + (ndesc + i) * bs, b.data(), bs);
   }
-  stamp_block({desc, bs}, BlockType::kJournalDescriptor, head_, sb_.uuid, seq);
-  uint8_t* commit = run.data() + (n + 1) * bs;
+  for (size_t k = 0; k < ndesc; ++k)
+    stamp_block({run.data() + k * bs, bs}, BlockType::kJournalDescriptor, head_ + k, sb_.uuid, seq);
+  uint8_t* commit = run.data() + (ndesc + n) * bs;
   put64(commit + kCommitSeq, seq);
   put32(commit + kCommitCount, static_cast<uint32_t>(n));
   Xxh3Stream h;
-  h.update(run.data(), (n + 1) * size_t(bs));
+  h.update(run.data(), (ndesc + n) * size_t(bs));
   put64(commit + kCommitPayloadChecksum, h.digest());
-  stamp_block({commit, bs}, BlockType::kJournalCommit, head_ + n + 1, sb_.uuid, seq);
+  stamp_block({commit, bs}, BlockType::kJournalCommit, head_ + ndesc + n, sb_.uuid, seq);
   SFS_TRY(dev_.write(head_ * bs, run.data(), run.size()));
   SFS_TRY(dev_.flush());
   for (const BufferRef& b : bufs) {
@@ -150,19 +185,36 @@ Status Journal::commit(const std::vector<BufferRef>& bufs) {
     b->needs_checkpoint = true;
     checkpoint_[b->blocknr] = b;
   }
-  head_ += n + 2;
+  head_ += ndesc + n + 1;
   ++next_seq_;
   return {};
 }
 
 Status Journal::checkpoint() {
   const uint32_t bs = sb_.block_size;
-  // Home writes in block order; the superblock (block 0) first is fine: the log still holds
-  // every image until the header moves, so a crash here replays them all again.
+  // Home writes in block order, neighbours gathered into one write of up to
+  // kCheckpointRunBlocks (tree nodes are allocated from the top of the device, bitmaps lie
+  // together): a long transaction's thousands of blocks go home in far fewer writes. The
+  // superblock (block 0) first is fine: the log still holds every image until the header
+  // moves, so a crash here replays them all again.
+  constexpr size_t kCheckpointRunBlocks = 256;
+  AlignedBuffer gather(kCheckpointRunBlocks * size_t(bs));
+  uint64_t run_start = 0;
+  size_t run_len = 0;
+  auto write_run = [&]() -> Status {
+    if (run_len == 0) return {};
+    Status st = dev_.write(run_start * bs, gather.data(), run_len * bs);
+    run_len = 0;
+    return st;
+  };
   for (auto& [blocknr, buf] : checkpoint_) {
     if (!buf->needs_checkpoint) continue;  // freed since it was committed
-    SFS_TRY(dev_.write(blocknr * bs, buf->data(), bs));
+    if (run_len > 0 && (blocknr != run_start + run_len || run_len == kCheckpointRunBlocks)) SFS_TRY(write_run());
+    if (run_len == 0) run_start = blocknr;
+    std::memcpy(gather.data() + run_len * bs, buf->data(), bs);
+    ++run_len;
   }
+  SFS_TRY(write_run());
   SFS_TRY(dev_.flush());
   SFS_TRY(write_header(dev_, sb_, next_seq_));
   for (auto& [blocknr, buf] : checkpoint_) buf->needs_checkpoint = false;

@@ -53,6 +53,7 @@ Result<Superblock> plan_filesystem(uint64_t device_bytes, const MkfsOptions& opt
   sb.bitmap_blocks = (sb.total_blocks + bits - 1) / bits;
   sb.data_start = sb.bitmap_start + sb.bitmap_blocks;
   sb.ro_compat = opts.data_checksums ? kRoCompatDataChecksums : 0;
+  sb.incompat = kIncompatLongTransactions;
   sb.uuid = random_uuid();
   sb.label = opts.label;
   sb.state = kStateClean;

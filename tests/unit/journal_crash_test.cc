@@ -25,7 +25,7 @@ constexpr uint64_t kDeviceBytes = 8ull << 20;
 // Runs a deterministic random namespace workload; records the namespace after every
 // operation, and for every sync the device write count at which it completed.
 struct Workload {
-  std::vector<std::string> states;            // states[i]: after i operations
+  std::vector<std::string> states;            // states[i]: after i operations (the first i steps)
   std::vector<std::pair<uint64_t, size_t>> synced;  // (writes when sync returned, ops covered)
 };
 
@@ -36,7 +36,15 @@ std::string name_of(int i) {
   return name;
 }
 
-Workload run_workload(Filesystem& fs, MemoryDevice& dev, int ops, uint32_t seed) {
+// How often the workload syncs, and how much one operation may add: the long shape syncs
+// rarely and sets large xattrs (chunked over many tree leaves) after most operations, so a
+// transaction outgrows one journal descriptor block.
+struct WorkloadShape {
+  uint32_t sync_one_in = 3;
+  bool large_xattrs = false;
+};
+
+Workload run_workload(Filesystem& fs, MemoryDevice& dev, int ops, uint32_t seed, WorkloadShape shape = {}) {
   Workload w;
   std::mt19937 rng(seed);
   auto dump = [&] {
@@ -104,8 +112,18 @@ Workload run_workload(Filesystem& fs, MemoryDevice& dev, int ops, uint32_t seed)
       if (st.ok()) std::swap(files[i], files[j]);
     }
     REQUIRE_MESSAGE(st.ok(), "operation " << op << " (kind " << kind << "): " << st.message());
+    if (shape.large_xattrs && !files.empty() && rng() % 3 != 0) {
+      w.states.push_back(dump());  // a commit may come between the two operations
+      size_t i = rng() % files.size();
+      auto target = fs.lookup(files[i].first, files[i].second);
+      REQUIRE(target.ok());
+      std::string value(30000 + rng() % 30000, static_cast<char>('a' + rng() % 26));
+      st = fs.setxattr(target->ino, "user.big" + std::to_string(rng() % 4),
+                       {reinterpret_cast<const uint8_t*>(value.data()), value.size()}, 0);
+      REQUIRE_MESSAGE(st.ok(), "operation " << op << " (large xattr): " << st.message());
+    }
     w.states.push_back(dump());
-    if (rng() % 3 == 0) {
+    if (rng() % shape.sync_one_in == 0) {
       REQUIRE(fs.sync().ok());
       w.synced.emplace_back(dev.log().size(), w.states.size() - 1);
     }
@@ -149,18 +167,20 @@ CutResult mount_cut(std::vector<uint8_t> image, const std::vector<std::string>& 
   return r;
 }
 
-}  // namespace
 
-TEST_CASE("journal: a crash after any write recovers to a committed prefix and fsck is clean") {
-  MemoryDevice dev(kDeviceBytes, "crash");
-  MkfsOptions mo;
+// Every crash point of one workload: the device after each write, and each multi-block
+// journal commit torn in half, mounts to a committed prefix that never goes backwards and
+// never behind a completed sync; fsck is clean every time. Returns the recorded log.
+std::vector<MemoryDevice::LoggedWrite> check_crash_points(uint64_t device_bytes, const MkfsOptions& mo, int ops,
+                                                       uint32_t seed, WorkloadShape shape) {
+  MemoryDevice dev(device_bytes, "crash");
   REQUIRE(make_filesystem(dev, mo).ok());
   std::vector<uint8_t> base = dev.snapshot();
 
   dev.set_recording(true);
   auto fs = Filesystem::open(dev, {});
   REQUIRE(fs.ok());
-  Workload w = run_workload(**fs, dev, 400, 12345);
+  Workload w = run_workload(**fs, dev, ops, seed, shape);
   REQUIRE((*fs)->close().ok());
   const auto log = dev.log();  // copy: mount_cut's devices do not record
   dev.set_recording(false);
@@ -184,22 +204,26 @@ TEST_CASE("journal: a crash after any write recovers to a committed prefix and f
       CHECK(r.fsck_exit == 0);
       // Never behind a completed sync, never going backwards.
       int must_have = 0;
-      for (auto& [writes_at_sync, ops] : w.synced)
-        if (writes_at_sync <= k) must_have = static_cast<int>(ops);
+      for (auto& [writes_at_sync, ops_covered] : w.synced)
+        if (writes_at_sync <= k) must_have = static_cast<int>(ops_covered);
       CHECK(r.state >= must_have);
       CHECK(r.state >= last_state);
       last_state = r.state;
     }
-    // Tear the next write if it is a multi-block journal commit: only its first half lands.
+    // Tear the next write if it is a multi-block journal commit: only its first half lands;
+    // for one long enough to need several descriptor blocks, also only its first block.
     if (k < log.size() && !log[k].is_flush && log[k].data.size() >= 3 * 4096) {
-      std::vector<uint8_t> torn_image = image;
-      size_t half = (log[k].data.size() / 2) & ~size_t(4095);
-      std::copy(log[k].data.begin(), log[k].data.begin() + static_cast<long>(half),
-                torn_image.begin() + static_cast<long>(log[k].offset));
-      CutResult t = mount_cut(std::move(torn_image), w.states);
-      REQUIRE_MESSAGE(t.error.empty(), t.error);
-      CHECK(t.state == last_state);  // the torn transaction is ignored entirely
-      ++torn;
+      std::vector<size_t> landed{(log[k].data.size() / 2) & ~size_t(4095)};
+      if (log[k].data.size() > (504 + 2) * 4096) landed.push_back(4096);
+      for (size_t bytes : landed) {
+        std::vector<uint8_t> torn_image = image;
+        std::copy(log[k].data.begin(), log[k].data.begin() + static_cast<long>(bytes),
+                  torn_image.begin() + static_cast<long>(log[k].offset));
+        CutResult t = mount_cut(std::move(torn_image), w.states);
+        REQUIRE_MESSAGE(t.error.empty(), t.error);
+        CHECK(t.state == last_state);  // the torn transaction is ignored entirely
+        ++torn;
+      }
     }
   }
   CHECK(last_state == static_cast<int>(w.states.size()) - 1);
@@ -207,6 +231,26 @@ TEST_CASE("journal: a crash after any write recovers to a committed prefix and f
                            << " journal header rewrites, " << w.states.size() - 1 << " operations");
   CHECK(torn > 10);
   CHECK(checkpoints_seen > 0);
+  return log;
+}
+
+}  // namespace
+
+TEST_CASE("journal: a crash after any write recovers to a committed prefix and fsck is clean") {
+  check_crash_points(kDeviceBytes, MkfsOptions{}, 400, 12345, WorkloadShape{});
+}
+
+TEST_CASE("journal: transactions spanning several descriptor blocks recover whole or not at all") {
+  // A 4096-block journal takes transactions of up to 1023 blocks: three descriptor blocks.
+  MkfsOptions mo;
+  mo.journal_blocks = 4096;
+  const auto log = check_crash_points(64ull << 20, mo, 300, 777, WorkloadShape{60, true});
+  const uint64_t log_start = 2 * 4096, log_end = (1 + mo.journal_blocks) * 4096;
+  size_t long_commits = 0;
+  for (const auto& e : log)
+    if (!e.is_flush && e.offset >= log_start && e.offset < log_end && e.data.size() > (504 + 2) * 4096) ++long_commits;
+  MESSAGE(long_commits << " transactions longer than one descriptor block");
+  CHECK(long_commits > 0);
 }
 
 }  // namespace stablefs
