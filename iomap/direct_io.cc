@@ -120,15 +120,19 @@ void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemo
   req->pos = pos;
   req->user_dst = dst;
   if (dst.empty()) return finish(req.release());
-  auto size = file_size(ino);
-  if (!size.ok()) {
-    req->walk_status = size.status();
+  const uint64_t apos = round_down(pos, block_size_);
+  // The first mapping also says where the file ends: one trip to the filesystem for both.
+  IomapIter it(ops_, ino, apos, round_up(pos + dst.size(), block_size_) - apos, kIomapRead | kIomapDirect);
+  if (!it.next()) {
+    req->walk_status = it.status();
     return finish(req.release());
   }
-  req->len = pos >= *size ? 0 : static_cast<size_t>(std::min<uint64_t>(dst.size(), *size - pos));
+  const uint64_t size = it.map().file_size;
+  req->len = pos >= size ? 0 : static_cast<size_t>(std::min<uint64_t>(dst.size(), size - pos));
   if (req->len == 0) return finish(req.release());
-  req->apos = round_down(pos, block_size_);
+  req->apos = apos;
   req->alen = static_cast<size_t>(round_up(pos + req->len, block_size_) - req->apos);
+  it.clip(req->apos + req->alen);
   bool aligned = req->apos == pos && req->alen == req->len &&
                  (reinterpret_cast<uintptr_t>(dst.data()) & config_.memory_alignment) == 0;
   if (aligned) {
@@ -139,13 +143,17 @@ void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemo
   // Private memory is never bounced. (A shared caller's unaligned request reads into the
   // engine's own buffer, which is private too, but bounce=always still means every unit of
   // such a caller is bounced.)
-  start_read(req.release(), config_.bounce && memory == ReadMemory::kShared);
+  read_walk(req.release(), config_.bounce && memory == ReadMemory::kShared, it, true);
 }
 
 void DirectIo::start_read(Request* req, bool bounce) {
-  const IoUnitGeometry geometry{block_size_, config_.memory_alignment};
   IomapIter it(ops_, req->ino, req->apos, req->alen, kIomapRead | kIomapDirect);
-  while (it.next()) {
+  read_walk(req, bounce, it, it.next());
+}
+
+void DirectIo::read_walk(Request* req, bool bounce, IomapIter& it, bool first_mapped) {
+  const IoUnitGeometry geometry{block_size_, config_.memory_alignment};
+  for (bool mapped = first_mapped; mapped; mapped = it.next()) {
     const uint64_t n = it.length();
     std::span<uint8_t> buf = req->io_buf.subspan(static_cast<size_t>(it.pos() - req->apos), static_cast<size_t>(n));
     if (it.map().needs_zero_on_read()) {

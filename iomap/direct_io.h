@@ -50,6 +50,8 @@
 
 namespace stablefs {
 
+class IomapIter;
+
 // The bytes a write sends and, optionally, the caller's way to keep them alive and unchanged
 // past the call (a FUSE receive buffer). The engine calls keep() at most once, on the calling
 // thread before write() returns, exactly when it decides to send bytes zero-copy, and holds
@@ -119,6 +121,9 @@ class DirectIo {
   // Maps the aligned range of a read and submits its units as they are built, bounced when
   // bounce says so.
   void start_read(Request* req, bool bounce);
+  // The walk of start_read over it, whose current mapping (when first_mapped) is the first
+  // of the request: read() has begun it to learn the file's size.
+  void read_walk(Request* req, bool bounce, IomapIter& it, bool first_mapped);
   void submit_unit(Request* req, UnitSlot* slot);
   SourceUse start_write(Request* req);
   SourceUse write_request(uint64_t ino, uint64_t pos, WriteSource src, Done done, bool take_lock);

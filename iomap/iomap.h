@@ -51,6 +51,9 @@ struct Iomap {
   uint64_t offset = 0;    // file byte offset where the mapping starts (block aligned)
   uint64_t length = 0;    // bytes (block multiple)
   uint64_t dev_addr = 0;  // device byte address of offset (kMapped, kUnwritten, kShared)
+  // The file's size in bytes when begin() made this mapping: a read learns where the file
+  // ends from its first mapping, under the same lock acquisition.
+  uint64_t file_size = 0;
 
   uint64_t end() const { return offset + length; }
   bool needs_zero_on_read() const { return type == IomapType::kHole || type == IomapType::kUnwritten; }

@@ -61,6 +61,11 @@ void IomapIter::advance(uint64_t bytes) {
   total_ += bytes;
 }
 
+void IomapIter::clip(uint64_t end) {
+  if (end < pos_) end = pos_;
+  remaining_ = std::min(remaining_, end - pos_);
+}
+
 void IomapIter::fail(Status st) {
   if (status_.ok()) status_ = std::move(st);
   stop_ = true;

@@ -35,6 +35,10 @@ class IomapIter {
   void advance(uint64_t bytes);
   // Records an actor's error: the walk ends after this mapping.
   void fail(Status st);
+  // Ends the walk at byte end (block aligned, at least pos()): the current mapping is cut
+  // there and nothing past it is mapped. A read that learns the file's size from its first
+  // mapping stops at end of file this way.
+  void clip(uint64_t end);
 
   const Iomap& map() const { return map_; }
   uint64_t pos() const { return pos_; }

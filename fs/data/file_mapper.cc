@@ -67,6 +67,7 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
   uint64_t n = std::min(piece.nblocks, want);
   Iomap map;
   map.offset = fb * bs;
+  map.file_size = inode.rec.size;
 
   auto as_stored = [&] {
     map.length = n * bs;
