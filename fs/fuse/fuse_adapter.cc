@@ -175,19 +175,39 @@ void reply_status(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok(
 
 Credentials creds(fuse_req_t req) { return request_credentials(req); }
 
+// What the daemon keeps per open file handle (fuse_file_info::fh): made by open and create,
+// deleted by release, which the kernel sends after the handle's last request.
+struct OpenFile {
+  std::atomic<bool> read_seen{false};  // a read came through it (relatime is checked once)
+  // The set-id epoch (Filesystem::setid_epoch) at which a data change through this handle
+  // found the file without set-id bits; 0: not known.
+  std::atomic<uint64_t> no_setid_at_epoch{0};
+};
+
+OpenFile* open_file_of(const fuse_file_info* fi) {
+  return fi ? reinterpret_cast<OpenFile*>(static_cast<uintptr_t>(fi->fh)) : nullptr;
+}
+
 // Before a write or fallocate changes ino's data: the set-id bits the caller's change takes
 // away (Filesystem::drop_setid_for_data_change). kernel_says_no_fsetid: the kernel marked
 // the request FUSE_WRITE_KILL_SUIDGID (it does so on direct writes by a caller without
 // CAP_FSETID); otherwise the caller's capabilities are read from /proc if the file has a bit.
 // On a buffered write the kernel has already cleared what it clears (a SETATTR before it).
-Status drop_setid_before_data_change(fuse_req_t req, uint64_t ino, bool kernel_says_no_fsetid) {
+// handle (may be null): once it has seen the file without set-id bits, later changes through
+// it skip the lookup until some file gains a bit (the set-id epoch moves).
+Status drop_setid_before_data_change(fuse_req_t req, uint64_t ino, bool kernel_says_no_fsetid, OpenFile* handle) {
+  Filesystem& fs = fsys(req);
+  const uint64_t epoch = fs.setid_epoch();
+  if (handle && handle->no_setid_at_epoch.load(std::memory_order_acquire) == epoch) return {};
   const DataChanger caller{
       [req, kernel_says_no_fsetid] { return !kernel_says_no_fsetid && request_caller_has_cap_fsetid(req); },
       [req](uint32_t gid) { return request_caller_in_group(req, gid); }};
-  SFS_ASSIGN(const bool dropped, fsys(req).drop_setid_for_data_change(ino, caller));
+  SFS_ASSIGN(const Filesystem::SetidChange change, fs.drop_setid_for_data_change(ino, caller));
+  if (change == Filesystem::SetidChange::kNoSetid && handle)
+    handle->no_setid_at_epoch.store(epoch, std::memory_order_release);
   // The kernel keeps the mode it was last told (a stat asking for the mode alone is answered
   // from its cache): tell it the attributes changed. Only the attributes: offset < 0.
-  if (dropped) (void)fuse_lowlevel_notify_inval_inode(state(req).session, ino, -1, 0);
+  if (change == Filesystem::SetidChange::kDropped) (void)fuse_lowlevel_notify_inval_inode(state(req).session, ino, -1, 0);
   return {};
 }
 
@@ -325,16 +345,6 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* n
   guard(req, [&] { reply_entry(req, fsys(req).link(ino, newparent, newname)); });
 }
 
-// What the daemon keeps per open file handle (fuse_file_info::fh): made by open and create,
-// deleted by release, which the kernel sends after the handle's last request.
-struct OpenFile {
-  std::atomic<bool> read_seen{false};  // a read came through it (relatime is checked once)
-};
-
-OpenFile* open_file_of(const fuse_file_info* fi) {
-  return fi ? reinterpret_cast<OpenFile*>(static_cast<uintptr_t>(fi->fh)) : nullptr;
-}
-
 // Per-handle settings an open decides: O_DIRECT handles bypass the kernel's page cache.
 void set_open_flags(fuse_file_info* fi) {
   fi->direct_io = (fi->flags & O_DIRECT) ? 1 : 0;
@@ -430,11 +440,11 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 // The engine decides whether it copies the payload or sends it zero-copy; for the latter it
 // keeps the receive buffer holding it (fs/fuse/fuse_receive_loop.h) until the device has the
 // data, so the worker need not wait either way.
-void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info*) {
+void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info* fi) {
   guard(req, [&] {
     const std::optional<uint32_t> write_flags = current_write_flags();
-    const Status dropped =
-        drop_setid_before_data_change(req, ino, write_flags && (*write_flags & FUSE_WRITE_KILL_SUIDGID));
+    const Status dropped = drop_setid_before_data_change(
+        req, ino, write_flags && (*write_flags & FUSE_WRITE_KILL_SUIDGID), open_file_of(fi));
     if (!dropped.ok()) return reply_status(req, dropped);
     FuseServer::State& st = state(req);
     const WriteSource src{{reinterpret_cast<const uint8_t*>(data), size}, [] { return keep_receive_buffer(); }};
@@ -614,7 +624,7 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 // access(2) and chdir itself (generic_permission, with supplementary groups and the ACLs
 // this filesystem stores) and never sends FUSE_ACCESS.
 
-void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info*) {
+void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi) {
   guard(req, [&] {
     if (offset < 0 || length <= 0) return reply_status(req, Status::error(EINVAL, "fallocate range"));
     if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
@@ -623,7 +633,7 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
     if (mode & FALLOC_FL_KEEP_SIZE) m |= kFallocKeepSize;
     if (mode & FALLOC_FL_PUNCH_HOLE) m |= kFallocPunchHole;
     if (mode & FALLOC_FL_ZERO_RANGE) m |= kFallocZeroRange;
-    const Status dropped = drop_setid_before_data_change(req, ino, false);
+    const Status dropped = drop_setid_before_data_change(req, ino, false, open_file_of(fi));
     if (!dropped.ok()) return reply_status(req, dropped);
     reply_status(req, vol(req).fallocate(ino, m, static_cast<uint64_t>(offset), static_cast<uint64_t>(length)));
   });

@@ -14,6 +14,7 @@
 // Thread-safe as annotated: REQUIRES(mutex()) members are called with the lock held.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -51,6 +52,10 @@ class InodeTable {
   MetadataStore& store_unlocked() NO_THREAD_SAFETY_ANALYSIS { return *store_; }
   // Fixed for the life of the mount: no lock needed.
   uint32_t block_size() const { return block_size_; }
+  // Moves on whenever save() stores a regular file whose mode has a set-id bit. A file seen
+  // without set-id bits (under the lock) while the epoch was E has none as long as the epoch
+  // is still E: a data change may then skip looking. Any thread, no lock.
+  uint64_t setid_epoch() const { return setid_epoch_.load(std::memory_order_acquire); }
 
   // ENOENT when ino does not exist; EUCLEAN when its record does not decode.
   Result<Inode> load(uint64_t ino) REQUIRES(mu_);
@@ -95,6 +100,7 @@ class InodeTable {
   mutable Mutex mu_;
   std::unique_ptr<MetadataStore> store_ PT_GUARDED_BY(mu_);
   const uint32_t block_size_;
+  std::atomic<uint64_t> setid_epoch_{1};
   std::unordered_map<uint64_t, uint64_t> holds_ GUARDED_BY(mu_);  // ino -> holds
   std::unordered_set<uint64_t> orphans_ GUARDED_BY(mu_);          // inodes this mount listed
   bool closed_ GUARDED_BY(mu_) = false;

@@ -504,20 +504,21 @@ Status Filesystem::note_access(uint64_t ino, AtimePolicy policy) {
       [&]() REQUIRES(inodes_.mutex()) { return inodes_.save(inode, InodeChange::kTimesOnly); }));
 }
 
-Result<bool> Filesystem::drop_setid_for_data_change(uint64_t ino, const DataChanger& caller) {
+Result<Filesystem::SetidChange> Filesystem::drop_setid_for_data_change(uint64_t ino, const DataChanger& caller) {
   MutexLock lock(inodes_.mutex());
   SFS_ASSIGN(Inode inode, inodes_.load(ino));
   const uint32_t mode = inode.rec.mode;
-  if (!S_ISREG(mode) || !(mode & (S_ISUID | S_ISGID)) || caller.keeps_setid()) return false;
+  if (!S_ISREG(mode) || !(mode & (S_ISUID | S_ISGID))) return SetidChange::kNoSetid;
+  if (caller.keeps_setid()) return SetidChange::kKept;
   uint32_t drop = mode & S_ISUID;
   if ((mode & S_ISGID) && ((mode & S_IXGRP) || !caller.in_group(inode.rec.gid))) drop |= S_ISGID;
-  if (!drop) return false;
+  if (!drop) return SetidChange::kKept;
   SFS_TRY(store_locked().begin_operation(kOpBlocks));
   inode.rec.mode &= ~drop;
   inode.rec.ctime = now_timespec();
   SFS_TRY(store_locked().end_operation(
       out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) { return inodes_.save(inode); })));
-  return true;
+  return SetidChange::kDropped;
 }
 
 Status Filesystem::list_directory(uint64_t dir, uint64_t offset, const std::function<bool(const DirEntry&)>& fn) {

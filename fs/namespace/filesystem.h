@@ -143,10 +143,14 @@ class Filesystem {
   // A change of a regular file's data (a write, fallocate) by a caller without CAP_FSETID
   // takes set-id bits away, as the kernel decides for local filesystems: set-user-ID always,
   // set-group-ID when group members may execute the file or the caller is not in its group.
-  // Call it before the change; returns whether the mode changed (a kernel caching the
-  // inode's attributes must then be told). Nothing is written (and the caller not asked) when
-  // the file has neither bit: then it costs one inode lookup under the metadata lock.
-  Result<bool> drop_setid_for_data_change(uint64_t ino, const DataChanger& caller);
+  // Call it before the change; says whether the mode changed (a kernel caching the inode's
+  // attributes must then be told). Nothing is written (and the caller not asked) when the
+  // file has neither bit (kNoSetid): then it costs one inode lookup under the metadata lock,
+  // and while setid_epoch() is what it was before the call, the file still has none.
+  enum class SetidChange { kNoSetid, kKept, kDropped };
+  Result<SetidChange> drop_setid_for_data_change(uint64_t ino, const DataChanger& caller);
+  // InodeTable::setid_epoch: any thread, no lock.
+  uint64_t setid_epoch() const { return inodes_.setid_epoch(); }
   // Entries after cookie (0: from the start), in cookie order, until fn returns false.
   // "." and ".." are not stored and not listed.
   Status readdir(uint64_t dir, uint64_t cookie, const std::function<bool(const DirEntry&)>& fn);
