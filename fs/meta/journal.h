@@ -1,7 +1,9 @@
 // Journal: the write-ahead log that makes every metadata change atomic and durable.
 //
 // Physical block journaling. A transaction is written as one contiguous run of log blocks:
-//   descriptor (home block numbers) | the block images | commit (checksum over all of it)
+//   descriptors (home block numbers) | the block images | commit (checksum over all of it)
+// One descriptor block names up to (block_size - 64) / 8 images; a filesystem with
+// kIncompatLongTransactions may use several, so one transaction holds thousands of blocks.
 // and a single device flush makes it durable; a torn or half-written transaction fails the
 // commit checksum and is ignored at replay. Images reach their home locations only at
 // checkpoint (when the log is full, on sync of a long log, at unmount), after which the log
