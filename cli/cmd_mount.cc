@@ -86,7 +86,7 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
   if (!volume.ok()) return report_error(volume.status().message());
   cfg.fuse.mountpoint = a.mountpoint;
   cfg.fuse.fsname = a.device;
-  cfg.fuse.receive_stats = std::make_shared<ReceiveBufferStats>();
+  cfg.fuse.receive_stats = std::make_shared<TransportStats>();
   auto server = FuseServer::mount(**volume, cfg.fuse);
   if (!server.ok()) {
     (void)(*volume)->close();

@@ -54,6 +54,15 @@ std::string stats_report(const ControlTarget& t) {
     std::snprintf(buf, sizeof buf, "receive buffers  %llu allocated, %llu in use, bound %llu (%llu waits at the bound)\n",
                   r(t.receive->allocated), r(t.receive->in_use), r(t.receive->bound), r(t.receive->waits));
     out += buf;
+    if (!t.receive->uring_requested.load(std::memory_order_relaxed)) {
+      std::snprintf(buf, sizeof buf, "fuse transport   /dev/fuse: %llu requests\n", r(t.receive->device_requests));
+    } else {
+      std::snprintf(buf, sizeof buf,
+                    "fuse transport   io_uring: %llu entries on %llu queues, %llu requests; /dev/fuse: %llu requests\n",
+                    r(t.receive->uring_entries), r(t.receive->uring_queues), r(t.receive->uring_requests),
+                    r(t.receive->device_requests));
+    }
+    out += buf;
   }
   const ProcessMemory mem = process_memory();
   std::snprintf(buf, sizeof buf, "daemon memory    %llu KiB resident, peak %llu KiB\n", (unsigned long long)mem.resident_kib,

@@ -25,7 +25,7 @@ struct ControlTarget {
   Volume* volume = nullptr;
   std::string mountpoint;
   std::string device;
-  std::shared_ptr<const ReceiveBufferStats> receive = {};
+  std::shared_ptr<const TransportStats> receive = {};
   // Applies a remount (FuseServer::remount); empty: remount requests are refused.
   std::function<Status(const RemountSettings&)> remount = {};
   // The mount's online scrub (must outlive the server); null: scrub requests are refused.

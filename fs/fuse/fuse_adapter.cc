@@ -22,7 +22,9 @@
 #include "bounce/mutex.h"
 #include "fs/copy_range.h"
 #include "fs/format/format.h"
+#include "fs/fuse/current_request.h"
 #include "fs/fuse/fuse_receive_loop.h"
+#include "fs/fuse/fuse_uring_transport.h"
 #include "fs/fuse/reply_buffers.h"
 #include "fs/fuse/request_caller.h"
 
@@ -715,6 +717,8 @@ std::string escape_opt(const std::string& v) {
 }  // namespace
 
 Result<std::unique_ptr<FuseServer>> FuseServer::mount(Volume& volume, const FuseMountOptions& opts) {
+  if (opts.uring && !FuseUringTransport::kernel_enabled())
+    return Status::error(EOPNOTSUPP, "uring: FUSE over io_uring is off in this kernel (/sys/module/fuse/parameters/enable_uring is not Y)");
   std::unique_ptr<FuseServer> server(new FuseServer());
   server->state_ = std::make_unique<State>();
   State& s = *server->state_;
@@ -766,7 +770,11 @@ FuseServer::~FuseServer() {
 Status FuseServer::run() {
   // Our own loop (not fuse_session_loop_mt): its receive buffers put WRITE payloads on an
   // aligned address, so zero-copy writes need no copy (fs/fuse/fuse_receive_loop.h).
-  const int rc = run_aligned_receive_loop(se_, state_->opts.max_threads, state_->opts.receive_stats);
+  ReceiveLoopOptions loop;
+  loop.threads = state_->opts.max_threads;
+  loop.uring_entries_per_queue = state_->opts.uring ? FuseUringTransport::kDefaultEntriesPerQueue : 0;
+  loop.stats = state_->opts.receive_stats;
+  const int rc = run_aligned_receive_loop(se_, loop);
   state_->wait_for_replies();  // answered from I/O completions: before the session goes
   if (mounted_) {
     fuse_session_unmount(se_);

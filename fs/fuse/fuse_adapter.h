@@ -20,8 +20,9 @@
 // cache, so the kernel sends every write at once and sizes and times stay the daemon's.
 //
 // Threads: run() drives a multi-threaded receive loop (fs/fuse/fuse_receive_loop.h: WRITE payloads
-// land block-aligned, so zero-copy writes need no copy); operations run concurrently on its
-// workers (Volume and Filesystem are thread-safe). mount(), run() and the destructor are
+// land block-aligned, so zero-copy writes need no copy) and, with the uring option, the
+// threads of the FUSE-over-io_uring queues (fs/fuse/fuse_uring_transport.h); operations run
+// concurrently on all of them (Volume and Filesystem are thread-safe). mount(), run() and the destructor are
 // called from one thread; exit() from any thread or a signal handler's caller.
 #pragma once
 
@@ -44,6 +45,9 @@ struct FuseMountOptions {
   bool read_only = false;
   bool debug = false;                 // libfuse prints every request to stderr
   unsigned max_threads = 32;          // receive-loop workers
+  // Serve requests through FUSE over io_uring (fs/fuse/fuse_uring_transport.h); the kernel
+  // must have it on (its fuse module's enable_uring), or mount() fails.
+  bool uring = false;
   // Seconds the kernel may cache attributes, names and negative names. Every change reaches
   // the filesystem through this mount, and the kernel drops what a change invalidates (the
   // daemon tells it when it changes attributes on its own, as set-id bits on a write), so
@@ -58,8 +62,9 @@ struct FuseMountOptions {
   bool suid = true;
   bool dev = true;
   bool exec = true;
-  // Where the receive loop counts its buffers (stablefs stats); null: nobody reads them.
-  std::shared_ptr<ReceiveBufferStats> receive_stats = {};
+  // Where the transports count their buffers and requests (stablefs stats); null: nobody
+  // reads them.
+  std::shared_ptr<TransportStats> receive_stats = {};
 };
 
 // What a remount may change in a running mount (suid, dev and exec are the kernel's: mount

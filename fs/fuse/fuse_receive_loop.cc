@@ -11,14 +11,19 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <span>
 #include <thread>
 #include <vector>
 
 #include "bounce/mutex.h"
+#include "fs/fuse/current_request.h"
+#include "fs/fuse/fuse_uring_protocol.h"
+#include "fs/fuse/fuse_uring_transport.h"
 
 namespace stablefs {
 namespace {
@@ -54,7 +59,7 @@ class ReceiveBuffer {
 // after the loop ended.
 class BufferPool : public std::enable_shared_from_this<BufferPool> {
  public:
-  BufferPool(size_t bound, std::shared_ptr<ReceiveBufferStats> stats) : bound_(bound), stats_ptr_(std::move(stats)) {
+  BufferPool(size_t bound, std::shared_ptr<TransportStats> stats) : bound_(bound), stats_ptr_(std::move(stats)) {
     stats_.bound.store(bound, std::memory_order_relaxed);
   }
 
@@ -108,40 +113,46 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
     returned_.notify_one();
   }
   const size_t bound_;
-  const std::shared_ptr<ReceiveBufferStats> stats_ptr_;
-  ReceiveBufferStats& stats_ = *stats_ptr_;
+  const std::shared_ptr<TransportStats> stats_ptr_;
+  TransportStats& stats_ = *stats_ptr_;
   Mutex mu_;
   CondVar returned_;
   size_t allocated_ GUARDED_BY(mu_) = 0;
   std::vector<std::unique_ptr<ReceiveBuffer>> free_ GUARDED_BY(mu_);
 };
 
-// The buffer of the request the current worker thread is processing (keep_receive_buffer),
-// and how many bytes of it the request fills.
-thread_local std::shared_ptr<ReceiveBuffer>* current_buffer = nullptr;
-thread_local size_t current_request_bytes = 0;
-
 void wake_reader(int) {}  // interrupts a blocking read(); nothing else
 
 // add_init_reply_flags: what the INIT reply gains where the kernel offers it.
 std::atomic<uint64_t> extra_init_flags{0};
+// The io_uring transport of the running loop, if it has one: offered every reply first.
+std::atomic<std::shared_ptr<FuseUringTransport>> uring_transport;
+std::atomic<bool> said_not_offered{false};
 
-// The current worker's request, if it is the kernel's INIT: its header and arguments.
+// The current request, if it is the kernel's INIT: its header and arguments.
 bool current_init_request(fuse_in_header* in, fuse_init_in* init) {
-  if (!current_buffer || !*current_buffer || current_request_bytes < sizeof *in + sizeof *init) return false;
-  std::memcpy(in, (*current_buffer)->data(), sizeof *in);
+  const std::span<const char> bytes = current_request_bytes();
+  if (bytes.size() < sizeof *in + sizeof *init) return false;
+  std::memcpy(in, bytes.data(), sizeof *in);
   if (in->opcode != FUSE_INIT) return false;
-  std::memcpy(init, (*current_buffer)->data() + sizeof *in, sizeof *init);
+  std::memcpy(init, bytes.data() + sizeof *in, sizeof *init);
   return true;
 }
 
-// libfuse's reply writer (custom I/O). Every reply passes through unchanged except a
-// successful reply to INIT from the worker serving it, whose flags gain the extra ones the
-// kernel offered (only in the extended form the kernel reads flags2 from).
+// libfuse's reply writer (custom I/O). A reply to a request that came through an io_uring
+// entry goes back through it; every other reply is written to /dev/fuse unchanged, except a
+// successful reply to INIT from the thread serving it, whose flags gain the extra ones the
+// kernel offered (only in the extended form the kernel reads flags2 from). When those include
+// FUSE over io_uring, the transport starts once the kernel has taken the reply.
 ssize_t write_reply(int fd, iovec* iov, int count, void*) {
+  const std::shared_ptr<FuseUringTransport> uring = uring_transport.load(std::memory_order_acquire);
+  if (uring) {
+    ssize_t written = 0;
+    if (uring->reply(iov, count, &written)) return written;
+  }
   fuse_in_header in;
   fuse_init_in init;
-  const uint64_t extra = extra_init_flags.load(std::memory_order_relaxed);
+  const uint64_t extra = extra_init_flags.load(std::memory_order_relaxed) | (uring ? kFuseOverIoUring : 0);
   if (extra == 0 || count < 2 || iov[0].iov_len != sizeof(fuse_out_header) || !current_init_request(&in, &init))
     return ::writev(fd, iov, count);
   fuse_out_header out;
@@ -153,14 +164,19 @@ ssize_t write_reply(int fd, iovec* iov, int count, void*) {
   std::memcpy(&reply, iov[1].iov_base, iov[1].iov_len);
   uint64_t offered = init.flags;
   if (init.flags & FUSE_INIT_EXT) offered |= uint64_t{init.flags2} << 32;
+  uint64_t added = 0;
   if (reply.flags & FUSE_INIT_EXT) {
-    const uint64_t add = extra & offered;
-    reply.flags |= static_cast<uint32_t>(add);
-    reply.flags2 |= static_cast<uint32_t>(add >> 32);
+    added = extra & offered;
+    reply.flags |= static_cast<uint32_t>(added);
+    reply.flags2 |= static_cast<uint32_t>(added >> 32);
   }
   std::vector<iovec> amended(iov, iov + count);
   amended[1].iov_base = &reply;
-  return ::writev(fd, amended.data(), count);
+  const ssize_t rc = ::writev(fd, amended.data(), count);
+  if (uring && rc >= 0 && (added & kFuseOverIoUring)) uring->start();
+  else if (uring && !said_not_offered.exchange(true))
+    std::fprintf(stderr, "stablefs: the kernel did not take FUSE over io_uring; serving through /dev/fuse\n");
+  return rc;
 }
 
 ssize_t read_request(int fd, void* buf, size_t len, void*) { return ::read(fd, buf, len); }
@@ -173,12 +189,22 @@ struct Shared {
   int error GUARDED_BY(mu) = 0;  // first failure
 };
 
+// The receive buffer a worker holds, as the current request's memory: keeping it makes the
+// worker read its next request into another buffer.
+class HeldBuffer final : public RequestMemory {
+ public:
+  explicit HeldBuffer(const std::shared_ptr<ReceiveBuffer>& buf) : buf_(buf) {}
+  std::shared_ptr<const void> keep() override { return buf_; }
+
+ private:
+  const std::shared_ptr<ReceiveBuffer>& buf_;
+};
+
 // One worker: read a request, process it, until the session ends. Returns 0 or -errno.
-int serve(fuse_session* se, BufferPool& pool) {
+int serve(fuse_session* se, BufferPool& pool, TransportStats& stats) {
   const auto exited = [se] { return fuse_session_exited(se) != 0; };
   std::shared_ptr<ReceiveBuffer> buf = pool.get(exited);
   if (!buf) return exited() ? 0 : -ENOMEM;
-  current_buffer = &buf;
   const int fd = fuse_session_fd(se);
   int rc = 0;
   while (!fuse_session_exited(se)) {
@@ -206,33 +232,18 @@ int serve(fuse_session* se, BufferPool& pool) {
       fuse_session_exit(se);
       break;
     }
-    current_request_bytes = static_cast<size_t>(n);
+    stats.device_requests.fetch_add(1, std::memory_order_relaxed);
+    HeldBuffer held(buf);
+    CurrentRequestScope scope({buf->data(), static_cast<size_t>(n)}, &held);
     fuse_buf fb{};
     fb.size = static_cast<size_t>(n);
     fb.mem = buf->data();
     fuse_session_process_buf(se, &fb);
   }
-  current_buffer = nullptr;
-  current_request_bytes = 0;
   return rc;
 }
 
 }  // namespace
-
-std::shared_ptr<const void> keep_receive_buffer() {
-  if (!current_buffer || !*current_buffer) return nullptr;
-  return *current_buffer;
-}
-
-std::optional<uint32_t> current_write_flags() {
-  if (!current_buffer || !*current_buffer || current_request_bytes < kWritePayloadOffset) return std::nullopt;
-  fuse_in_header in;
-  std::memcpy(&in, (*current_buffer)->data(), sizeof in);
-  if (in.opcode != FUSE_WRITE) return std::nullopt;
-  fuse_write_in w;
-  std::memcpy(&w, (*current_buffer)->data() + sizeof in, sizeof w);
-  return w.write_flags;
-}
 
 int add_init_reply_flags(fuse_session* se, uint64_t flags) {
   extra_init_flags.store(flags, std::memory_order_relaxed);
@@ -242,8 +253,9 @@ int add_init_reply_flags(fuse_session* se, uint64_t flags) {
   return fuse_session_custom_io(se, &io, fuse_session_fd(se));
 }
 
-int run_aligned_receive_loop(fuse_session* se, unsigned threads, std::shared_ptr<ReceiveBufferStats> stats) {
-  if (!stats) stats = std::make_shared<ReceiveBufferStats>();
+int run_aligned_receive_loop(fuse_session* se, const ReceiveLoopOptions& opts) {
+  std::shared_ptr<TransportStats> stats = opts.stats ? opts.stats : std::make_shared<TransportStats>();
+  const unsigned threads = opts.threads;
   struct sigaction sa {};
   sa.sa_handler = wake_reader;
   sigemptyset(&sa.sa_mask);
@@ -251,15 +263,20 @@ int run_aligned_receive_loop(fuse_session* se, unsigned threads, std::shared_ptr
   struct sigaction old {};
   if (sigaction(SIGUSR2, &sa, &old) != 0) return -errno;
 
+  std::shared_ptr<FuseUringTransport> uring;
+  if (opts.uring_entries_per_queue > 0) {
+    uring = std::make_shared<FuseUringTransport>(se, opts.uring_entries_per_queue, stats);
+    uring_transport.store(uring, std::memory_order_release);
+  }
   Shared shared{se, {}, {}, 0, 0};
-  auto pool = std::make_shared<BufferPool>(std::max(1u, threads) + kKeptBuffersBound, std::move(stats));
+  auto pool = std::make_shared<BufferPool>(std::max(1u, threads) + kKeptBuffersBound, stats);
   std::vector<std::thread> workers;
   std::vector<std::unique_ptr<std::atomic<bool>>> done;
   for (unsigned i = 0; i < std::max(1u, threads); ++i) {
     done.push_back(std::make_unique<std::atomic<bool>>(false));
     std::atomic<bool>* flag = done.back().get();
-    workers.emplace_back([&shared, pool, flag] {
-      const int rc = serve(shared.se, *pool);
+    workers.emplace_back([&shared, pool, flag, stats] {
+      const int rc = serve(shared.se, *pool, *stats);
       flag->store(true);
       MutexLock lock(shared.mu);
       ++shared.stopped;
@@ -282,6 +299,10 @@ int run_aligned_receive_loop(fuse_session* se, unsigned threads, std::shared_ptr
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     workers[i].join();
+  }
+  if (uring) {
+    uring->stop();  // a later reply (an I/O completing) goes to /dev/fuse, which has ended
+    uring_transport.store(nullptr, std::memory_order_release);
   }
   sigaction(SIGUSR2, &old, nullptr);
   MutexLock lock(shared.mu);

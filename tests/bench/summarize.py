@@ -11,7 +11,7 @@ import statistics
 import sys
 
 KERNEL = ("xfs", "ext4")
-STABLEFS = ("stablefs-never", "stablefs-always")
+STABLEFS = ("stablefs-never", "stablefs-always", "stablefs-never-uring", "stablefs-always-uring")
 
 
 def main_metric(workload):
@@ -63,8 +63,10 @@ def main():
                     ratio_cols.append(("%s / best kernel" % s, s, "kernel"))
                 if "fuse2fs" in present:
                     ratio_cols.append(("%s / fuse2fs" % s, s, "fuse2fs"))
-        if all(s in present for s in STABLEFS):
-            ratio_cols.append(("always / never", "stablefs-always", "stablefs-never"))
+        for a, b, name in (("stablefs-always", "stablefs-never", "always / never"),
+                           ("stablefs-never-uring", "stablefs-never", "uring / /dev/fuse")):
+            if a in present and b in present:
+                ratio_cols.append((name, a, b))
         print("| workload | unit | " + " | ".join(present) + " | " + " | ".join(c[0] for c in ratio_cols) + " |")
         print("|" + "---|" * (2 + len(present) + len(ratio_cols)))
         for w in workloads:
