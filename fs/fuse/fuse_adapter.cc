@@ -774,8 +774,9 @@ Status FuseServer::run() {
   loop.threads = state_->opts.max_threads;
   loop.uring_entries_per_queue = state_->opts.uring ? FuseUringTransport::kDefaultEntriesPerQueue : 0;
   loop.stats = state_->opts.receive_stats;
+  // Replies answered from I/O completions, before the transports and the session go.
+  loop.drain = [s = state_.get()] { s->wait_for_replies(); };
   const int rc = run_aligned_receive_loop(se_, loop);
-  state_->wait_for_replies();  // answered from I/O completions: before the session goes
   if (mounted_) {
     fuse_session_unmount(se_);
     mounted_ = false;

@@ -266,7 +266,8 @@ int run_aligned_receive_loop(fuse_session* se, const ReceiveLoopOptions& opts) {
   std::shared_ptr<FuseUringTransport> uring;
   if (opts.uring_entries_per_queue > 0) {
     uring = std::make_shared<FuseUringTransport>(se, opts.uring_entries_per_queue, stats);
-    uring_transport.store(uring, std::memory_order_release);
+    if (uring->prepare()) uring_transport.store(uring, std::memory_order_release);
+    else uring.reset();  // logged; the INIT reply does not ask for io_uring
   }
   Shared shared{se, {}, {}, 0, 0};
   auto pool = std::make_shared<BufferPool>(std::max(1u, threads) + kKeptBuffersBound, stats);
@@ -300,8 +301,9 @@ int run_aligned_receive_loop(fuse_session* se, const ReceiveLoopOptions& opts) {
     }
     workers[i].join();
   }
+  if (opts.drain) opts.drain();
   if (uring) {
-    uring->stop();  // a later reply (an I/O completing) goes to /dev/fuse, which has ended
+    uring->stop();
     uring_transport.store(nullptr, std::memory_order_release);
   }
   sigaction(SIGUSR2, &old, nullptr);

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "fs/fuse/transport_stats.h"
@@ -45,12 +46,18 @@ struct ReceiveLoopOptions {
   // queues take over the requests once registered (INIT, FORGET and INTERRUPT stay on
   // /dev/fuse, as does everything when the kernel does not offer it).
   unsigned uring_entries_per_queue = 0;
+  // Called once the workers have stopped and before the io_uring transport does: waits
+  // until no reply is owed (replies answered from I/O completions may still come). Empty:
+  // none can be owed then.
+  std::function<void()> drain = {};
   // Shared with every buffer the loop hands out (a write may keep one past the loop's end)
   // and with `stablefs stats`; null: the loop keeps its own.
   std::shared_ptr<TransportStats> stats = {};
 };
 
-// Returns 0, or a negative errno if reading the device failed for another reason.
+// Runs the session's loop (one at a time per process: the reply writer and its io_uring
+// transport are process-wide). Returns 0, or a negative errno if reading the device failed
+// for another reason.
 int run_aligned_receive_loop(fuse_session* se, const ReceiveLoopOptions& opts);
 
 }  // namespace stablefs

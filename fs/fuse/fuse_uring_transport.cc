@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -101,7 +102,7 @@ struct FuseUringTransport::Entry final : RequestMemory, std::enable_shared_from_
   bool take_ready() REQUIRES(mu) {
     if (!replied || processing || keeps > 0) return false;
     replied = false;
-    if (use_staged) std::memcpy(payload, staged.data(), reply_bytes);
+    if (use_staged && reply_bytes > 0) std::memcpy(payload, staged.data(), reply_bytes);
     use_staged = false;
     header->ring_ent_in_out.payload_sz = reply_bytes;
     return true;
@@ -122,18 +123,21 @@ struct FuseUringTransport::Entry final : RequestMemory, std::enable_shared_from_
   bool use_staged GUARDED_BY(mu) = false;  // the reply's payload is in staged, not in payload
   std::vector<char> staged GUARDED_BY(mu);
   uint32_t reply_bytes GUARDED_BY(mu) = 0;
+  uint32_t request_payload GUARDED_BY(mu) = 0;  // bytes of the request in the payload buffer
+  uint32_t last_command = 0;  // the ring thread's: the command it submitted last
 };
 
 // One ring and the thread that owns it: the only thread that submits to it or reaps it.
 class FuseUringTransport::Ring {
  public:
-  Ring() = default;
+  explicit Ring(uint16_t qid) : qid_(qid), efd_(::eventfd(0, EFD_CLOEXEC)) {}
   ~Ring() {
     if (efd_ >= 0) ::close(efd_);
   }
 
-  // Runs the ring until the transport stops: registers the entries, then serves the
-  // requests they bring and commits the replies queued for them.
+  // The thread's body: sets the ring up and reports it (FuseUringTransport::setup_done),
+  // waits for start(), registers the entries, then serves the requests they bring and
+  // commits the replies queued for them, until the transport stops.
   void run(FuseUringTransport& t);
 
   // Queues e's staged reply for commit by the ring's thread (from any thread); dropped once
@@ -150,7 +154,7 @@ class FuseUringTransport::Ring {
     if (wake) wake_up();
   }
 
-  // Makes the thread look at its queue and the transport's state.
+  // Makes the thread look at its queue and the transport's state (from any thread).
   void wake_up() {
     const uint64_t one = 1;
     if (efd_ >= 0) (void)!::write(efd_, &one, sizeof one);
@@ -160,13 +164,16 @@ class FuseUringTransport::Ring {
   std::thread thread;
 
  private:
+  int set_up();
   void serve(FuseUringTransport& t, Entry& e);
-  void prepare(Entry& e, uint32_t op);
+  bool prepare(FuseUringTransport& t, Entry& e, uint32_t op);
+  bool submit_commits(FuseUringTransport& t);
   bool arm_wake();
-  void withdraw(FuseUringTransport& t, int err);
+  void failed(FuseUringTransport& t, Entry& e, int err);
 
+  const uint16_t qid_;
+  const int efd_;  // made before the thread starts: wake_up() may come at once
   int fuse_fd_ = -1;
-  int efd_ = -1;
   uint64_t wake_value_ = 0;
   io_uring ring_{};
   Mutex mu_;
@@ -194,12 +201,14 @@ void FuseUringTransport::Entry::release_keep() {
   if (ready) ring->enqueue_commit(this);
 }
 
-void FuseUringTransport::Ring::prepare(Entry& e, uint32_t op) {
+// Prepares op for e. False (the session is ended) if the ring has no room, which its depth
+// (one command per entry, plus the eventfd's read) rules out.
+bool FuseUringTransport::Ring::prepare(FuseUringTransport& t, Entry& e, uint32_t op) {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  if (!sqe) {  // the queue holds at most one command per entry: only when it is full of them
-    io_uring_submit(&ring_);
-    sqe = io_uring_get_sqe(&ring_);
-    if (!sqe) return;
+  if (!sqe && io_uring_submit(&ring_) >= 0) sqe = io_uring_get_sqe(&ring_);
+  if (!sqe) {
+    t.fail_session("a ring has no room for a command");
+    return false;
   }
   std::memset(sqe, 0, 2 * sizeof *sqe);  // an SQE128: the command area must hold nothing else
   io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fuse_fd_, e.iov, 2, 0);
@@ -212,6 +221,23 @@ void FuseUringTransport::Ring::prepare(Entry& e, uint32_t op) {
   }
   std::memcpy(sqe->cmd, &cmd, sizeof cmd);
   io_uring_sqe_set_data(sqe, &e);
+  e.last_command = op;
+  return true;
+}
+
+// Prepares the commits queued so far and submits them. False when the session was ended.
+bool FuseUringTransport::Ring::submit_commits(FuseUringTransport& t) {
+  {
+    MutexLock lock(mu_);
+    draining_.swap(commits_);
+  }
+  if (draining_.empty()) return true;
+  bool ok = true;
+  for (Entry* e : draining_) ok = ok && prepare(t, *e, kUringCommitAndFetch);
+  draining_.clear();
+  const int rc = ok ? io_uring_submit(&ring_) : 0;
+  if (rc < 0) t.fail_session(std::string("submitting to a ring failed (") + std::strerror(-rc) + ")");
+  return ok && rc >= 0;
 }
 
 bool FuseUringTransport::Ring::arm_wake() {
@@ -222,12 +248,25 @@ bool FuseUringTransport::Ring::arm_wake() {
   return true;
 }
 
-void FuseUringTransport::Ring::withdraw(FuseUringTransport& t, int err) {
+// A command of e's ended with err instead of a request.
+void FuseUringTransport::Ring::failed(FuseUringTransport& t, Entry& e, int err) {
+  // The connection or the ring is going away: nothing more comes through the entry.
+  const bool ending = t.stopping_.load(std::memory_order_acquire) || err == ENOTCONN || err == ECONNABORTED ||
+                      err == ENODEV || err == ECANCELED;
+  // A commit the kernel refused (it ended the request itself): register the buffers again.
+  if (!ending && e.last_command == kUringCommitAndFetch) {
+    log_once(said_command, std::string("a commit failed (") + std::strerror(err) + "); its entry registers again");
+    if (prepare(t, e, kUringRegister)) return;
+  }
   t.stats_->uring_entries.fetch_sub(1, std::memory_order_relaxed);
-  // ENOTCONN, ECONNABORTED, ENODEV, ECANCELED: the connection or the ring is going away.
-  if (t.stopping() || err == ENOTCONN || err == ECONNABORTED || err == ENODEV || err == ECANCELED) return;
-  log_once(said_command, std::string("a ring command failed (") + std::strerror(err) +
-                             "); its entry is withdrawn, the others and /dev/fuse go on");
+  if (t.queue_entries_[e.qid].fetch_sub(1, std::memory_order_acq_rel) != 1 || ending) return;
+  // The queue has no entry left, so the kernel's requests for it would wait forever; it
+  // serves through /dev/fuse instead only if no registration ever took.
+  if (t.stats_->uring_requests.load(std::memory_order_relaxed) > 0)
+    t.fail_session(std::string("queue ") + std::to_string(e.qid) + " has no entry left (" + std::strerror(err) + ")");
+  else
+    log_once(said_setup, std::string("the kernel refused the ring entries (") + std::strerror(err) +
+                             "); serving through /dev/fuse");
 }
 
 void FuseUringTransport::Ring::serve(FuseUringTransport& t, Entry& e) {
@@ -257,6 +296,7 @@ void FuseUringTransport::Ring::serve(FuseUringTransport& t, Entry& e) {
     e.unique = io.commit_id;
     e.processing = true;
     e.replied = false;
+    e.request_payload = io.payload_sz;
   }
   t.remember(in.unique, e.shared_from_this());
   t.stats_->uring_requests.fetch_add(1, std::memory_order_relaxed);
@@ -287,62 +327,67 @@ void FuseUringTransport::Ring::serve(FuseUringTransport& t, Entry& e) {
   if (ready) enqueue_commit(&e);
 }
 
-void FuseUringTransport::Ring::run(FuseUringTransport& t) {
-  fuse_fd_ = fuse_session_fd(t.se_);
-  efd_ = ::eventfd(0, EFD_CLOEXEC);
+// Sets up the ring and the entries' memory; 0 or a negative errno.
+int FuseUringTransport::Ring::set_up() {
+  if (efd_ < 0) return -EMFILE;
   io_uring_params p{};
   p.flags = IORING_SETUP_SQE128 | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
   const unsigned depth = static_cast<unsigned>(entries.size()) + 2;
-  int rc = efd_ < 0 ? -errno : io_uring_queue_init_params(depth, &ring_, &p);
+  int rc = io_uring_queue_init_params(depth, &ring_, &p);
   if (rc == -EINVAL) {  // a kernel without deferred task work: the thread is the only issuer anyway
     p = {};
     p.flags = IORING_SETUP_SQE128;
     rc = io_uring_queue_init_params(depth, &ring_, &p);
   }
-  if (rc == 0 && !(p.features & IORING_FEAT_EXT_ARG)) {
-    io_uring_queue_exit(&ring_);
-    rc = -EOPNOTSUPP;
-  }
-  if (rc < 0) {
+  if (rc < 0) return rc;
+  if (!(p.features & IORING_FEAT_EXT_ARG)) rc = -EOPNOTSUPP;  // waits with a timeout need it
+  for (const std::shared_ptr<Entry>& e : entries)
+    if (rc == 0 && !e->allocate()) rc = -ENOMEM;
+  if (rc < 0) io_uring_queue_exit(&ring_);
+  return rc;
+}
+
+void FuseUringTransport::Ring::run(FuseUringTransport& t) {
+  fuse_fd_ = fuse_session_fd(t.se_);
+  const int rc = set_up();
+  if (!t.setup_done(rc)) {  // this ring or another could not be set up: none is used
     MutexLock lock(mu_);
     closed_ = true;
-    log_once(said_setup, std::string("cannot set up a ring (") + std::strerror(-rc) + "); serving through /dev/fuse");
+    if (rc == 0) io_uring_queue_exit(&ring_);
     return;
   }
-  bool armed = arm_wake();
+  t.wait_for_start();
+  bool ok = !t.stopping_.load(std::memory_order_acquire);
+  bool armed = ok && arm_wake();
   for (const std::shared_ptr<Entry>& e : entries) {
-    if (!e->allocate()) {
-      log_once(said_setup, "out of memory for ring entries; serving with fewer");
-      continue;
+    if (!ok) break;
+    if (!prepare(t, *e, kUringRegister)) {
+      ok = false;
+      break;
     }
-    prepare(*e, kUringRegister);
     t.stats_->uring_entries.fetch_add(1, std::memory_order_relaxed);
+    t.queue_entries_[qid_].fetch_add(1, std::memory_order_relaxed);
   }
 
-  while (!t.stopping()) {
+  // Until stop(), also after the kernel ended the connection: replies still owed are taken
+  // here until the owner of the session has waited for them and stopped the transport.
+  while (ok && !t.stopping_.load(std::memory_order_acquire)) {
+    if (!submit_commits(t)) break;
     {
       MutexLock lock(mu_);
-      draining_.swap(commits_);
-    }
-    for (Entry* e : draining_) prepare(*e, kUringCommitAndFetch);
-    const bool had_commits = !draining_.empty();
-    draining_.clear();
-    if (had_commits) continue;  // serving may have queued more; sleep only with none left
-    {
-      MutexLock lock(mu_);
-      if (!commits_.empty()) continue;
+      if (!commits_.empty()) continue;  // queued meanwhile: submit them before sleeping
       sleeping_ = true;
     }
     if (!armed) armed = arm_wake();
     __kernel_timespec ts{0, kWaitNanos};
     io_uring_cqe* cqe = nullptr;
-    rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    const int wait = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
     {
       MutexLock lock(mu_);
       sleeping_ = false;
     }
-    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-      log_once(said_setup, std::string("waiting on a ring failed (") + std::strerror(-rc) + ")");
+    if (wait < 0 && wait != -ETIME && wait != -EINTR && wait != -EAGAIN && wait != -EBUSY) {
+      t.fail_session(std::string("waiting on a ring failed (") + std::strerror(-wait) + ")");
       break;
     }
     unsigned head;
@@ -354,13 +399,20 @@ void FuseUringTransport::Ring::run(FuseUringTransport& t) {
         armed = false;
         continue;
       }
-      if (cqe->res == 0) ready.push_back(static_cast<Entry*>(io_uring_cqe_get_data(cqe)));
-      else withdraw(t, -cqe->res);
+      Entry* e = static_cast<Entry*>(io_uring_cqe_get_data(cqe));
+      if (cqe->res == 0) ready.push_back(e);
+      else failed(t, *e, -cqe->res);
     }
     io_uring_cq_advance(&ring_, seen);
-    for (Entry* e : ready) {
-      if (t.stopping()) break;  // not answered: the kernel ends it with the connection
-      serve(t, *e);
+    for (size_t i = 0; i < ready.size(); ++i) {
+      serve(t, *ready[i]);
+      // Its reply (if it came at once) and those of I/O completions go out before the next
+      // request of the batch is served, so a slow one holds up no other answer; after the
+      // last, the wait at the top of the loop submits them in the same system call.
+      if (i + 1 < ready.size() && !submit_commits(t)) {
+        ok = false;
+        break;
+      }
     }
   }
   {
@@ -385,25 +437,83 @@ FuseUringTransport::~FuseUringTransport() {
   for (const std::shared_ptr<Ring>& r : rings_) r->entries.clear();  // entries kept by a handle stay
 }
 
-void FuseUringTransport::start() {
-  MutexLock lock(rings_mu_);
-  if (!rings_.empty() || stopping()) return;
+bool FuseUringTransport::prepare() {
   const unsigned queues = possible_cpus();
-  for (unsigned q = 0; q < queues; ++q) {
-    for (unsigned i = 0; i < kThreadsPerQueue; ++i) {
-      auto ring = std::make_shared<Ring>();
-      for (unsigned k = 0; k < entries_per_thread_; ++k)
-        ring->entries.push_back(std::make_shared<Entry>(ring, static_cast<uint16_t>(q)));
-      rings_.push_back(ring);
+  MutexLock lock(rings_mu_);
+  if (!rings_.empty()) return false;
+  queue_entries_ = std::make_unique<std::atomic<unsigned>[]>(queues);
+  unsigned started = 0;
+  try {
+    for (unsigned q = 0; q < queues; ++q) {
+      for (unsigned i = 0; i < kThreadsPerQueue; ++i) {
+        auto ring = std::make_shared<Ring>(static_cast<uint16_t>(q));
+        for (unsigned k = 0; k < entries_per_thread_; ++k)
+          ring->entries.push_back(std::make_shared<Entry>(ring, static_cast<uint16_t>(q)));
+        rings_.push_back(ring);
+      }
     }
+    for (const std::shared_ptr<Ring>& r : rings_) {
+      r->thread = std::thread([this, r] { r->run(*this); });
+      ++started;
+    }
+  } catch (const std::exception&) {  // no memory or no thread: as a ring that failed its setup
+    MutexLock setup(setup_mu_);
+    if (setup_error_ == 0) setup_error_ = -ENOMEM;
   }
-  stats_->uring_queues.store(queues, std::memory_order_relaxed);
-  for (const std::shared_ptr<Ring>& r : rings_) r->thread = std::thread([this, r] { r->run(*this); });
+  int err;
+  {
+    MutexLock setup(setup_mu_);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (setups_reported_ < started && setup_error_ == 0 && std::chrono::steady_clock::now() < deadline)
+      setup_cv_.wait_for(setup_mu_, std::chrono::milliseconds(100));
+    if (setups_reported_ < started && setup_error_ == 0) setup_error_ = -ETIMEDOUT;
+    err = setup_error_;
+    setup_final_ = true;  // every ring thread goes on (or gives up) now
+    setup_cv_.notify_all();
+  }
+  if (err == 0) {
+    stats_->uring_queues.store(queues, std::memory_order_relaxed);
+    return true;
+  }
+  std::fprintf(stderr, "stablefs: FUSE over io_uring: cannot set up the rings (%s); serving through /dev/fuse\n",
+               std::strerror(-err));
+  stop_locked();
+  return false;
+}
+
+bool FuseUringTransport::setup_done(int rc) {
+  MutexLock lock(setup_mu_);
+  if (rc < 0 && setup_error_ == 0) setup_error_ = rc;
+  ++setups_reported_;
+  setup_cv_.notify_all();
+  // Go on only once every ring is set up (prepare() has then decided).
+  while (!setup_final_ && setup_error_ == 0) setup_cv_.wait_for(setup_mu_, std::chrono::milliseconds(100));
+  return setup_error_ == 0;
+}
+
+void FuseUringTransport::start() {
+  MutexLock lock(setup_mu_);
+  started_ = true;
+  setup_cv_.notify_all();
+}
+
+void FuseUringTransport::wait_for_start() {
+  MutexLock lock(setup_mu_);
+  while (!started_ && !stopping_.load(std::memory_order_acquire))
+    setup_cv_.wait_for(setup_mu_, std::chrono::milliseconds(100));
 }
 
 void FuseUringTransport::stop() {
-  stopping_.store(true, std::memory_order_release);
   MutexLock lock(rings_mu_);
+  stop_locked();
+}
+
+void FuseUringTransport::stop_locked() {
+  stopping_.store(true, std::memory_order_release);
+  {
+    MutexLock setup(setup_mu_);
+    setup_cv_.notify_all();
+  }
   for (const std::shared_ptr<Ring>& r : rings_) {
     r->wake_up();
     if (r->thread.joinable()) r->thread.join();
@@ -411,8 +521,9 @@ void FuseUringTransport::stop() {
   stats_->uring_queues.store(0, std::memory_order_relaxed);
 }
 
-bool FuseUringTransport::stopping() const {
-  return stopping_.load(std::memory_order_acquire) || fuse_session_exited(se_) != 0;
+void FuseUringTransport::fail_session(const std::string& why) {
+  std::fprintf(stderr, "stablefs: FUSE over io_uring: %s; ending the session\n", why.c_str());
+  fuse_session_exit(se_);
 }
 
 void FuseUringTransport::remember(uint64_t unique, std::shared_ptr<Entry> e) {
@@ -453,8 +564,9 @@ bool FuseUringTransport::reply(const iovec* iov, int count, ssize_t* written) {
   {
     MutexLock lock(e->mu);
     std::memcpy(e->header->in_out, &out, sizeof out);
-    // While the request is processed or its payload kept, the payload buffer is not free.
-    e->use_staged = e->processing || e->keeps > 0;
+    // While the request's payload is kept, or may still be read by its processing, the
+    // buffer is not free (a request with nothing in it, a READ say, lies in the headroom).
+    e->use_staged = e->keeps > 0 || (e->processing && e->request_payload > 0);
     if (e->use_staged && e->staged.size() < bytes) e->staged.resize(bytes);
     char* dst = e->use_staged ? e->staged.data() : e->payload;
     for (int i = 1; i < count; ++i) {

@@ -10,6 +10,11 @@
 // buffer is 4096-aligned, so a WRITE's data is aligned for zero-copy submission; the request's
 // fixed headers are copied just in front of it, so libfuse sees one contiguous request.
 //
+// Lifecycle: prepare() before the kernel's INIT is answered (the threads set up their rings),
+// start() once the kernel took io_uring in the INIT reply (they register their entries),
+// stop() once no reply is owed. A failure after start that would leave the kernel's requests
+// waiting forever (a queue without entries, a ring that cannot be waited on) ends the session.
+//
 // Replies: libfuse writes every reply through the session's reply writer
 // (fs/fuse/fuse_receive_loop.cc), which offers it to reply() first. A reply to a request that
 // came through an entry is staged in the entry and committed (kUringCommitAndFetch, which
@@ -20,9 +25,9 @@
 // other thread (an I/O completion) queues the entry for the ring's thread and wakes it
 // through an eventfd if it sleeps.
 //
-// A thread serves the requests its entries brought one after another, so a slow one (an
-// fsync) delays those it already holds; the kernel gives a new request to the entry that
-// became free last, which is on a thread that is not stuck.
+// A thread serves the requests its entries brought one after another and submits the replies
+// it has before serving the next, so a slow request (an fsync) holds up no other reply, only
+// the requests its thread already holds and those the kernel gives its free entries meanwhile.
 //
 // Memory: every entry has a payload buffer of the connection's largest request (1 MiB), so
 // entries_per_queue × queues MiB of address space; pages are touched as requests use them.
@@ -33,6 +38,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "bounce/mutex.h"
@@ -51,14 +57,21 @@ class FuseUringTransport {
   // parameter; off by default). A mount asking for it is refused when it is off.
   static bool kernel_enabled();
 
-  // Nothing runs until start(). `stats` is shared with `stablefs stats`.
+  // Nothing runs until prepare(). `stats` is shared with `stablefs stats`.
   FuseUringTransport(fuse_session* se, unsigned entries_per_queue, std::shared_ptr<TransportStats> stats);
   // stop(), then frees the entries not held by a live keep() handle.
   ~FuseUringTransport();
   FuseUringTransport(const FuseUringTransport&) = delete;
   FuseUringTransport& operator=(const FuseUringTransport&) = delete;
 
-  // Starts the queue threads, which register their entries. Called once, by the reply writer,
+  // Before the kernel's INIT is answered: starts the queue threads, which set up their rings
+  // and entries' memory, and waits (at most 10 s) until all have. False, with the reason
+  // logged and the threads gone, if any could not: the INIT reply must then not ask for
+  // io_uring, since the kernel, once it has it, holds every request until each queue has an
+  // entry registered.
+  bool prepare();
+
+  // Lets the prepared threads register their entries. Called once, by the reply writer,
   // right after the kernel accepted an INIT reply carrying kFuseOverIoUring.
   void start();
 
@@ -68,8 +81,9 @@ class FuseUringTransport {
   // sends it to /dev/fuse), and for every reply once stop() has begun.
   bool reply(const iovec* iov, int count, ssize_t* written);
 
-  // Ends and joins the queue threads and closes their rings. Called after the session has
-  // exited, from the thread that called start() or any other; idempotent.
+  // Ends and joins the queue threads and closes their rings. The threads keep serving after
+  // the session has ended (replies still owed go through them), so call this only once no
+  // reply is owed any more; from any thread; idempotent.
   void stop();
 
  private:
@@ -83,15 +97,29 @@ class FuseUringTransport {
 
   void remember(uint64_t unique, std::shared_ptr<Entry> e);
   std::shared_ptr<Entry> take(uint64_t unique);
-  bool stopping() const;
+  // From a ring thread once its ring is set up (rc 0) or not: whether to go on, decided
+  // when every ring has reported.
+  bool setup_done(int rc);
+  void wait_for_start();
+  void stop_locked() REQUIRES(rings_mu_);
+  // A failure the kernel cannot recover from (its requests would wait forever): logs it and
+  // ends the session, which unmounts.
+  void fail_session(const std::string& why);
 
   fuse_session* const se_;
   const unsigned entries_per_thread_;
   const std::shared_ptr<TransportStats> stats_;
   std::atomic<bool> stopping_{false};
+  std::unique_ptr<std::atomic<unsigned>[]> queue_entries_;  // live entries per queue; set by prepare()
   Shard shards_[kShards];
   Mutex rings_mu_;
   std::vector<std::shared_ptr<Ring>> rings_ GUARDED_BY(rings_mu_);
+  Mutex setup_mu_;
+  CondVar setup_cv_;
+  int setup_error_ GUARDED_BY(setup_mu_) = 0;  // the first ring's failure, or 0
+  unsigned setups_reported_ GUARDED_BY(setup_mu_) = 0;
+  bool setup_final_ GUARDED_BY(setup_mu_) = false;
+  bool started_ GUARDED_BY(setup_mu_) = false;
 };
 
 }  // namespace stablefs
