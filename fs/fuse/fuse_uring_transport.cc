@@ -97,6 +97,15 @@ struct FuseUringTransport::Entry final : RequestMemory, std::enable_shared_from_
   std::shared_ptr<const void> keep() override;
   void release_keep();
 
+  // Stages a reply of just a header with `error` (0 or -errno) to the request in the entry.
+  void stage_empty_reply(int error) REQUIRES(mu) {
+    const fuse_out_header out{sizeof(fuse_out_header), error, unique};
+    std::memcpy(header->in_out, &out, sizeof out);
+    replied = true;
+    use_staged = false;
+    reply_bytes = 0;
+  }
+
   // Whether the reply may be committed now; if so, puts it in place for the commit and
   // makes the entry wait for the next request (so that it is committed once).
   bool take_ready() REQUIRES(mu) {
@@ -275,14 +284,10 @@ void FuseUringTransport::Ring::serve(FuseUringTransport& t, Entry& e) {
   const UringEntryInOut io = e.header->ring_ent_in_out;
   const size_t fixed = in.len >= sizeof in + io.payload_sz ? in.len - sizeof in - io.payload_sz : SIZE_MAX;
   if (fixed > sizeof e.header->op_in || io.payload_sz > kPayloadBytes) {  // not as the protocol says
-    fuse_out_header out{sizeof(fuse_out_header), -EIO, io.commit_id};
-    std::memcpy(e.header->in_out, &out, sizeof out);
     {
       MutexLock lock(e.mu);
       e.unique = io.commit_id;
-      e.replied = true;
-      e.use_staged = false;
-      e.reply_bytes = 0;
+      e.stage_empty_reply(-EIO);
       (void)e.take_ready();
     }
     enqueue_commit(&e);
@@ -314,11 +319,7 @@ void FuseUringTransport::Ring::serve(FuseUringTransport& t, Entry& e) {
     e.processing = false;
     if (!e.replied && (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET)) {
       // These have no reply; the entry is answered empty so that it fetches again.
-      fuse_out_header out{sizeof(fuse_out_header), 0, in.unique};
-      std::memcpy(e.header->in_out, &out, sizeof out);
-      e.replied = true;
-      e.use_staged = false;
-      e.reply_bytes = 0;
+      e.stage_empty_reply(0);
       no_reply = true;
     }
     ready = e.take_ready();
