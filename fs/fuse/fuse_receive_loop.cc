@@ -301,6 +301,9 @@ int run_aligned_receive_loop(fuse_session* se, const ReceiveLoopOptions& opts) {
     }
     workers[i].join();
   }
+  // The ring threads serve no request from now on; then every reply still owed is one the
+  // drain waits for.
+  if (uring) uring->quiesce();
   if (opts.drain) opts.drain();
   if (uring) {
     uring->stop();

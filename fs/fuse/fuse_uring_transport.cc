@@ -175,6 +175,8 @@ class FuseUringTransport::Ring {
  private:
   int set_up();
   void serve(FuseUringTransport& t, Entry& e);
+  // Answers the request in e with just `error`, without serving it.
+  void answer_unserved(Entry& e, int error);
   bool prepare(FuseUringTransport& t, Entry& e, uint32_t op);
   bool submit_commits(FuseUringTransport& t);
   bool arm_wake();
@@ -278,19 +280,23 @@ void FuseUringTransport::Ring::failed(FuseUringTransport& t, Entry& e, int err) 
                              "); serving through /dev/fuse");
 }
 
+void FuseUringTransport::Ring::answer_unserved(Entry& e, int error) {
+  {
+    MutexLock lock(e.mu);
+    e.unique = e.header->ring_ent_in_out.commit_id;
+    e.stage_empty_reply(error);
+    (void)e.take_ready();
+  }
+  enqueue_commit(&e);
+}
+
 void FuseUringTransport::Ring::serve(FuseUringTransport& t, Entry& e) {
   fuse_in_header in;
   std::memcpy(&in, e.header->in_out, sizeof in);
   const UringEntryInOut io = e.header->ring_ent_in_out;
   const size_t fixed = in.len >= sizeof in + io.payload_sz ? in.len - sizeof in - io.payload_sz : SIZE_MAX;
   if (fixed > sizeof e.header->op_in || io.payload_sz > kPayloadBytes) {  // not as the protocol says
-    {
-      MutexLock lock(e.mu);
-      e.unique = io.commit_id;
-      e.stage_empty_reply(-EIO);
-      (void)e.take_ready();
-    }
-    enqueue_commit(&e);
+    answer_unserved(e, -EIO);
     return;
   }
   char* start = e.payload - sizeof in - fixed;
@@ -406,7 +412,12 @@ void FuseUringTransport::Ring::run(FuseUringTransport& t) {
     }
     io_uring_cq_advance(&ring_, seen);
     for (size_t i = 0; i < ready.size(); ++i) {
-      serve(t, *ready[i]);
+      if (t.begin_serving()) {
+        serve(t, *ready[i]);
+        t.end_serving();
+      } else {
+        answer_unserved(*ready[i], -ENOTCONN);
+      }
       // Its reply (if it came at once) and those of I/O completions go out before the next
       // request of the batch is served, so a slow one holds up no other answer; after the
       // last, the wait at the top of the loop submits them in the same system call.
@@ -502,6 +513,20 @@ void FuseUringTransport::wait_for_start() {
   MutexLock lock(setup_mu_);
   while (!started_ && !stopping_.load(std::memory_order_acquire))
     setup_cv_.wait_for(setup_mu_, std::chrono::milliseconds(100));
+}
+
+bool FuseUringTransport::begin_serving() {
+  // seq_cst on both sides: either quiesce() sees this thread counted, or the thread sees
+  // refusing_.
+  serving_.fetch_add(1, std::memory_order_seq_cst);
+  if (!refusing_.load(std::memory_order_seq_cst) && fuse_session_exited(se_) == 0) return true;
+  end_serving();
+  return false;
+}
+
+void FuseUringTransport::quiesce() {
+  refusing_.store(true, std::memory_order_seq_cst);
+  while (serving_.load(std::memory_order_seq_cst) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 void FuseUringTransport::stop() {

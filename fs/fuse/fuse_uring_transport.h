@@ -12,7 +12,8 @@
 //
 // Lifecycle: prepare() before the kernel's INIT is answered (the threads set up their rings),
 // start() once the kernel took io_uring in the INIT reply (they register their entries),
-// stop() once no reply is owed. A failure after start that would leave the kernel's requests
+// quiesce() once the session exited (no request is served after it), stop() once no reply is
+// owed. A failure after start that would leave the kernel's requests
 // waiting forever (a queue without entries, a ring that cannot be waited on) ends the session.
 //
 // Replies: libfuse writes every reply through the session's reply writer
@@ -81,6 +82,14 @@ class FuseUringTransport {
   // sends it to /dev/fuse), and for every reply once stop() has begun.
   bool reply(const iovec* iov, int count, ssize_t* written);
 
+  // From the session's owner once the session has exited: makes every request that comes
+  // through an entry from now on be answered ENOTCONN unserved (as the kernel answers the
+  // requests still queued on /dev/fuse when the connection ends), and waits until no thread
+  // serves one any more (a request being served is finished first, an fsync as well). The
+  // replies owed after it are those of requests already served; the ring threads commit them.
+  // Requests that arrive after the session exited are refused even before this is called.
+  void quiesce();
+
   // Ends and joins the queue threads and closes their rings. The threads keep serving after
   // the session has ended (replies still owed go through them), so call this only once no
   // reply is owed any more; from any thread; idempotent.
@@ -101,6 +110,10 @@ class FuseUringTransport {
   // when every ring has reported.
   bool setup_done(int rc);
   void wait_for_start();
+  // A ring thread's, around serving a request: false (nothing to end) when it is to be
+  // refused instead.
+  bool begin_serving();
+  void end_serving() { serving_.fetch_sub(1, std::memory_order_seq_cst); }
   void stop_locked() REQUIRES(rings_mu_);
   // A failure the kernel cannot recover from (its requests would wait forever): logs it and
   // ends the session, which unmounts.
@@ -110,6 +123,8 @@ class FuseUringTransport {
   const unsigned entries_per_thread_;
   const std::shared_ptr<TransportStats> stats_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> refusing_{false};  // quiesce() was called
+  std::atomic<unsigned> serving_{0};   // ring threads between begin_serving and end_serving
   std::unique_ptr<std::atomic<unsigned>[]> queue_entries_;  // live entries per queue; set by prepare()
   Shard shards_[kShards];
   Mutex rings_mu_;
