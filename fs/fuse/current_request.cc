@@ -36,4 +36,14 @@ std::optional<uint32_t> current_write_flags() {
   return w.write_flags;
 }
 
+std::optional<uint32_t> current_open_flags() {
+  if (current_bytes.size() < sizeof(fuse_in_header) + sizeof(fuse_open_in)) return std::nullopt;
+  fuse_in_header in;
+  std::memcpy(&in, current_bytes.data(), sizeof in);
+  if (in.opcode != FUSE_OPEN) return std::nullopt;
+  fuse_open_in o;
+  std::memcpy(&o, current_bytes.data() + sizeof in, sizeof o);
+  return o.open_flags;
+}
+
 }  // namespace stablefs

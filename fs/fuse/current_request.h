@@ -1,5 +1,5 @@
 // The request a FUSE transport thread is processing, for the operations that need more of it
-// than libfuse 3.14 passes on: a WRITE's kernel write_flags, and the memory holding its payload
+// than libfuse 3.14 passes on: a WRITE's kernel write_flags, an OPEN's open_flags, and the memory holding its payload
 // (which a zero-copy write keeps unchanged until the device has the data).
 //
 // A transport (the /dev/fuse receive loop, fs/fuse/fuse_receive_loop.h, or the io_uring one,
@@ -50,5 +50,11 @@ std::shared_ptr<const void> keep_receive_buffer();
 // CAP_FSETID (the kernel sets it on every direct write by such a writer). nullopt outside a
 // scope or while serving another request.
 std::optional<uint32_t> current_write_flags();
+
+// For an OPEN being processed inside a scope: the kernel's open_flags (FUSE_OPEN_*), which
+// libfuse 3.14 does not pass on. FUSE_OPEN_KILL_SUIDGID among them says an opener without
+// CAP_FSETID truncates the file (O_TRUNC), so its set-id bits go. nullopt outside a scope or
+// while serving another request.
+std::optional<uint32_t> current_open_flags();
 
 }  // namespace stablefs

@@ -181,35 +181,39 @@ Credentials creds(fuse_req_t req) { return request_credentials(req); }
 // deleted by release, which the kernel sends after the handle's last request.
 struct OpenFile {
   std::atomic<bool> read_seen{false};  // a read came through it (relatime is checked once)
-  // The set-id epoch (Filesystem::setid_epoch) at which a data change through this handle
-  // found the file without set-id bits; 0: not known.
-  std::atomic<uint64_t> no_setid_at_epoch{0};
+  // The privilege epoch (Filesystem::privilege_epoch) at which a data change through this
+  // handle found the file without set-id bits or capabilities; 0: not known.
+  std::atomic<uint64_t> no_privileges_at_epoch{0};
 };
 
 OpenFile* open_file_of(const fuse_file_info* fi) {
   return fi ? reinterpret_cast<OpenFile*>(static_cast<uintptr_t>(fi->fh)) : nullptr;
 }
 
-// Before a write or fallocate changes ino's data: the set-id bits the caller's change takes
-// away (Filesystem::drop_setid_for_data_change). kernel_says_no_fsetid: the kernel marked
-// the request FUSE_WRITE_KILL_SUIDGID (it does so on direct writes by a caller without
-// CAP_FSETID); otherwise the caller's capabilities are read from /proc if the file has a bit.
-// On a buffered write the kernel has already cleared what it clears (a SETATTR before it).
-// handle (may be null): once it has seen the file without set-id bits, later changes through
-// it skip the lookup until some file gains a bit (the set-id epoch moves).
-Status drop_setid_before_data_change(fuse_req_t req, uint64_t ino, bool kernel_says_no_fsetid, OpenFile* handle) {
+// Before a write, fallocate or truncate changes ino's data: the privileges the caller's
+// change takes away (Filesystem::drop_privileges_for_data_change): the file's capabilities,
+// and set-id bits. kernel_says_no_fsetid: the kernel marked the request as coming from a
+// caller without CAP_FSETID (FUSE_WRITE_KILL_SUIDGID on a write, FATTR_KILL_SUIDGID on a
+// truncate, FUSE_OPEN_KILL_SUIDGID on a truncating open); otherwise the caller's
+// capabilities are read from /proc if the file has a set-id bit. With
+// FUSE_HANDLE_KILLPRIV_V2 (negotiated at INIT) the kernel leaves all of this to the
+// filesystem; it still takes capabilities away itself before a buffered write or a truncate.
+// handle (may be null): once it has seen the file without privileges, later changes through
+// it skip the lookup until some file gains one (the privilege epoch moves).
+Status drop_privileges_before_data_change(fuse_req_t req, uint64_t ino, bool kernel_says_no_fsetid, OpenFile* handle) {
   Filesystem& fs = fsys(req);
-  const uint64_t epoch = fs.setid_epoch();
-  if (handle && handle->no_setid_at_epoch.load(std::memory_order_acquire) == epoch) return {};
+  const uint64_t epoch = fs.privilege_epoch();
+  if (handle && handle->no_privileges_at_epoch.load(std::memory_order_acquire) == epoch) return {};
   const DataChanger caller{
       [req, kernel_says_no_fsetid] { return !kernel_says_no_fsetid && request_caller_has_cap_fsetid(req); },
       [req](uint32_t gid) { return request_caller_in_group(req, gid); }};
-  SFS_ASSIGN(const Filesystem::SetidChange change, fs.drop_setid_for_data_change(ino, caller));
-  if (change == Filesystem::SetidChange::kNoSetid && handle)
-    handle->no_setid_at_epoch.store(epoch, std::memory_order_release);
+  SFS_ASSIGN(const Filesystem::PrivilegeChange change, fs.drop_privileges_for_data_change(ino, caller));
+  if (change == Filesystem::PrivilegeChange::kNone && handle)
+    handle->no_privileges_at_epoch.store(epoch, std::memory_order_release);
   // The kernel keeps the mode it was last told (a stat asking for the mode alone is answered
   // from its cache): tell it the attributes changed. Only the attributes: offset < 0.
-  if (change == Filesystem::SetidChange::kDropped) (void)fuse_lowlevel_notify_inval_inode(state(req).session, ino, -1, 0);
+  if (change == Filesystem::PrivilegeChange::kDropped)
+    (void)fuse_lowlevel_notify_inval_inode(state(req).session, ino, -1, 0);
   return {};
 }
 
@@ -282,6 +286,12 @@ Timespec from_timespec(const struct timespec& ts) {
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
   guard(req, [&] {
+    // FATTR_KILL_SUIDGID (libfuse's FUSE_SET_ATTR_KILL_SUID bit): a truncate by a caller
+    // without CAP_FSETID; with FUSE_HANDLE_KILLPRIV_V2 taking the set-id bits is ours.
+    if (to_set & FUSE_SET_ATTR_KILL_SUID) {
+      const Status dropped = drop_privileges_before_data_change(req, ino, true, nullptr);
+      if (!dropped.ok()) return reply_status(req, dropped);
+    }
     if (to_set & FUSE_SET_ATTR_SIZE) {
       Status st = vol(req).set_size(ino, static_cast<uint64_t>(attr->st_size));
       if (!st.ok()) return reply_status(req, st);
@@ -372,6 +382,13 @@ void note_read(fuse_req_t req, uint64_t ino, const fuse_file_info* fi) {
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guard(req, [&] {
     if (fi->flags & O_TRUNC) {
+      // A truncating open by a caller without CAP_FSETID takes the set-id bits
+      // (FUSE_HANDLE_KILLPRIV_V2: the kernel leaves that to us and says so in open_flags).
+      const std::optional<uint32_t> open_flags = current_open_flags();
+      if (open_flags && (*open_flags & FUSE_OPEN_KILL_SUIDGID)) {
+        const Status dropped = drop_privileges_before_data_change(req, ino, true, nullptr);
+        if (!dropped.ok()) return reply_status(req, dropped);
+      }
       Status st = vol(req).set_size(ino, 0);
       if (!st.ok()) return reply_status(req, st);
     }
@@ -445,7 +462,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info* fi) {
   guard(req, [&] {
     const std::optional<uint32_t> write_flags = current_write_flags();
-    const Status dropped = drop_setid_before_data_change(
+    const Status dropped = drop_privileges_before_data_change(
         req, ino, write_flags && (*write_flags & FUSE_WRITE_KILL_SUIDGID), open_file_of(fi));
     if (!dropped.ok()) return reply_status(req, dropped);
     FuseServer::State& st = state(req);
@@ -635,7 +652,7 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
     if (mode & FALLOC_FL_KEEP_SIZE) m |= kFallocKeepSize;
     if (mode & FALLOC_FL_PUNCH_HOLE) m |= kFallocPunchHole;
     if (mode & FALLOC_FL_ZERO_RANGE) m |= kFallocZeroRange;
-    const Status dropped = drop_setid_before_data_change(req, ino, false, open_file_of(fi));
+    const Status dropped = drop_privileges_before_data_change(req, ino, false, open_file_of(fi));
     if (!dropped.ok()) return reply_status(req, dropped);
     reply_status(req, vol(req).fallocate(ino, m, static_cast<uint64_t>(offset), static_cast<uint64_t>(length)));
   });
@@ -755,7 +772,11 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(Volume& volume, const Fuse
   server->mounted_ = true;
   // Shared mappings of files open with O_DIRECT (FOPEN_DIRECT_IO handles) work as on a local
   // filesystem instead of failing with ENODEV.
-  if (const int rc = add_init_reply_flags(server->se_, kFuseDirectIoAllowMmap); rc < 0)
+  // FUSE_HANDLE_KILLPRIV_V2: the daemon takes privileges away on writes, truncates and
+  // chown itself (drop_privileges_before_data_change, Filesystem::setattr), so the kernel
+  // marks the superblock SB_NOSEC and stops asking for security.capability (a GETXATTR round
+  // trip) before every buffered write of a file it once found without privileges to drop.
+  if (const int rc = add_init_reply_flags(server->se_, kFuseDirectIoAllowMmap | kFuseHandleKillprivV2); rc < 0)
     return Status::error(-rc, opts.mountpoint + ": could not set up the FUSE reply writer");
   return server;
 }

@@ -38,7 +38,7 @@ Result<Inode> InodeTable::load(uint64_t ino) {
 
 Status InodeTable::save(const Inode& inode, InodeChange change) {
   // Before the record changes: a caller reading the epoch after this save sees the new one.
-  if (S_ISREG(inode.rec.mode) && (inode.rec.mode & (S_ISUID | S_ISGID))) setid_epoch_.fetch_add(1, std::memory_order_acq_rel);
+  if (S_ISREG(inode.rec.mode) && (inode.rec.mode & (S_ISUID | S_ISGID))) note_privilege_gained();
   SFS_TRY(store_->fs_tree().put(inode_key(inode.ino), inode.rec.encode()));
   note_change(inode.ino, change);
   return {};

@@ -52,10 +52,14 @@ class InodeTable {
   MetadataStore& store_unlocked() NO_THREAD_SAFETY_ANALYSIS { return *store_; }
   // Fixed for the life of the mount: no lock needed.
   uint32_t block_size() const { return block_size_; }
-  // Moves on whenever save() stores a regular file whose mode has a set-id bit. A file seen
-  // without set-id bits (under the lock) while the epoch was E has none as long as the epoch
-  // is still E: a data change may then skip looking. Any thread, no lock.
-  uint64_t setid_epoch() const { return setid_epoch_.load(std::memory_order_acquire); }
+  // Moves on whenever save() stores a regular file whose mode has a set-id bit, and at
+  // note_privilege_gained(). A file seen without privileges a data change takes away (set-id
+  // bits, file capabilities; under the lock) while the epoch was E has none as long as the
+  // epoch is still E: a data change may then skip looking. Any thread, no lock.
+  uint64_t privilege_epoch() const { return privilege_epoch_.load(std::memory_order_acquire); }
+  // Moves the epoch on for a privilege save() does not see (a regular file is about to get
+  // file capabilities). Call it before the change is stored. Any thread, no lock.
+  void note_privilege_gained() { privilege_epoch_.fetch_add(1, std::memory_order_acq_rel); }
 
   // ENOENT when ino does not exist; EUCLEAN when its record does not decode.
   Result<Inode> load(uint64_t ino) REQUIRES(mu_);
@@ -100,7 +104,7 @@ class InodeTable {
   mutable Mutex mu_;
   std::unique_ptr<MetadataStore> store_ PT_GUARDED_BY(mu_);
   const uint32_t block_size_;
-  std::atomic<uint64_t> setid_epoch_{1};
+  std::atomic<uint64_t> privilege_epoch_{1};
   std::unordered_map<uint64_t, uint64_t> holds_ GUARDED_BY(mu_);  // ino -> holds
   std::unordered_set<uint64_t> orphans_ GUARDED_BY(mu_);          // inodes this mount listed
   bool closed_ GUARDED_BY(mu_) = false;

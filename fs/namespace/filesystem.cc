@@ -504,21 +504,33 @@ Status Filesystem::note_access(uint64_t ino, AtimePolicy policy) {
       [&]() REQUIRES(inodes_.mutex()) { return inodes_.save(inode, InodeChange::kTimesOnly); }));
 }
 
-Result<Filesystem::SetidChange> Filesystem::drop_setid_for_data_change(uint64_t ino, const DataChanger& caller) {
+Result<Filesystem::PrivilegeChange> Filesystem::drop_privileges_for_data_change(uint64_t ino,
+                                                                                const DataChanger& caller) {
   MutexLock lock(inodes_.mutex());
   SFS_ASSIGN(Inode inode, inodes_.load(ino));
   const uint32_t mode = inode.rec.mode;
-  if (!S_ISREG(mode) || !(mode & (S_ISUID | S_ISGID))) return SetidChange::kNoSetid;
-  if (caller.keeps_setid()) return SetidChange::kKept;
-  uint32_t drop = mode & S_ISUID;
-  if ((mode & S_ISGID) && ((mode & S_IXGRP) || !caller.in_group(inode.rec.gid))) drop |= S_ISGID;
-  if (!drop) return SetidChange::kKept;
-  SFS_TRY(store_locked().begin_operation(kOpBlocks));
-  inode.rec.mode &= ~drop;
-  inode.rec.ctime = now_timespec();
-  SFS_TRY(store_locked().end_operation(
-      out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) { return inodes_.save(inode); })));
-  return SetidChange::kDropped;
+  if (!S_ISREG(mode)) return PrivilegeChange::kNone;
+  SFS_ASSIGN(auto capability, find_xattr(ino, kCapabilityXattr));
+  const bool setid = mode & (S_ISUID | S_ISGID);
+  if (!setid && !capability) return PrivilegeChange::kNone;
+  uint32_t drop = 0;
+  if (setid && !caller.keeps_setid()) {
+    drop = mode & S_ISUID;
+    if ((mode & S_ISGID) && ((mode & S_IXGRP) || !caller.in_group(inode.rec.gid))) drop |= S_ISGID;
+  }
+  if (!drop && !capability) return PrivilegeChange::kKept;
+  const size_t blocks = capability ? xattr_removal_blocks(capability->second) : 0;
+  SFS_TRY(store_locked().begin_operation(std::max<size_t>(kOpBlocks, blocks)));
+  SFS_TRY(store_locked().end_operation(out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
+    if (capability) {
+      SFS_TRY(remove_xattr_chunks(ino, capability->second));
+      SFS_TRY(store_locked().fs_tree().remove({ino, kItemXattr, capability->first}));
+    }
+    inode.rec.mode &= ~drop;
+    inode.rec.ctime = now_timespec();
+    return inodes_.save(inode);
+  })));
+  return PrivilegeChange::kDropped;
 }
 
 Status Filesystem::list_directory(uint64_t dir, uint64_t offset, const std::function<bool(const DirEntry&)>& fn) {

@@ -53,6 +53,9 @@ enum class AtimePolicy {
   kAlways,    // strictatime: every time
 };
 
+// The xattr holding a file's capabilities (setcap(8)), which a change of its data takes away.
+inline constexpr std::string_view kCapabilityXattr = "security.capability";
+
 // Who changes a file's data, for the set-id bits the change takes away. Each question is
 // asked only when the answer decides something, with the metadata lock held.
 struct DataChanger {
@@ -140,17 +143,19 @@ class Filesystem {
   // as policy says. Nothing on a read-only store. A times-only change: fdatasync does not
   // commit for it.
   Status note_access(uint64_t ino, AtimePolicy policy);
-  // A change of a regular file's data (a write, fallocate) by a caller without CAP_FSETID
-  // takes set-id bits away, as the kernel decides for local filesystems: set-user-ID always,
-  // set-group-ID when group members may execute the file or the caller is not in its group.
-  // Call it before the change; says whether the mode changed (a kernel caching the inode's
-  // attributes must then be told). Nothing is written (and the caller not asked) when the
-  // file has neither bit (kNoSetid): then it costs one inode lookup under the metadata lock,
-  // and while setid_epoch() is what it was before the call, the file still has none.
-  enum class SetidChange { kNoSetid, kKept, kDropped };
-  Result<SetidChange> drop_setid_for_data_change(uint64_t ino, const DataChanger& caller);
-  // InodeTable::setid_epoch: any thread, no lock.
-  uint64_t setid_epoch() const { return inodes_.setid_epoch(); }
+  // A change of a regular file's data (a write, fallocate, truncate) takes privileges away,
+  // as the kernel decides for local filesystems: its file capabilities (the
+  // security.capability xattr) whoever the caller is; and, from a caller without
+  // CAP_FSETID, set-user-ID always, set-group-ID when group members may execute the file or
+  // the caller is not in its group. Call it before the change; says whether the file changed
+  // (a kernel caching the inode's attributes must then be told). Nothing is written (and the
+  // caller not asked) when the file has none of them (kNone): then it costs an inode and an
+  // xattr lookup under the metadata lock, and while privilege_epoch() is what it was before
+  // the call, the file still has none.
+  enum class PrivilegeChange { kNone, kKept, kDropped };
+  Result<PrivilegeChange> drop_privileges_for_data_change(uint64_t ino, const DataChanger& caller);
+  // InodeTable::privilege_epoch: any thread, no lock.
+  uint64_t privilege_epoch() const { return inodes_.privilege_epoch(); }
   // Entries after cookie (0: from the start), in cookie order, until fn returns false.
   // "." and ".." are not stored and not listed.
   Status readdir(uint64_t dir, uint64_t cookie, const std::function<bool(const DirEntry&)>& fn);
@@ -239,6 +244,8 @@ class Filesystem {
   // Removes the chunk items of rec's value, if it has any. Inside an operation.
   Status remove_xattr_chunks(uint64_t ino, const XattrRecord& rec) REQUIRES(inodes_.mutex());
   size_t xattr_chunk_bytes() const;  // bytes of a value in one chunk item
+  // Metadata blocks an operation that removes the xattr rec may change.
+  size_t xattr_removal_blocks(const XattrRecord& rec) const;
   // POSIX ACLs (filesystem_acl.cc), inside an operation.
   // The mode a new inode gets in parent (the requested mode, cred's umask unless parent has a
   // default ACL, the ACL's limits if it has), and the ACL xattrs to store with it.

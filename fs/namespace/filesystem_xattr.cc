@@ -43,6 +43,10 @@ size_t Filesystem::max_inline_xattr_value() const {
 
 size_t Filesystem::xattr_chunk_bytes() const { return BTree::max_value_size_for(inodes_.block_size()); }
 
+size_t Filesystem::xattr_removal_blocks(const XattrRecord& rec) const {
+  return xattr_op_blocks(xattr_chunk_bytes(), rec.chunked_size, 0);
+}
+
 Result<std::vector<uint8_t>> Filesystem::xattr_value(uint64_t ino, const XattrRecord& rec) {
   if (!rec.value_id) return rec.value;
   std::vector<uint8_t> value;
@@ -146,6 +150,8 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::span<const
       return store_locked().end_operation(st);
     }
   }
+  // Handles that saw the file without privileges look again before their next data change.
+  if (name == kCapabilityXattr && S_ISREG(inode.rec.mode)) inodes_.note_privilege_gained();
   uint64_t slot = 0;
   if (existing) {
     slot = existing->first;
@@ -186,7 +192,7 @@ Status Filesystem::removexattr(uint64_t ino, std::string_view name) {
   SFS_TRY(check_xattr_name(name));
   SFS_ASSIGN(auto existing, find_xattr(ino, name));
   if (!existing) return Status::error(ENODATA, "no such xattr: " + std::string(name));
-  SFS_TRY(store_locked().begin_operation(xattr_op_blocks(xattr_chunk_bytes(), existing->second.chunked_size, 0)));
+  SFS_TRY(store_locked().begin_operation(xattr_removal_blocks(existing->second)));
   SFS_ASSIGN(Inode inode, inodes_.load(ino));
   Status st = out_of_memory_as_error([&]() REQUIRES(inodes_.mutex()) -> Status {
     SFS_TRY(remove_xattr_chunks(ino, existing->second));

@@ -343,6 +343,44 @@ TEST_CASE("filesystem: a filesystem opened read-only is not made writable by a r
   CHECK((*ro)->mknod(kRootIno, "c", S_IFREG | 0644, 0, f.cred).status().code() == EROFS);
 }
 
+TEST_CASE("filesystem: a data change takes capabilities away always and set-id bits from the unprivileged") {
+  Fixture f;
+  const std::string cap("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
+  const DataChanger root{[] { return true; }, [](uint32_t) { return true; }};
+  const DataChanger user{[] { return false; }, [](uint32_t) { return false; }};
+  auto a = f.fs->mknod(kRootIno, "a", S_IFREG | 0644, 0, f.cred);
+  REQUIRE(a.ok());
+  // Nothing to take: the answer holds while the epoch stays.
+  uint64_t epoch = f.fs->privilege_epoch();
+  CHECK(*f.fs->drop_privileges_for_data_change(a->ino, user) == Filesystem::PrivilegeChange::kNone);
+  CHECK(f.fs->privilege_epoch() == epoch);
+  // Capabilities move the epoch, and any writer's change takes them, root's too.
+  REQUIRE(f.fs->setxattr(a->ino, std::string(kCapabilityXattr), bytes(cap), 0).ok());
+  CHECK(f.fs->privilege_epoch() != epoch);
+  CHECK(*f.fs->drop_privileges_for_data_change(a->ino, root) == Filesystem::PrivilegeChange::kDropped);
+  CHECK(f.fs->getxattr(a->ino, kCapabilityXattr).status().code() == ENODATA);
+  CHECK(*f.fs->drop_privileges_for_data_change(a->ino, root) == Filesystem::PrivilegeChange::kNone);
+  // Set-id bits: root keeps them (its capabilities still go), a user loses them.
+  SetAttrRequest setid;
+  setid.mode = 06755;
+  REQUIRE(f.fs->setattr(a->ino, setid).ok());
+  REQUIRE(f.fs->setxattr(a->ino, std::string(kCapabilityXattr), bytes(cap), 0).ok());
+  CHECK(*f.fs->drop_privileges_for_data_change(a->ino, root) == Filesystem::PrivilegeChange::kDropped);
+  CHECK((f.fs->getattr(a->ino)->rec.mode & 07777) == 06755);
+  CHECK(f.fs->getxattr(a->ino, kCapabilityXattr).status().code() == ENODATA);
+  CHECK(*f.fs->drop_privileges_for_data_change(a->ino, root) == Filesystem::PrivilegeChange::kKept);
+  CHECK(*f.fs->drop_privileges_for_data_change(a->ino, user) == Filesystem::PrivilegeChange::kDropped);
+  CHECK((f.fs->getattr(a->ino)->rec.mode & 07777) == 0755);
+  // Directories keep theirs.
+  auto d = f.fs->mkdir(kRootIno, "d", 02755, f.cred);
+  REQUIRE(d.ok());
+  CHECK(*f.fs->drop_privileges_for_data_change(d->ino, user) == Filesystem::PrivilegeChange::kNone);
+  f.reopen();
+  CHECK((f.fs->getattr(a->ino)->rec.mode & 07777) == 0755);
+  CHECK(f.fs->getxattr(a->ino, kCapabilityXattr).status().code() == ENODATA);
+  CHECK(f.fsck() == 0);
+}
+
 TEST_CASE("filesystem: xattr values up to 64 KiB, kept in chunks past what one item holds") {
   Fixture f;
   auto a = f.fs->mknod(kRootIno, "a", S_IFREG | 0644, 0, f.cred);
