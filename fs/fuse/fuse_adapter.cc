@@ -286,9 +286,12 @@ Timespec from_timespec(const struct timespec& ts) {
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
   guard(req, [&] {
-    // FATTR_KILL_SUIDGID (libfuse's FUSE_SET_ATTR_KILL_SUID bit): a truncate by a caller
-    // without CAP_FSETID; with FUSE_HANDLE_KILLPRIV_V2 taking the set-id bits is ours.
-    if (to_set & FUSE_SET_ATTR_KILL_SUID) {
+    // FATTR_KILL_SUIDGID (libfuse's FUSE_SET_ATTR_KILL_SUID bit) with a size: a truncate by a
+    // caller without CAP_FSETID; with FUSE_HANDLE_KILLPRIV_V2 taking the set-id bits is ours.
+    // The kernel sets the same bit on every chown of a non-directory (root's too), whose own
+    // rule Filesystem::setattr applies: set-group-ID without group execute stays then.
+    if ((to_set & FUSE_SET_ATTR_KILL_SUID) && (to_set & FUSE_SET_ATTR_SIZE) &&
+        !(to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
       const Status dropped = drop_privileges_before_data_change(req, ino, true, nullptr);
       if (!dropped.ok()) return reply_status(req, dropped);
     }
