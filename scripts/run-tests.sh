@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds stablefs three ways (release with -Werror; Debug with ASan+UBSan; clang with
 # -Wthread-safety -Werror, which checks the lock annotations, and with the libFuzzer targets)
-# and runs every test: the doctest unit tests under the first two builds, a short run of every
-# fuzz target (FUZZ_SECONDS each, 20 by default) and the quick group of the shell suite
-# (tests/check -g quick) under the sanitizer build. Ends with "N passed, N failed[,
-# N skipped]" and exits non-zero on any failure.
+# and runs every test: the doctest unit tests under the first two builds and a short run of
+# every fuzz target (FUZZ_SECONDS each, 20 by default), the three side by side, then the quick
+# group of the shell suite (tests/check -g quick) under the sanitizer build. Ends with
+# "N passed, N failed[, N skipped]" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -25,10 +25,13 @@ build() {  # build DIR CMAKE-ARGS... [--target TARGET]
     cmake --build "$dir" -j"$jobs" "${target[@]}" >"$dir.build.log" 2>&1
 }
 
-run_unit() {  # run_unit NAME BINARY
-  local name=$1 bin=$2 out
-  out=$(mktemp)
-  if "$bin" --no-intro --duration=false >"$out" 2>&1; then :; fi
+# The unit tests and the fuzz runs are mostly one thread each and wait on I/O much of the
+# time: they run side by side (logs apart), and are read in order once all have ended.
+start_unit() {  # start_unit BINARY LOG: runs the doctest binary in the background
+  "$1" --no-intro --duration=false >"$2" 2>&1 &
+}
+read_unit() {  # read_unit NAME LOG: counts the doctest summary of LOG
+  local name=$1 out=$2
   local summary
   summary=$(grep -E '^\[doctest\] test cases:' "$out" | tail -1)
   local p f s
@@ -43,7 +46,6 @@ run_unit() {  # run_unit NAME BINARY
     [ "$f" -eq 0 ] || { grep -E 'ERROR|FATAL|TEST CASE' "$out" | head -40; failures+=("$name: $f failed"); }
   fi
   echo "unit tests ($name): ${summary:-crashed}"
-  rm -f "$out"
 }
 
 echo "== building release (-Werror)"
@@ -66,19 +68,23 @@ fi
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-run_unit release build-release/stablefs_unit_tests
-run_unit asan build-asan/stablefs_unit_tests
-
-echo "== fuzz targets, ${FUZZ_SECONDS:-20} s each (scripts/run-fuzz.sh)"
-fuzz_log=$(mktemp)
-./scripts/run-fuzz.sh build-clang "${FUZZ_SECONDS:-20}" 2>&1 | tee "$fuzz_log" | sed -u 's/^/  /'
+echo "== unit tests (release, sanitizers) and fuzz targets, ${FUZZ_SECONDS:-20} s each (scripts/run-fuzz.sh), side by side"
+logs=$(mktemp -d)
+start_unit build-release/stablefs_unit_tests "$logs/release"; release_pid=$!
+start_unit build-asan/stablefs_unit_tests "$logs/asan"; asan_pid=$!
+./scripts/run-fuzz.sh build-clang "${FUZZ_SECONDS:-20}" >"$logs/fuzz" 2>&1 &
+fuzz_pid=$!
+wait "$release_pid" "$asan_pid" "$fuzz_pid"
+read_unit release "$logs/release"
+read_unit asan "$logs/asan"
+sed 's/^/  /' "$logs/fuzz"
 while read -r line; do
   case $line in
     *": "*"executions in"*) passed=$((passed + 1)) ;;
     *": FAILED"* | *": not built"*) failed=$((failed + 1)); failures+=("fuzz: $line") ;;
   esac
-done <"$fuzz_log"
-rm -f "$fuzz_log"
+done <"$logs/fuzz"
+rm -rf "$logs"
 
 echo "== shell suite: tests/check -g quick (sanitizer build)"
 check_log=$(mktemp)
