@@ -190,7 +190,7 @@ OpenFile* open_file_of(const fuse_file_info* fi) {
   return fi ? reinterpret_cast<OpenFile*>(static_cast<uintptr_t>(fi->fh)) : nullptr;
 }
 
-// Before a write, fallocate or truncate changes ino's data: the privileges the caller's
+// Before a write, fallocate, truncate or copy changes ino's data: the privileges the caller's
 // change takes away (Filesystem::drop_privileges_for_data_change): the file's capabilities,
 // and set-id bits. kernel_says_no_fsetid: the kernel marked the request as coming from a
 // caller without CAP_FSETID (FUSE_WRITE_KILL_SUIDGID on a write, FATTR_KILL_SUIDGID on a
@@ -672,10 +672,16 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_i
   });
 }
 
+// The destination's data changes as by a write: its privileges go first (the request says
+// nothing of the caller's CAP_FSETID, so it is read from /proc when the file has a set-id bit).
 void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*, fuse_ino_t ino_out,
-                        off_t off_out, fuse_file_info*, size_t len, int flags) {
+                        off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
   guard(req, [&] {
     if (off_in < 0 || off_out < 0 || flags < 0) return reply_status(req, Status::error(EINVAL, "copy_file_range"));
+    if (len > 0) {
+      const Status dropped = drop_privileges_before_data_change(req, ino_out, false, open_file_of(fi_out));
+      if (!dropped.ok()) return reply_status(req, dropped);
+    }
     auto r = copy_file_range(vol(req), ino_in, static_cast<uint64_t>(off_in), ino_out, static_cast<uint64_t>(off_out),
                              len, static_cast<unsigned>(flags));
     if (!r.ok()) return reply_status(req, r.status());
