@@ -1,6 +1,7 @@
 // The request a FUSE transport thread is processing, for the operations that need more of it
-// than libfuse 3.14 passes on: a WRITE's kernel write_flags, an OPEN's open_flags, and the memory holding its payload
-// (which a zero-copy write keeps unchanged until the device has the data).
+// than libfuse 3.14 passes on: a WRITE's kernel write_flags, an OPEN's open_flags, and the
+// memory holding the payload (which a zero-copy write keeps unchanged until the device has
+// the data).
 //
 // A transport (the /dev/fuse receive loop, fs/fuse/fuse_receive_loop.h, or the io_uring one,
 // fs/fuse/fuse_uring_transport.h) makes the request current with a CurrentRequestScope around

@@ -32,8 +32,9 @@ namespace stablefs {
 // 3.14 has no capability for. kFuseDirectIoAllowMmap lets a file opened with FOPEN_DIRECT_IO
 // be mapped shared (the kernel keeps the mapping coherent with the direct I/O).
 inline constexpr uint64_t kFuseDirectIoAllowMmap = uint64_t{1} << 36;  // FUSE_DIRECT_IO_ALLOW_MMAP, 7.39
-// kFuseHandleKillprivV2 (FUSE_HANDLE_KILLPRIV_V2, 7.33): the filesystem takes set-id bits away on
-// write, truncate and chown, and the kernel skips its security.capability lookup per write.
+// kFuseHandleKillprivV2 (FUSE_HANDLE_KILLPRIV_V2, 7.33): the filesystem takes set-id bits and
+// capabilities away on write, truncate and chown, and the kernel stops looking up
+// security.capability before every buffered write.
 inline constexpr uint64_t kFuseHandleKillprivV2 = uint64_t{1} << 28;
 
 // Makes the loop write se's replies itself (libfuse's custom I/O, on the fd se was mounted

@@ -13,8 +13,8 @@
 // Lifecycle: prepare() before the kernel's INIT is answered (the threads set up their rings),
 // start() once the kernel took io_uring in the INIT reply (they register their entries),
 // quiesce() once the session exited (no request is served after it), stop() once no reply is
-// owed. A failure after start that would leave the kernel's requests
-// waiting forever (a queue without entries, a ring that cannot be waited on) ends the session.
+// owed. A failure after start that would leave the kernel's requests waiting forever (a
+// queue without entries, a ring that cannot be waited on) ends the session.
 //
 // Replies: libfuse writes every reply through the session's reply writer
 // (fs/fuse/fuse_receive_loop.cc), which offers it to reply() first. A reply to a request that
