@@ -116,9 +116,14 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
   }
   auto timer = std::make_unique<CommitTimer>(**volume, cfg.commit_seconds);
   auto scrubber = std::make_unique<Scrubber>(**volume);
+  // Automatic on read-write mounts only; `stablefs defrag` asks it either way (a read-only
+  // mount answers EROFS).
+  auto defragmenter =
+      std::make_unique<Defragmenter>(**volume, DefragOptions{.automatic = cfg.autodefrag && !cfg.volume.read_only});
   FuseServer* fuse = server->get();
   auto control = ControlServer::start({volume->get(), a.mountpoint, a.device, cfg.fuse.receive_stats,
-                                       [fuse](const RemountSettings& s) { return fuse->remount(s); }, scrubber.get()},
+                                       [fuse](const RemountSettings& s) { return fuse->remount(s); }, scrubber.get(),
+                                       defragmenter.get()},
                                       control_socket_path(a.mountpoint));
   if (!control) syslog(LOG_WARNING, "%s: stablefs stats and map will not answer (control socket)", a.mountpoint.c_str());
   // In the foreground nobody waits for "ok": the atime flags are set beside the serving loop
@@ -128,6 +133,7 @@ int serve(const MountArgs& a, MountConfig cfg, int report_fd) {
   Status run = (*server)->run();
   if (flags.joinable()) flags.join();
   control.reset();
+  defragmenter.reset();  // a chunk being moved is finished first
   scrubber.reset();  // a scrub under way stops here, its position saved for the next mount
   timer.reset();
   server->reset();  // the session is gone: no request can reach the volume any more

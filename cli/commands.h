@@ -25,6 +25,7 @@ RunFn add_map_command(CLI::App& root);
 RunFn add_verify_command(CLI::App& root);
 RunFn add_sync_command(CLI::App& root);
 RunFn add_scrub_command(CLI::App& root);
+RunFn add_defrag_command(CLI::App& root);
 
 // The online scrub of the mount holding target (cli/cmd_scrub.cc): action start, status, pause,
 // resume or cancel; rate in bytes a second (start: 0 is none; resume: empty keeps it);

@@ -1,5 +1,5 @@
 // The stablefs command: dispatches to subcommands (mkfs, fsck, info, mount, umount, stats, map,
-// verify, sync, scrub).
+// verify, sync, scrub, defrag).
 // Invoked as mkfs.stablefs or fsck.stablefs it behaves as that subcommand; as mount.stablefs
 // or mount.fuse.stablefs (mount(8)'s helpers for the types stablefs and fuse.stablefs) or umount.stablefs / umount.fuse.stablefs (umount(8)'s helpers) it takes
 // their argument conventions and runs mount / umount. "stablefs SOURCE MNT -o OPTS" (how
@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   if (self == "umount.stablefs" || self == "umount.fuse.stablefs") args = stablefs::cli::umount_helper_args(args);
   if (args.empty()) return 0;
   // mount.fuse3 runs a "fuse.stablefs" mount as "stablefs SOURCE MOUNTPOINT -o OPTIONS".
-  static const char* const kSubcommands[] = {"mkfs", "info", "fsck", "mount", "umount", "stats", "map", "verify", "sync", "scrub"};
+  static const char* const kSubcommands[] = {"mkfs", "info", "fsck", "mount", "umount", "stats", "map", "verify", "sync", "scrub", "defrag"};
   // Only a source that is a path is taken for one: a mistyped subcommand is an error, never a
   // mount attempt.
   if (args.size() >= 2 && !args[1].empty() && args[1][0] != '-' &&
@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   add(stablefs::cli::add_verify_command(app));
   add(stablefs::cli::add_sync_command(app));
   add(stablefs::cli::add_scrub_command(app));
+  add(stablefs::cli::add_defrag_command(app));
   try {
     app.parse(static_cast<int>(cargs.size()), cargs.data());
   } catch (const CLI::ParseError& e) {

@@ -21,6 +21,7 @@ std::string parse_options(const std::vector<std::string>& lists, MountConfig& cf
       else if (opt == "allow_other") cfg.fuse.allow_other = true;
       else if (opt == "debug") cfg.fuse.debug = true;
       else if (opt == "uring" || opt == "nouring") cfg.fuse.uring = opt == "uring";
+      else if (opt == "autodefrag" || opt == "noautodefrag") cfg.autodefrag = opt == "autodefrag";
       else if (key == "subtype" && has_value) cfg.fuse.subtype = value;  // empty: type "fuse" (xfstests)
       else if (key == "bounce" && has_value) {
         auto p = parse_bounce_policy(value);

@@ -14,6 +14,7 @@ struct MountConfig {
   VolumeOptions volume;
   FuseMountOptions fuse;
   unsigned commit_seconds = 5;
+  bool autodefrag = true;  // -o autodefrag / noautodefrag (fs/defragmenter.h)
   bool remount = false;  // -o remount: change a live mount (cli/remount.h) instead of mounting
 };
 

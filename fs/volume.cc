@@ -1,6 +1,7 @@
 #include "fs/volume.h"
 
 #include <cstdio>
+#include <cstring>
 #include <future>
 #include <new>
 #include <vector>
@@ -143,6 +144,38 @@ Result<ScrubRangeResult> Volume::scrub_range(uint64_t ino, uint64_t offset, uint
     const FileRangeLocks::Held range = locks_.lock(ino, first, last, false);
     const ScrubIo io{*queue_, *pool_, stats, {static_cast<uint32_t>(bs), device_->memory_alignment()}};
     return iomap_scrub_range(*mapper_, io, ino, first, last - first, buffer);
+  }();
+  if (Status released = fs_->release_inode(ino); !released.ok() && r.ok()) return released;
+  return r;
+}
+
+Result<RelocateResult> Volume::relocate_range(uint64_t ino, uint64_t offset, uint64_t length, uint64_t min_fragments,
+                                              std::span<uint8_t> buffer) {
+  const uint64_t bs = fs_->statfs().block_size;
+  if (offset % bs != 0 || buffer.size() < length)
+    return Status::error(EINVAL, "relocation of an unaligned range or into a short buffer");
+  const uint64_t last = std::min(kIomapEndOfAnyFile, (offset + length + bs - 1) / bs * bs);
+  if (last <= offset) return RelocateResult{0, 0, offset + length};
+  fs_->acquire_inode(ino);
+  Result<RelocateResult> r = [&]() -> Result<RelocateResult> {
+    const FileRangeLocks::Held range = locks_.lock(ino, offset, last, true);
+    SFS_ASSIGN(const WrittenRun run, mapper_->written_run(ino, offset, last - offset));
+    const uint64_t start = run.start_block * bs;
+    RelocateResult result{run.fragments, 0, start + run.blocks * bs};
+    if (run.blocks == 0) result.next = last;
+    // Only blocks that hold bytes of the file: the read below sees nothing past its end.
+    const uint64_t below_eof = run.file_size > start ? (run.file_size - start + bs - 1) / bs : 0;
+    const uint64_t blocks = std::min(run.blocks, below_eof);
+    if (run.fragments < min_fragments || blocks == 0) return result;
+    if (!run.room_to_move)
+      return Status::error(ENOSPC, device_->name() + ": too little free space to move file data together");
+    const size_t bytes = static_cast<size_t>(blocks * bs);
+    std::span<uint8_t> data = buffer.first(bytes);
+    SFS_ASSIGN(const size_t got, engine_->read_sync_locked(ino, start, data, ReadMemory::kPrivate));
+    // The last block reads short at the end of the file: its bytes past the end are zeros.
+    if (got < bytes) std::memset(data.data() + got, 0, bytes - got);
+    SFS_ASSIGN(result.bytes_moved, engine_->relocate_sync_locked(ino, start, data));
+    return result;
   }();
   if (Status released = fs_->release_inode(ino); !released.ok() && r.ok()) return released;
   return r;

@@ -43,6 +43,13 @@ struct VolumeOptions {
   std::function<std::unique_ptr<BlockDevice>(BlockDevice& opened)> wrap_metadata_device = {};
 };
 
+// What Volume::relocate_range found and did.
+struct RelocateResult {
+  uint64_t fragments = 0;    // device-contiguous pieces the written run lay in
+  uint64_t bytes_moved = 0;  // 0 when it lay in fewer than asked for (nothing moved)
+  uint64_t next = 0;         // byte offset past the run (the range's end when it had none)
+};
+
 enum FallocateMode : unsigned {
   kFallocKeepSize = 1u << 0,
   kFallocPunchHole = 1u << 1,
@@ -106,6 +113,16 @@ class Volume {
   // O_DIRECT aligned; stats: the caller's counters for this I/O (not the volume's).
   Result<ScrubRangeResult> scrub_range(uint64_t ino, uint64_t offset, uint64_t length, std::span<uint8_t> buffer,
                                        IoStats& stats);
+  // The defragmenter's step: the first run of written data in [offset, offset + length) of
+  // ino (up to a hole, an unwritten extent or the range's end), when it lies in at least
+  // min_fragments device-contiguous pieces, is read (verified against its checksums: a
+  // damaged block fails the step with EIO, its data never moved under a new checksum) and
+  // written unchanged into one new contiguous extent (DirectIo::relocate_sync_locked);
+  // ENOSPC, before anything is read, when free space is short (WrittenRun::room_to_move). Under
+  // ino's range lock held exclusively and a hold on the inode, like scrub_range. offset block
+  // aligned; buffer: the caller's, O_DIRECT aligned, at least length bytes.
+  Result<RelocateResult> relocate_range(uint64_t ino, uint64_t offset, uint64_t length, uint64_t min_fragments,
+                                        std::span<uint8_t> buffer);
   // lseek(2) SEEK_DATA / SEEK_HOLE (iomap/seek.h), ordered against size changes and writes
   // of ino by its range lock (held shared over the whole file).
   Result<uint64_t> seek_data(uint64_t ino, uint64_t offset) { return seek(ino, offset, true); }

@@ -35,6 +35,7 @@ struct DirectIo::Request {
   std::function<std::shared_ptr<const void>()> keep_source;  // WriteSource::keep
   std::shared_ptr<const void> kept_source;  // what keep gave: held until the request ends
   bool borrowed_source = false;             // a unit sends user_src zero-copy
+  uint32_t extra_op = 0;                    // IomapOp bits added to a write's mappings
   AlignedBuffer temp;         // request-private memory when the caller's is unaligned
   std::span<uint8_t> io_buf;  // what the units read into or write from
   FileRangeLocks::Held lock;  // empty for the edge reads of a write, which holds the range
@@ -111,11 +112,17 @@ std::unique_ptr<DirectIo::Request> DirectIo::new_request(uint64_t ino, uint64_t 
 }
 
 void DirectIo::read(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory, Done done) {
+  read_request(ino, pos, dst, memory, std::move(done), true);
+}
+
+void DirectIo::read_request(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory, Done done,
+                            bool take_lock) {
   // No file reaches past kMaxFileBytes: a read there finds end of file.
   if (pos < kMaxFileBytes) dst = dst.first(static_cast<size_t>(std::min<uint64_t>(dst.size(), kMaxFileBytes - pos)));
   else dst = {};
   std::unique_ptr<Request> req =
-      new_request(ino, round_down(pos, block_size_), round_up(pos + dst.size(), block_size_), false, !dst.empty(), done);
+      new_request(ino, round_down(pos, block_size_), round_up(pos + dst.size(), block_size_), false,
+                  take_lock && !dst.empty(), done);
   if (!req) return;
   req->pos = pos;
   req->user_dst = dst;
@@ -214,7 +221,8 @@ SourceUse DirectIo::write(uint64_t ino, uint64_t pos, WriteSource src, Done done
   return write_request(ino, pos, std::move(src), std::move(done), true);
 }
 
-SourceUse DirectIo::write_request(uint64_t ino, uint64_t pos, WriteSource source, Done done, bool take_lock) {
+SourceUse DirectIo::write_request(uint64_t ino, uint64_t pos, WriteSource source, Done done, bool take_lock,
+                                  uint32_t extra_op) {
   const std::span<const uint8_t> src = source.bytes;
   const bool fits = pos < kMaxFileBytes && src.size() <= kMaxFileBytes - pos;
   const uint64_t apos = round_down(pos, block_size_);
@@ -225,6 +233,7 @@ SourceUse DirectIo::write_request(uint64_t ino, uint64_t pos, WriteSource source
   req->len = src.size();
   req->user_src = src;
   req->keep_source = std::move(source.keep);
+  req->extra_op = extra_op;
   // Every answer before the units are built is kCopied: nothing of src is used after finish().
   auto finish_now = [this, &req] {
     finish(req.release());
@@ -282,7 +291,7 @@ SourceUse DirectIo::write_request(uint64_t ino, uint64_t pos, WriteSource source
 
 SourceUse DirectIo::start_write(Request* req) {
   const IoUnitGeometry geometry{block_size_, config_.memory_alignment};
-  IomapIter it(ops_, req->ino, req->apos, req->alen, kIomapWrite | kIomapDirect);
+  IomapIter it(ops_, req->ino, req->apos, req->alen, kIomapWrite | kIomapDirect | req->extra_op);
   while (it.next()) {
     const uint64_t n = it.length();
     if (it.map().type == IomapType::kHole || it.map().type == IomapType::kInline) {
@@ -415,6 +424,23 @@ Result<size_t> DirectIo::write_sync_locked(uint64_t ino, uint64_t pos, std::span
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
   (void)write_request(ino, pos, {src, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false);
+  return f.get();
+}
+
+Result<size_t> DirectIo::read_sync_locked(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory) {
+  std::promise<Result<size_t>> p;
+  auto f = p.get_future();
+  read_request(ino, pos, dst, memory, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false);
+  return f.get();
+}
+
+Result<size_t> DirectIo::relocate_sync_locked(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) {
+  if (pos % block_size_ != 0 || src.size() % block_size_ != 0)
+    return Status::error(EINVAL, where(ino, pos) + ": relocation of a range that is not block aligned");
+  std::promise<Result<size_t>> p;
+  auto f = p.get_future();
+  (void)write_request(ino, pos, {src, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false,
+                      kIomapRelocate);
   return f.get();
 }
 

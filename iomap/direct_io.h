@@ -105,6 +105,17 @@ class DirectIo {
   // aligned range (size changes that zero partial blocks under a whole-file lock).
   // REQUIRES: that lock held.
   Result<size_t> write_sync_locked(uint64_t ino, uint64_t pos, std::span<const uint8_t> src);
+  // read_sync for a caller that already holds ino's range lock (either mode) over the block-
+  // aligned range: the defragmenter, which reads and relocates a range under one exclusive
+  // lock. REQUIRES: that lock held.
+  Result<size_t> read_sync_locked(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory);
+  // Moves the written data of [pos, pos + src.size()) to new contiguous space (kIomapRelocate):
+  // src must be exactly what the range holds now, read by read_sync_locked under the same
+  // lock; the ioend remaps the range, frees the old blocks and records the checksums of src,
+  // leaving the file's times alone. Returns the bytes moved (fewer when a hole or unwritten
+  // extent ends the written data, or space runs short). pos and src.size() block aligned.
+  // REQUIRES: ino's range lock held exclusively over the range.
+  Result<size_t> relocate_sync_locked(uint64_t ino, uint64_t pos, std::span<const uint8_t> src);
 
   const DirectIoConfig& config() const { return config_; }
 
@@ -126,7 +137,10 @@ class DirectIo {
   void read_walk(Request* req, bool bounce, IomapIter& it, bool first_mapped);
   void submit_unit(Request* req, UnitSlot* slot);
   SourceUse start_write(Request* req);
-  SourceUse write_request(uint64_t ino, uint64_t pos, WriteSource src, Done done, bool take_lock);
+  // extra_op: IomapOp bits added to the write's mapping calls (kIomapRelocate).
+  SourceUse write_request(uint64_t ino, uint64_t pos, WriteSource src, Done done, bool take_lock,
+                          uint32_t extra_op = 0);
+  void read_request(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory, Done done, bool take_lock);
   void unit_done(Request* req);
   // The request-private aligned buffer of an unaligned request; false (walk_status ENOMEM)
   // when it cannot be had.

@@ -33,6 +33,8 @@ enum IomapFlags : uint32_t {
                            // data until complete_writes() remaps it
   kIomapSpeculative = 1u << 2,  // reports: space the filesystem allocated ahead of an appending
                                 // stream, freed when the file is closed unless written
+  kIomapRelocated = 1u << 3,  // with kIomapShared, for kIomapRelocate: the data moves unchanged,
+                              // so complete_writes() leaves the file's times alone
 };
 
 enum IomapOp : uint32_t {
@@ -43,6 +45,12 @@ enum IomapOp : uint32_t {
   kIomapPrealloc = 1u << 3,  // with kIomapWrite (fallocate): holes become unwritten extents
                              // (kIomapNew), nothing speculative; existing extents are given as
                              // they are, and speculative ones become the file's own
+  kIomapRelocate = 1u << 4,  // with kIomapWrite (the defragmenter): the written data of the
+                             // range moves to new contiguous space, one mapping (kIomapShared |
+                             // kIomapRelocated) over as many written extents as the range holds;
+                             // a hole or unwritten extent ends it, and one at pos is EINVAL.
+                             // The caller writes the range's current bytes, read under the
+                             // same exclusive range lock.
 };
 
 struct Iomap {

@@ -101,6 +101,8 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
     return as_stored();
   }
 
+  if (op & kIomapRelocate) return begin_relocation(ino, extents, piece, fb, want, map);
+
   if (piece.extent && (piece.extent->flags & kExtentUnwritten || !store.superblock().data_checksums())) {
     map.type = piece.extent->flags & kExtentUnwritten ? IomapType::kUnwritten : IomapType::kMapped;
     map.dev_addr = piece.extent->dev_block * bs;
@@ -144,6 +146,72 @@ Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32
   });
   SFS_TRY(store.end_operation(allocated.status()));
   return allocated;
+}
+
+Result<Iomap> FileMapper::begin_relocation(uint64_t ino, ExtentMap& extents, const MappedPiece& piece, uint64_t fb,
+                                           uint64_t want, Iomap map) {
+  MetadataStore& store = inodes_.store();
+  const uint64_t bs = store.superblock().block_size;
+  if (!piece.extent || (piece.extent->flags & kExtentUnwritten))
+    return Status::error(EINVAL, "inode " + std::to_string(ino) + ": relocation of a range that starts without written data");
+  const uint64_t limit = std::min(want, kMaxMappingBlocks);
+  uint64_t run = 0;
+  SFS_TRY(extents.walk(fb, [&](const MappedPiece& p) {
+    if (!p.extent || (p.extent->flags & kExtentUnwritten)) return false;
+    run += p.nblocks;
+    return run < limit;
+  }));
+  run = std::min(run, limit);
+  // Right after the block before the range, so that neighbouring relocated ranges follow
+  // each other on the device.
+  uint64_t goal = 0;
+  if (fb > 0) {
+    SFS_ASSIGN(MappedPiece before, extents.find(fb - 1));
+    if (before.extent) goal = before.extent->dev_block + 1;
+  }
+  SFS_ASSIGN(const uint64_t count, data_blocks_available(store, run));
+  if (count < run) return Status::error(ENOSPC, store.device().name() + ": no room to relocate file data");
+  SFS_ASSIGN(Extent e, store.allocator().reserve(goal, run, run));
+  reserved_[e.start] = e.length;
+  map.type = IomapType::kMapped;
+  map.flags = kIomapShared | kIomapRelocated;
+  map.dev_addr = e.start * bs;
+  map.length = e.length * bs;
+  return map;
+}
+
+Result<WrittenRun> FileMapper::written_run(uint64_t ino, uint64_t pos, uint64_t len) {
+  MutexLock lock(inodes_.mutex());
+  MetadataStore& store = inodes_.store();
+  const uint64_t bs = store.superblock().block_size;
+  SFS_ASSIGN(Inode inode, inodes_.load(ino));
+  const uint64_t first = pos / bs, end = first + (len + bs - 1) / bs;
+  WrittenRun run;
+  run.file_size = inode.rec.size;
+  run.start_block = end;
+  if (!S_ISREG(inode.rec.mode)) return run;
+  uint64_t next_dev = ~0ull;  // the device block that would continue the last piece
+  SFS_TRY(ExtentMap(store, ino).walk(first, [&](const MappedPiece& p) {
+    if (p.file_block >= end) return false;
+    if (!p.extent || (p.extent->flags & kExtentUnwritten)) {
+      if (run.blocks > 0) return false;       // the run ends here
+      return p.nblocks < end - p.file_block;  // none yet: look past it while in the range
+    }
+    if (run.blocks == 0) run.start_block = p.file_block;
+    const uint64_t n = std::min(p.nblocks, end - p.file_block);
+    if (p.extent->dev_block != next_dev) ++run.fragments;
+    next_dev = p.extent->dev_block + n;
+    run.blocks += n;
+    return p.file_block + n < end;
+  }));
+  const Allocator& alloc = store.allocator();
+  run.room_to_move = alloc.allocatable_blocks() >= run.blocks + alloc.total_blocks() / 16 + kMetadataReserveBlocks;
+  return run;
+}
+
+void FileMapper::set_observer(WrittenRangeObserver* observer) {
+  MutexLock lock(inodes_.mutex());
+  observer_ = observer;
 }
 
 Status FileMapper::end(uint64_t, const Iomap& map, uint64_t pos, uint64_t, uint64_t done, uint32_t op) {
@@ -238,13 +306,19 @@ Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> r
       }
     }
     // An overwrite in place that does not grow the file changes only the times: fdatasync
-    // need not commit for it.
+    // need not commit for it. A relocation moves data without changing it: no times.
     bool in_place_only = end_pos <= inode.rec.size;
-    for (const WrittenRange& r : ranges)
-      if (r.reached_device && (r.map.type != IomapType::kMapped || (r.map.flags & kIomapShared))) in_place_only = false;
+    bool relocation_only = true;
+    for (const WrittenRange& r : ranges) {
+      if (!r.reached_device) continue;
+      if (r.map.type != IomapType::kMapped || (r.map.flags & kIomapShared)) in_place_only = false;
+      if (!(r.map.flags & kIomapRelocated)) {
+        relocation_only = false;
+        if (observer_ != nullptr && r.len < kSmallWriteBytes) observer_->small_write(ino, r.pos, r.len);
+      }
+    }
     if (end_pos > inode.rec.size) inode.rec.size = end_pos;
-    Timespec now = now_timespec();
-    inode.rec.mtime = inode.rec.ctime = now;
+    if (!relocation_only) inode.rec.mtime = inode.rec.ctime = now_timespec();
     return inodes_.save(inode, in_place_only ? InodeChange::kTimesOnly : InodeChange::kMetadata);
   });
   if (!st.ok()) release_unclaimed();

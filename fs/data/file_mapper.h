@@ -16,12 +16,18 @@
 //              blocks freed and the new checksums recorded, in one transaction. A crash
 //              before ioend leaves the old data and checksums intact and leaks nothing.
 //              With data checksums off, mapped blocks are overwritten in place.
+//   relocate   (kIomapRelocate, the defragmenter) the written extents of a range, however
+//              many, are given as one out-of-place mapping into one new contiguous extent
+//              reserved whole (ENOSPC when the free space holds no such extent), placed just
+//              after the block before the range where it can be; ioend remaps them as any
+//              out-of-place write but leaves mtime and ctime alone.
 // Every call takes the metadata lock (InodeTable::mutex()); thread-safe. The mapper borrows
 // the InodeTable, which must outlive it.
 #pragma once
 
 #include <map>
 
+#include "fs/inode/extent_map.h"
 #include "fs/inode/inode_table.h"
 #include "iomap/iomap.h"
 
@@ -31,9 +37,34 @@ namespace stablefs {
 // that only awaits reuse allocatable; ENOSPC when none. REQUIRES: the metadata lock.
 Result<uint64_t> data_blocks_available(MetadataStore& store, uint64_t want);
 
+// Told by the ioend which file ranges small writes changed (the defragmenter's candidates).
+class WrittenRangeObserver {
+ public:
+  virtual ~WrittenRangeObserver() = default;
+  // [pos, pos + len) of ino was written by a request of fewer than kSmallWriteBytes bytes
+  // per mapping (relocations are not reported). Called on the ioend's thread with the
+  // metadata lock held: must not block, take the metadata lock or start I/O.
+  virtual void small_write(uint64_t ino, uint64_t pos, uint64_t len) = 0;
+};
+
+// The first run of written data in a range and how it lies on the device.
+struct WrittenRun {
+  uint64_t start_block = 0;  // file block where it starts (the range's end when there is none)
+  uint64_t blocks = 0;       // written blocks from there, up to a hole, an unwritten block or the
+                             // range's end
+  uint64_t fragments = 0;    // device-contiguous pieces those blocks lie in
+  uint64_t file_size = 0;    // bytes
+  // Free space holds the run again with room to spare (a sixteenth of the filesystem): a
+  // relocation would not take the space writes need.
+  bool room_to_move = false;
+};
+
 class FileMapper : public IomapOps, public IomapWriteCompletion {
  public:
   explicit FileMapper(InodeTable& inodes) : inodes_(inodes) {}
+
+  // Writes of a mapping below this many bytes are reported to the observer.
+  static constexpr uint64_t kSmallWriteBytes = 1u << 20;
 
   // Largest extent one begin() allocates, in blocks: keeps each ioend transaction small.
   static constexpr uint64_t kMaxMappingBlocks = 2048;
@@ -49,13 +80,25 @@ class FileMapper : public IomapOps, public IomapWriteCompletion {
   // Blocks reserved for out-of-place writes in flight (tests: 0 when idle).
   uint64_t reserved_blocks() const;
 
+  // The first written run in [pos, pos + len) of ino (pos block aligned).
+  Result<WrittenRun> written_run(uint64_t ino, uint64_t pos, uint64_t len);
+
+  // Sets (or, with null, clears) the observer of small writes. Once this returns, the ioend
+  // no longer calls the observer it replaced. The observer must outlive its registration.
+  void set_observer(WrittenRangeObserver* observer);
+
  private:
   // Forgets [start, start+n) from the reservation records. REQUIRES: metadata lock.
   void take_reserved(uint64_t start, uint64_t n) REQUIRES(inodes_.mutex());
   // Hands the reservation under an out-of-place range back to the allocator. REQUIRES: metadata lock.
   void release_reservation(const WrittenRange& r) REQUIRES(inodes_.mutex());
 
+  // The relocation mapping of begin(kIomapRelocate) at file block fb, whose piece is piece.
+  Result<Iomap> begin_relocation(uint64_t ino, ExtentMap& extents, const MappedPiece& piece, uint64_t fb,
+                                 uint64_t want, Iomap map) REQUIRES(inodes_.mutex());
+
   InodeTable& inodes_;
+  WrittenRangeObserver* observer_ GUARDED_BY(inodes_.mutex()) = nullptr;
   std::map<uint64_t, uint64_t> reserved_ GUARDED_BY(inodes_.mutex());  // device block -> blocks, reserved for in-flight writes
 };
 

@@ -9,6 +9,9 @@
 //   {"op": "sync"}             -> {"ok": true} once everything written so far is durable
 //                                 (journal commit and device flush: Volume::sync)
 //   {"op": "scrub", ...}       -> the online scrub (fs/fuse/scrub_protocol.h)
+//   {"op": "defrag", "ino": N} -> {"ok": true, "chunks": N, "moved_chunks": N, "moved_bytes": N,
+//                                  "fragments_before": N, "failed_chunks": N} once the file's
+//                                  fragmented chunks are moved (Defragmenter::defragment_file)
 //   {"op": "remount", "read_only": B, "atime": "never"|"relative"|"always", "dir_atime": B}
 //                              -> {"ok": true} once the daemon applies them (FuseServer::remount)
 // A failure is {"ok": false, "errno": E, "error": "<one line>"}. Both sides are in this file's

@@ -64,6 +64,17 @@ std::string stats_report(const ControlTarget& t) {
     }
     out += buf;
   }
+  if (t.defragmenter) {
+    const DefragStats d = t.defragmenter->stats();
+    std::snprintf(buf, sizeof buf,
+                  "defrag           %s: %llu chunks pending, %llu checked, %llu moved (%llu KiB, from %llu pieces), "
+                  "%llu failed, %llu candidates dropped\n",
+                  d.automatic ? "automatic" : "on request", (unsigned long long)d.pending_chunks,
+                  (unsigned long long)d.checked_chunks, (unsigned long long)d.moved_chunks,
+                  (unsigned long long)(d.moved_bytes >> 10), (unsigned long long)d.fragments_before,
+                  (unsigned long long)d.failed_chunks, (unsigned long long)d.dropped_candidates);
+    out += buf;
+  }
   const ProcessMemory mem = process_memory();
   std::snprintf(buf, sizeof buf, "daemon memory    %llu KiB resident, peak %llu KiB\n", (unsigned long long)mem.resident_kib,
                 (unsigned long long)mem.peak_kib);
@@ -114,6 +125,18 @@ nlohmann::json answer(const ControlTarget& t, const std::string& text) {
     if (!settings.ok()) return control_error(settings.status());
     Status st = t.remount(*settings);
     return st.ok() ? control_ok() : control_error(st);
+  }
+  if (op == "defrag") {
+    if (!t.defragmenter) return control_error(Status::error(EOPNOTSUPP, "this daemon runs no defragmenter"));
+    uint64_t ino = 0;
+    if (!get_u64(req, "ino", ino)) return control_error(Status::error(EPROTO, "a defrag request needs \"ino\""));
+    Result<DefragFileResult> r = t.defragmenter->defragment_file(ino);
+    if (!r.ok()) return control_error(r.status());
+    return control_ok({{"chunks", r->chunks},
+                       {"moved_chunks", r->moved_chunks},
+                       {"moved_bytes", r->moved_bytes},
+                       {"fragments_before", r->fragments_before},
+                       {"failed_chunks", r->failed_chunks}});
   }
   if (op == "scrub") {
     if (!t.scrubber) return control_error(Status::error(EOPNOTSUPP, "this daemon runs no scrub"));

@@ -1,5 +1,6 @@
 // ControlServer: the daemon side of the control protocol (fs/fuse/control_protocol.h) —
-// `stablefs stats`, `stablefs map`, `stablefs sync`, `stablefs scrub` and a remount ask a running mount through it. A thread answers one
+// `stablefs stats`, `stablefs map`, `stablefs sync`, `stablefs scrub`, `stablefs defrag` and a
+// remount ask a running mount through it. A thread answers one
 // request per connection on a unix socket (mode 0600, and the peer must be root).
 //
 // Threads: start() and the destructor on the daemon's main thread; the server's own thread
@@ -14,6 +15,7 @@
 
 #include "fs/fuse/fuse_adapter.h"
 #include "fs/fuse/fuse_receive_loop.h"
+#include "fs/defragmenter.h"
 #include "fs/scrub.h"
 #include "fs/volume.h"
 
@@ -30,6 +32,8 @@ struct ControlTarget {
   std::function<Status(const RemountSettings&)> remount = {};
   // The mount's online scrub (must outlive the server); null: scrub requests are refused.
   Scrubber* scrubber = nullptr;
+  // The mount's defragmenter (must outlive the server); null: defrag requests are refused.
+  Defragmenter* defragmenter = nullptr;
 };
 
 // The text `stablefs stats` prints for a mount.

@@ -1,0 +1,186 @@
+#include "fs/defragmenter.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+namespace stablefs {
+namespace {
+
+// Chunks taken off the candidate list at a time: the thread looks at the list again (and at
+// stop_) between batches.
+constexpr size_t kBatchChunks = 64;
+// Failed steps logged, at most; the rest are only counted (stablefs stats).
+constexpr uint64_t kLoggedFailures = 10;
+
+// Errors that say the file itself is gone or cannot be changed, not that one chunk failed.
+bool concerns_the_file(int code) { return code == ENOENT || code == EROFS || code == EINVAL || code == EISDIR; }
+
+}  // namespace
+
+Defragmenter::Defragmenter(Volume& v, DefragOptions options) : v_(v), options_(options) {
+  {
+    MutexLock lock(mu_);
+    stats_.automatic = options_.automatic;
+  }
+  if (!options_.automatic) return;
+  v_.mapper().set_observer(this);
+  thread_ = std::thread([this] { run(); });
+}
+
+Defragmenter::~Defragmenter() {
+  if (!options_.automatic) return;
+  v_.mapper().set_observer(nullptr);  // no small_write() after this
+  {
+    MutexLock lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void Defragmenter::small_write(uint64_t ino, uint64_t pos, uint64_t len) {
+  if (len == 0) return;
+  const auto now = Clock::now();
+  MutexLock lock(mu_);
+  const bool was_empty = candidates_.empty();
+  for (uint64_t index = pos / kChunkBytes; index <= (pos + len - 1) / kChunkBytes; ++index) {
+    auto it = candidates_.find({ino, index});
+    if (it != candidates_.end()) {
+      it->second = now;
+    } else if (candidates_.size() < kMaxCandidates) {
+      try {
+        candidates_.emplace(Chunk{ino, index}, now);
+      } catch (const std::bad_alloc&) {
+        ++stats_.dropped_candidates;  // the write itself is done: losing a candidate is harmless
+      }
+    } else {
+      ++stats_.dropped_candidates;
+    }
+  }
+  stats_.pending_chunks = candidates_.size();
+  if (was_empty && !candidates_.empty()) cv_.notify_all();
+}
+
+void Defragmenter::run() {
+  AlignedBuffer buffer;
+  try {
+    buffer = AlignedBuffer(kChunkBytes);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "stablefs: defrag: no memory for its buffer; automatic defragmentation is off\n");
+    return;
+  }
+  const auto quiet = std::chrono::milliseconds(options_.quiet_ms);
+  for (;;) {
+    std::vector<Chunk> due;
+    {
+      MutexLock lock(mu_);
+      for (;;) {
+        if (stop_) return;
+        if (candidates_.empty()) {
+          cv_.wait(mu_);
+          continue;
+        }
+        // Chunks nothing has written to for quiet_ms, in file order; otherwise sleep until
+        // the first of them could be.
+        const auto now = Clock::now();
+        auto next = Clock::time_point::max();
+        for (auto it = candidates_.begin(); it != candidates_.end() && due.size() < kBatchChunks;) {
+          if (it->second + quiet <= now) {
+            due.push_back(it->first);
+            it = candidates_.erase(it);
+          } else {
+            next = std::min(next, it->second + quiet);
+            ++it;
+          }
+        }
+        stats_.pending_chunks = candidates_.size();
+        if (!due.empty()) break;
+        cv_.wait_for(mu_, next - now);
+      }
+    }
+    for (const Chunk& c : due) {
+      {
+        MutexLock lock(mu_);
+        if (stop_) return;
+      }
+      (void)move_range(c.first, c.second * kChunkBytes, (c.second + 1) * kChunkBytes, buffer);
+    }
+  }
+}
+
+Result<RelocateResult> Defragmenter::move_range(uint64_t ino, uint64_t start, uint64_t end, AlignedBuffer& buffer) {
+  RelocateResult total{0, 0, end};
+  Status failed;
+  for (uint64_t pos = start; pos < end;) {
+    Result<RelocateResult> r = v_.relocate_range(ino, pos, end - pos, kMinFragments, buffer.span());
+    if (!r.ok()) {
+      failed = r.status();
+      break;
+    }
+    if (r->bytes_moved > 0) {
+      total.fragments += r->fragments;
+      total.bytes_moved += r->bytes_moved;
+    }
+    pos = std::max(r->next, pos + 1);
+  }
+  MutexLock lock(mu_);
+  ++stats_.checked_chunks;
+  if (total.bytes_moved > 0) {
+    ++stats_.moved_chunks;
+    stats_.moved_bytes += total.bytes_moved;
+    stats_.fragments_before += total.fragments;
+  }
+  if (failed.ok()) return total;
+  if (failed.code() != ENOENT) {  // a file removed meanwhile is no failure
+    if (stats_.failed_chunks++ < kLoggedFailures)
+      std::fprintf(stderr, "stablefs: defrag: inode %llu offset %llu left as it is: %s\n", (unsigned long long)ino,
+                   (unsigned long long)start, failed.message().c_str());
+  }
+  return failed;
+}
+
+Result<DefragFileResult> Defragmenter::defragment_file(uint64_t ino) {
+  SFS_ASSIGN(Inode inode, v_.fs().getattr(ino));
+  if (!S_ISREG(inode.rec.mode)) return Status::error(EINVAL, "not a regular file");
+  if (v_.fs().health().read_only) return Status::error(EROFS, "the filesystem is mounted read-only");
+  AlignedBuffer buffer;
+  SFS_TRY(out_of_memory_as_error([&] {
+    buffer = AlignedBuffer(kChunkBytes);
+    return Status{};
+  }));
+  DefragFileResult result;
+  for (uint64_t pos = 0;;) {
+    // Holes are skipped whole: a sparse file costs a lookup per data extent, not per chunk.
+    Result<uint64_t> data = v_.seek_data(ino, pos);
+    if (!data.ok()) {
+      if (data.status().code() == ENXIO) break;  // no data from pos on
+      return data.status();
+    }
+    const uint64_t chunk_end = (*data / kChunkBytes + 1) * kChunkBytes;
+    Result<RelocateResult> r = move_range(ino, *data, chunk_end, buffer);
+    ++result.chunks;
+    if (r.ok()) {
+      if (r->bytes_moved > 0) {
+        ++result.moved_chunks;
+        result.moved_bytes += r->bytes_moved;
+        result.fragments_before += r->fragments;
+      }
+    } else if (concerns_the_file(r.status().code())) {
+      return r.status();
+    } else {
+      ++result.failed_chunks;
+    }
+    pos = chunk_end;
+  }
+  return result;
+}
+
+DefragStats Defragmenter::stats() const {
+  MutexLock lock(mu_);
+  return stats_;
+}
+
+}  // namespace stablefs

@@ -1,0 +1,112 @@
+// Defragmenter: gathers the written data of files back into contiguous space, beside user I/O.
+//
+// Out-of-place overwrites (data checksums on) and small writes in random order scatter a
+// file's blocks: after random 4 KiB overwrites a 1 MiB sequential read becomes a hundred
+// small device reads. The defragmenter moves such data, one chunk (kChunkBytes of one file,
+// aligned) at a time, into one new contiguous extent placed after the chunk before it
+// (Volume::relocate_range): read and verified under the chunk's exclusive range lock, written
+// unchanged, remapped by the ioend in one transaction with the old blocks freed. A crash at any
+// point leaves either the old mapping or the new one, never a mix (the out-of-place write's
+// invariant); a damaged block is never moved under a new checksum (the step fails with EIO and
+// the chunk stays as it is); mtime and ctime do not change.
+//
+// Two ways in:
+//   automatic  (mount option autodefrag, the default) the ioend reports small writes
+//              (FileMapper's WrittenRangeObserver); a chunk they touched becomes a candidate
+//              once nothing has written to it for quiet_ms, and the defragmenter's thread
+//              then moves it if its written data lies in at least kMinFragments pieces. A
+//              chunk kept busy by writes is left alone until they pause, so a steady stream of
+//              random overwrites costs no extra I/O while it lasts.
+//   explicit   defragment_file() (`stablefs defrag FILE`) goes through a whole file now.
+//
+// Thread-safety: every call from any thread; the automatic work runs on a thread of its own,
+// which the destructor stops and joins (a chunk being moved finishes first). Lock order: the
+// metadata lock (held when small_write is called) before mu_; nothing calls into the Volume
+// with mu_ held. The Volume must outlive the Defragmenter: destroy it before closing the Volume.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <thread>
+#include <utility>
+
+#include "bounce/aligned_buffer.h"
+#include "bounce/mutex.h"
+#include "fs/volume.h"
+
+namespace stablefs {
+
+struct DefragOptions {
+  bool automatic = true;   // move candidates from small writes on the defragmenter's thread
+  unsigned quiet_ms = 1000;  // how long a chunk must go unwritten before it is moved
+};
+
+struct DefragStats {
+  bool automatic = false;
+  uint64_t pending_chunks = 0;   // candidates not yet looked at
+  uint64_t checked_chunks = 0;   // candidates and chunks of files looked at
+  uint64_t moved_chunks = 0;
+  uint64_t moved_bytes = 0;
+  uint64_t fragments_before = 0;  // pieces the moved chunks lay in, together
+  uint64_t failed_chunks = 0;     // a step that failed (no contiguous space, a damaged block...)
+  uint64_t dropped_candidates = 0;  // small writes not followed: the candidate list was full
+};
+
+// What defragment_file did to one file.
+struct DefragFileResult {
+  uint64_t chunks = 0;            // chunks looked at
+  uint64_t moved_chunks = 0;
+  uint64_t moved_bytes = 0;
+  uint64_t fragments_before = 0;  // of the chunks moved
+  uint64_t failed_chunks = 0;
+};
+
+class Defragmenter : public WrittenRangeObserver {
+ public:
+  static constexpr uint64_t kChunkBytes = 1u << 20;
+  // A chunk is moved when its written data lies in this many device-contiguous pieces or more:
+  // a 1 MiB read in 8 pieces is still 128 KiB device reads, and a contiguous chunk takes four
+  // scattered small writes (each adds two pieces at most) before it is moved, which bounds
+  // what moving costs against what was written.
+  static constexpr uint64_t kMinFragments = 8;
+  // Candidates followed at most (64 GiB of chunks); small writes past it are counted, not kept.
+  static constexpr size_t kMaxCandidates = 1u << 16;
+
+  // Registers with v's FileMapper; starts the thread when options.automatic.
+  Defragmenter(Volume& v, DefragOptions options);
+  ~Defragmenter() override;
+  Defragmenter(const Defragmenter&) = delete;
+  Defragmenter& operator=(const Defragmenter&) = delete;
+
+  // Moves every chunk of ino whose written data lies in kMinFragments pieces or more, from the
+  // start of the file to its end, on the calling thread. A chunk that fails is counted and
+  // skipped; errors that concern the file itself (ENOENT, not a regular file, EROFS) are
+  // returned.
+  Result<DefragFileResult> defragment_file(uint64_t ino) EXCLUDES(mu_);
+  DefragStats stats() const EXCLUDES(mu_);
+
+  // WrittenRangeObserver (the ioend, metadata lock held): notes the chunks [pos, pos+len) touches.
+  void small_write(uint64_t ino, uint64_t pos, uint64_t len) override EXCLUDES(mu_);
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  using Chunk = std::pair<uint64_t, uint64_t>;  // (ino, chunk index)
+
+  void run() EXCLUDES(mu_);
+  // Every written run of [start, end) (within one chunk) through Volume::relocate_range;
+  // counts what happened, and returns the moves added up (next: end) or the first failure.
+  // buffer: kChunkBytes.
+  Result<RelocateResult> move_range(uint64_t ino, uint64_t start, uint64_t end, AlignedBuffer& buffer) EXCLUDES(mu_);
+
+  Volume& v_;
+  const DefragOptions options_;
+  mutable Mutex mu_;
+  CondVar cv_;  // stop_
+  std::map<Chunk, Clock::time_point> candidates_ GUARDED_BY(mu_);  // -> last small write
+  DefragStats stats_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace stablefs

@@ -1,0 +1,249 @@
+// The defragmenter (fs/defragmenter.h) and its step, Volume::relocate_range: fragmented data
+// moves into one extent with its bytes, checksums and times unchanged; a damaged block is never
+// moved; holes end a run; a full filesystem is refused before anything is read; small writes
+// become candidates that move once they have been quiet, and a whole file moves on request.
+// (Crash points of a move are in crash_points_test.cc's workload.)
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "fs/defragmenter.h"
+#include "support/formatted_image.h"
+#include "support/random_bytes.h"
+#include "support/volume_io.h"
+
+namespace stablefs {
+namespace {
+
+constexpr uint64_t kBs = 4096;
+
+// Device-contiguous pieces of the written data of [offset, offset + length) of ino.
+uint64_t pieces(Volume& v, uint64_t ino, uint64_t offset, uint64_t length) {
+  uint64_t n = 0, next = ~0ull;
+  REQUIRE(v.map_extents(ino, offset, length, [&](const ReportedExtent& e) {
+              if (e.map.type != IomapType::kMapped) return true;
+              if (e.dev_addr() != next) ++n;
+              next = e.dev_addr() + e.len;
+              return true;
+            }).ok());
+  return n;
+}
+
+uint64_t device_block_of(Volume& v, uint64_t ino, uint64_t offset) {
+  uint64_t block = ~0ull;
+  REQUIRE(v.map_extents(ino, offset, kBs, [&](const ReportedExtent& e) {
+              block = e.dev_addr() / kBs;
+              return false;
+            }).ok());
+  return block;
+}
+
+// Overwrites `count` distinct random blocks of [0, blocks) of ino with new bytes (also in
+// `data`, the file's expected content): out of place, so the file's extents scatter.
+void scatter(Volume& v, uint64_t ino, std::vector<uint8_t>& data, uint64_t blocks, uint64_t count, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint64_t> order(blocks);
+  for (uint64_t i = 0; i < blocks; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint64_t b = order[i];
+    auto bytes = test::random_bytes(kBs, seed * 1000 + static_cast<uint32_t>(i));
+    test::write_at(v, ino, b * kBs, bytes);
+    std::copy(bytes.begin(), bytes.end(), data.begin() + static_cast<std::ptrdiff_t>(b * kBs));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("defrag: a fragmented range moves into one extent; bytes, checksums, times and space unchanged") {
+  for (BouncePolicy policy : {BouncePolicy::kNever, BouncePolicy::kAlways}) {
+    CAPTURE(bounce_policy_name(policy));
+    test::FormattedImage img(64ull << 20);
+    {
+      auto vol = test::open_volume(img.path, {.bounce = policy});
+      Volume& v = *vol;
+      const uint64_t ino = test::make_file(v, "f");
+      auto data = test::random_bytes(1u << 20, 7);
+      test::write_at(v, ino, 0, data);
+      scatter(v, ino, data, 256, 40, 3);
+      REQUIRE(pieces(v, ino, 0, 1u << 20) >= 8);
+      const Inode before = *v.fs().getattr(ino);
+      const uint64_t free_before = v.fs().statfs().free_blocks;
+
+      // Fewer pieces than asked for: nothing moves.
+      AlignedBuffer buffer(1u << 20);
+      auto r = v.relocate_range(ino, 0, 1u << 20, 1000, buffer.span());
+      REQUIRE_MESSAGE(r.ok(), r.status().message());
+      CHECK(r->bytes_moved == 0);
+      CHECK(r->fragments >= 8);
+      CHECK(r->next == (1u << 20));
+
+      r = v.relocate_range(ino, 0, 1u << 20, 8, buffer.span());
+      REQUIRE_MESSAGE(r.ok(), r.status().message());
+      CHECK(r->bytes_moved == (1u << 20));
+      CHECK(r->next == (1u << 20));
+      CHECK(pieces(v, ino, 0, 1u << 20) == 1);
+      CHECK(test::read_at(v, ino, 0, data.size()) == data);
+      const Inode after = *v.fs().getattr(ino);
+      CHECK(after.rec.mtime.sec == before.rec.mtime.sec);
+      CHECK(after.rec.mtime.nsec == before.rec.mtime.nsec);
+      CHECK(after.rec.ctime.sec == before.rec.ctime.sec);
+      CHECK(after.rec.ctime.nsec == before.rec.ctime.nsec);
+      CHECK(after.rec.blocks == before.rec.blocks);
+      CHECK(after.rec.size == before.rec.size);
+      CHECK(v.mapper().reserved_blocks() == 0);
+      REQUIRE(v.sync().ok());  // the old blocks are free again once the move has committed
+      CHECK(v.fs().statfs().free_blocks == free_before);
+      REQUIRE(v.close().ok());
+    }
+    test::expect_fsck_clean(img.path);
+    // The new checksums are the data's: a fresh mount reads it back verified.
+    auto vol = test::open_volume(img.path, {.bounce = policy});
+    auto f = vol->fs().lookup(kRootIno, "f");
+    REQUIRE(f.ok());
+    const uint64_t ino = f->ino;
+    auto back = test::read_at(*vol, ino, 0, 1u << 20);
+    CHECK(vol->io_stats().checksum_failures == 0);
+    CHECK(pieces(*vol, ino, 0, 1u << 20) == 1);
+  }
+}
+
+TEST_CASE("defrag: a damaged block is never moved under a new checksum") {
+  test::FormattedImage img(64ull << 20);
+  auto vol = test::open_volume(img.path);
+  Volume& v = *vol;
+  const uint64_t ino = test::make_file(v, "f");
+  auto data = test::random_bytes(1u << 20, 11);
+  test::write_at(v, ino, 0, data);
+  scatter(v, ino, data, 256, 40, 5);
+  REQUIRE(v.sync().ok());
+  const uint64_t victim = device_block_of(v, ino, 100 * kBs);
+  {
+    const int fd = ::open(img.path.c_str(), O_RDWR | O_DIRECT);
+    REQUIRE(fd >= 0);
+    AlignedBuffer b(kBs);
+    REQUIRE(::pread(fd, b.data(), kBs, static_cast<off_t>(victim * kBs)) == static_cast<ssize_t>(kBs));
+    b.data()[17] ^= 0x5A;
+    REQUIRE(::pwrite(fd, b.data(), kBs, static_cast<off_t>(victim * kBs)) == static_cast<ssize_t>(kBs));
+    ::close(fd);
+  }
+  const uint64_t before = pieces(v, ino, 0, 1u << 20);
+  AlignedBuffer buffer(1u << 20);
+  auto r = v.relocate_range(ino, 0, 1u << 20, 8, buffer.span());
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == EIO);
+  CHECK(device_block_of(v, ino, 100 * kBs) == victim);
+  CHECK(pieces(v, ino, 0, 1u << 20) == before);
+  CHECK(v.mapper().reserved_blocks() == 0);
+  CHECK(v.data_errors().blocks_recorded() == 1);
+  // The other blocks still read back as written.
+  CHECK(test::read_at(v, ino, 0, 100 * kBs) == std::vector<uint8_t>(data.begin(), data.begin() + 100 * kBs));
+}
+
+TEST_CASE("defrag: a hole ends a run; each run moves on its own; a full filesystem is refused before a read") {
+  test::FormattedImage img(64ull << 20);
+  auto vol = test::open_volume(img.path);
+  Volume& v = *vol;
+  const uint64_t ino = test::make_file(v, "f");
+  // Blocks 0-99 and 150-255 written, a hole between.
+  auto data = test::random_bytes(1u << 20, 13);
+  std::fill(data.begin() + 100 * kBs, data.begin() + 150 * kBs, 0);
+  test::write_at(v, ino, 0, std::vector<uint8_t>(data.begin(), data.begin() + 100 * kBs));
+  test::write_at(v, ino, 150 * kBs, std::vector<uint8_t>(data.begin() + 150 * kBs, data.end()));
+  for (uint64_t b = 1; b < 100; b += 9) {
+    auto bytes = test::random_bytes(kBs, static_cast<uint32_t>(b));
+    test::write_at(v, ino, b * kBs, bytes);
+    std::copy(bytes.begin(), bytes.end(), data.begin() + static_cast<std::ptrdiff_t>(b * kBs));
+  }
+  for (uint64_t b = 160; b < 256; b += 9) {
+    auto bytes = test::random_bytes(kBs, static_cast<uint32_t>(b));
+    test::write_at(v, ino, b * kBs, bytes);
+    std::copy(bytes.begin(), bytes.end(), data.begin() + static_cast<std::ptrdiff_t>(b * kBs));
+  }
+  AlignedBuffer buffer(1u << 20);
+  auto r = v.relocate_range(ino, 0, 1u << 20, 2, buffer.span());
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(r->bytes_moved == 100 * kBs);
+  CHECK(r->next == 100 * kBs);
+  r = v.relocate_range(ino, r->next, (1u << 20) - r->next, 2, buffer.span());
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(r->bytes_moved == 106 * kBs);
+  CHECK(r->next == (1u << 20));
+  CHECK(pieces(v, ino, 0, 100 * kBs) == 1);
+  CHECK(pieces(v, ino, 150 * kBs, 106 * kBs) == 1);
+  CHECK(test::read_at(v, ino, 0, data.size()) == data);
+  auto hole = v.seek_hole(ino, 0);
+  REQUIRE(hole.ok());
+  CHECK(*hole == 100 * kBs);  // the hole stayed a hole
+
+  // Fill the filesystem but for 2 MiB (writes still fit; a sixteenth of it does not): a move
+  // is refused with ENOSPC and nothing changes.
+  const uint64_t filler = test::make_file(v, "filler");
+  const uint64_t fill = v.fs().statfs().free_blocks * kBs - (2u << 20);
+  AlignedBuffer big(fill);
+  auto w = v.write(filler, 0, big.span());
+  REQUIRE_MESSAGE(w.ok(), w.status().message());
+  REQUIRE(*w == fill);
+  scatter(v, ino, data, 100, 30, 17);
+  const uint64_t before = pieces(v, ino, 0, 100 * kBs);
+  r = v.relocate_range(ino, 0, 100 * kBs, 2, buffer.span());
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == ENOSPC);
+  CHECK(pieces(v, ino, 0, 100 * kBs) == before);
+  CHECK(test::read_at(v, ino, 0, data.size()) == data);
+}
+
+TEST_CASE("defrag: small writes become candidates and move once quiet; defragment_file goes through a file") {
+  test::FormattedImage img(64ull << 20);
+  auto vol = test::open_volume(img.path);
+  Volume& v = *vol;
+  const uint64_t auto_ino = test::make_file(v, "auto");
+  const uint64_t asked_ino = test::make_file(v, "asked");
+  auto auto_data = test::random_bytes(2u << 20, 19);
+  auto asked_data = test::random_bytes(3u << 20, 23);
+  test::write_at(v, auto_ino, 0, auto_data);
+  test::write_at(v, asked_ino, 0, asked_data);
+  {
+    Defragmenter automatic(v, {.automatic = true, .quiet_ms = 200});
+    scatter(v, auto_ino, auto_data, 512, 100, 29);
+    REQUIRE(pieces(v, auto_ino, 0, 2u << 20) >= 16);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (automatic.stats().moved_chunks < 2 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const DefragStats s = automatic.stats();
+    CHECK(s.moved_chunks == 2);
+    CHECK(s.moved_bytes == (2u << 20));
+    CHECK(s.failed_chunks == 0);
+    CHECK(s.pending_chunks == 0);
+    CHECK(pieces(v, auto_ino, 0, 1u << 20) == 1);
+    CHECK(pieces(v, auto_ino, 1u << 20, 1u << 20) == 1);
+    CHECK(test::read_at(v, auto_ino, 0, auto_data.size()) == auto_data);
+  }
+  // Without the automatic one, small writes leave a file as they made it until asked.
+  scatter(v, asked_ino, asked_data, 768, 200, 31);
+  REQUIRE(v.set_size(asked_ino, (5u << 20) + 100).ok());  // a hole, one written block, a hole
+  asked_data.resize((5u << 20) + 100, 0);
+  auto tail = test::random_bytes(kBs, 37);
+  test::write_at(v, asked_ino, (5u << 20) - kBs, tail);
+  std::copy(tail.begin(), tail.end(), asked_data.begin() + (5u << 20) - kBs);
+  Defragmenter on_request(v, {.automatic = false});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(on_request.stats().moved_chunks == 0);
+  CHECK(pieces(v, asked_ino, 0, 3u << 20) >= 24);
+  auto r = on_request.defragment_file(asked_ino);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(r->moved_chunks == 3);
+  CHECK(r->chunks == 4);  // the three written chunks and the one holding the last blocks
+  CHECK(r->failed_chunks == 0);
+  for (uint64_t c = 0; c < 3; ++c) CHECK(pieces(v, asked_ino, c << 20, 1u << 20) == 1);
+  CHECK(test::read_at(v, asked_ino, 0, asked_data.size()) == asked_data);
+  CHECK(on_request.defragment_file(kRootIno).status().code() == EINVAL);
+  CHECK(on_request.defragment_file(999999).status().code() == ENOENT);
+}
+
+}  // namespace stablefs
