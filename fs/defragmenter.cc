@@ -60,7 +60,7 @@ void Defragmenter::small_write(uint64_t ino, uint64_t pos, uint64_t len) {
       ++stats_.dropped_candidates;
     }
   }
-  stats_.pending_chunks = candidates_.size();
+  stats_.pending_chunks = candidates_.size() + in_progress_;
   if (was_empty && !candidates_.empty()) cv_.notify_all();
 }
 
@@ -96,7 +96,8 @@ void Defragmenter::run() {
             ++it;
           }
         }
-        stats_.pending_chunks = candidates_.size();
+        in_progress_ = due.size();
+        stats_.pending_chunks = candidates_.size() + in_progress_;
         if (!due.empty()) break;
         cv_.wait_for(mu_, next - now);
       }
@@ -107,6 +108,9 @@ void Defragmenter::run() {
         if (stop_) return;
       }
       (void)move_range(c.first, c.second * kChunkBytes, (c.second + 1) * kChunkBytes, buffer);
+      MutexLock lock(mu_);
+      --in_progress_;
+      stats_.pending_chunks = candidates_.size() + in_progress_;
     }
   }
 }

@@ -44,7 +44,8 @@ struct DefragOptions {
 
 struct DefragStats {
   bool automatic = false;
-  uint64_t pending_chunks = 0;   // candidates not yet looked at
+  uint64_t pending_chunks = 0;   // candidates not yet looked at, the one being moved included:
+                                 // 0 when the automatic defragmenter is idle
   uint64_t checked_chunks = 0;   // candidates and chunks of files looked at
   uint64_t moved_chunks = 0;
   uint64_t moved_bytes = 0;
@@ -105,6 +106,7 @@ class Defragmenter : public WrittenRangeObserver {
   CondVar cv_;  // stop_
   std::map<Chunk, Clock::time_point> candidates_ GUARDED_BY(mu_);  // -> last small write
   DefragStats stats_ GUARDED_BY(mu_);
+  size_t in_progress_ GUARDED_BY(mu_) = 0;  // chunks the thread took and has not finished
   bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

@@ -83,6 +83,22 @@ def main():
                     cells.append(ratio(vals[s], vals.get(other)))
             print("| %s | %s | %s |" % (w, unit, " | ".join(cells)))
         print()
+        after = [w for w in ("seqread-1m-after-overwrite", "seqread-1m-after-defrag") if w in workloads]
+        if after and "seqread-1m" in workloads:
+            print("1 MiB sequential read after the overwrites over the same read before them (medians); "
+                  "after-defrag first waits until the defragmenter is idle (median wait, s)\n")
+            print("| read | " + " | ".join(present) + " |")
+            print("|" + "---|" * (1 + len(present)))
+            for w in after:
+                cells = []
+                for t in present:
+                    cell = ratio(data.get((device, t, w, "mib_s"), []), data.get((device, t, "seqread-1m", "mib_s"), []))
+                    wait = data.get((device, t, w, "settle_s"), [])
+                    if wait and statistics.median(wait) > 0:
+                        cell += " (%.1f s)" % statistics.median(wait)
+                    cells.append(cell)
+                print("| %s / seqread-1m | %s |" % (w, " | ".join(cells)))
+            print()
         print("CPU per I/O, µs (median): the whole machine / the FUSE daemon alone; daemon CPU-s per GiB\n")
         print("| workload | " + " | ".join(present) + " |")
         print("|" + "---|" * (1 + len(present)))
