@@ -138,7 +138,9 @@ Result<RelocateResult> Defragmenter::move_range(uint64_t ino, uint64_t start, ui
     stats_.fragments_before += total.fragments;
   }
   if (failed.ok()) return total;
-  if (failed.code() != ENOENT) {  // a file removed meanwhile is no failure
+  // A file removed meanwhile, or a remount read-only since the chunk became a candidate, is
+  // no failure of the defragmenter's.
+  if (failed.code() != ENOENT && failed.code() != EROFS) {
     if (stats_.failed_chunks++ < kLoggedFailures)
       std::fprintf(stderr, "stablefs: defrag: inode %llu offset %llu left as it is: %s\n", (unsigned long long)ino,
                    (unsigned long long)start, failed.message().c_str());
