@@ -15,7 +15,7 @@
 namespace stablefs::cli {
 namespace {
 
-constexpr int kAnswerSeconds = 3600;  // a large file on a slow device
+constexpr int kAnswerSeconds = 120;  // one request: at most 64 chunks, on a slow device
 
 struct DefragArgs {
   std::vector<std::string> paths;
@@ -44,25 +44,38 @@ int run_defrag(const DefragArgs& a) {
       rc = 1;
       continue;
     }
-    Result<nlohmann::json> reply =
-        ask_mount_daemon(resolved, {{"op", "defrag"}, {"ino", uint64_t(st.st_ino)}}, kAnswerSeconds);
-    if (!reply.ok()) {
-      print_error("defrag", path + ": " + reply.status().message());
+    // The daemon takes a file a bounded step at a time; the counts add up over the steps.
+    const char* const kCounts[] = {"chunks", "moved_chunks", "moved_bytes", "fragments_before", "failed_chunks"};
+    nlohmann::json total = {{"path", path}};
+    for (const char* k : kCounts) total[k] = uint64_t(0);
+    Status failed_request;
+    for (uint64_t from = 0;;) {
+      Result<nlohmann::json> reply = ask_mount_daemon(
+          resolved, {{"op", "defrag"}, {"ino", uint64_t(st.st_ino)}, {"from", from}}, kAnswerSeconds);
+      if (!reply.ok()) {
+        failed_request = reply.status();
+        break;
+      }
+      for (const char* k : kCounts) total[k] = total[k].get<uint64_t>() + field(*reply, k);
+      const uint64_t next = field(*reply, "next");
+      if (reply->value("done", true) || next <= from) break;
+      from = next;
+    }
+    if (!failed_request.ok()) {
+      print_error("defrag", path + ": " + failed_request.message());
       rc = 1;
       continue;
     }
-    const uint64_t failed = field(*reply, "failed_chunks");
+    const uint64_t failed = total["failed_chunks"].get<uint64_t>();
     if (failed > 0) rc = 1;
     if (a.json) {
-      nlohmann::json f = *reply;
-      f.erase("ok");
-      f["path"] = path;
-      files.push_back(std::move(f));
+      files.push_back(std::move(total));
     } else {
       std::printf("%s: %llu of %llu chunks moved (%llu KiB, from %llu pieces)%s\n", path.c_str(),
-                  (unsigned long long)field(*reply, "moved_chunks"), (unsigned long long)field(*reply, "chunks"),
-                  (unsigned long long)(field(*reply, "moved_bytes") >> 10),
-                  (unsigned long long)field(*reply, "fragments_before"),
+                  (unsigned long long)total["moved_chunks"].get<uint64_t>(),
+                  (unsigned long long)total["chunks"].get<uint64_t>(),
+                  (unsigned long long)(total["moved_bytes"].get<uint64_t>() >> 10),
+                  (unsigned long long)total["fragments_before"].get<uint64_t>(),
                   failed ? (", " + std::to_string(failed) + " left as they were (see the daemon's log)").c_str() : "");
     }
   }

@@ -26,8 +26,8 @@ Defragmenter::Defragmenter(Volume& v, DefragOptions options) : v_(v), options_(o
     stats_.automatic = options_.automatic;
   }
   if (!options_.automatic) return;
-  v_.mapper().set_observer(this);
   thread_ = std::thread([this] { run(); });
+  v_.mapper().set_observer(this);  // after the thread: a failure to start it leaves none
 }
 
 Defragmenter::~Defragmenter() {
@@ -107,15 +107,13 @@ void Defragmenter::run() {
         MutexLock lock(mu_);
         if (stop_) return;
       }
-      (void)move_range(c.first, c.second * kChunkBytes, (c.second + 1) * kChunkBytes, buffer);
-      MutexLock lock(mu_);
-      --in_progress_;
-      stats_.pending_chunks = candidates_.size() + in_progress_;
+      (void)move_range(c.first, c.second * kChunkBytes, (c.second + 1) * kChunkBytes, buffer, true);
     }
   }
 }
 
-Result<RelocateResult> Defragmenter::move_range(uint64_t ino, uint64_t start, uint64_t end, AlignedBuffer& buffer) {
+Result<RelocateResult> Defragmenter::move_range(uint64_t ino, uint64_t start, uint64_t end, AlignedBuffer& buffer,
+                                                bool taken) {
   RelocateResult total{0, 0, end};
   Status failed;
   for (uint64_t pos = start; pos < end;) {
@@ -131,6 +129,10 @@ Result<RelocateResult> Defragmenter::move_range(uint64_t ino, uint64_t start, ui
     pos = std::max(r->next, pos + 1);
   }
   MutexLock lock(mu_);
+  if (taken) {
+    --in_progress_;
+    stats_.pending_chunks = candidates_.size() + in_progress_;
+  }
   ++stats_.checked_chunks;
   if (total.bytes_moved > 0) {
     ++stats_.moved_chunks;
@@ -148,7 +150,7 @@ Result<RelocateResult> Defragmenter::move_range(uint64_t ino, uint64_t start, ui
   return failed;
 }
 
-Result<DefragFileResult> Defragmenter::defragment_file(uint64_t ino) {
+Result<DefragFileResult> Defragmenter::defragment_file(uint64_t ino, uint64_t from, uint64_t max_chunks) {
   SFS_ASSIGN(Inode inode, v_.fs().getattr(ino));
   if (!S_ISREG(inode.rec.mode)) return Status::error(EINVAL, "not a regular file");
   if (v_.fs().health().read_only) return Status::error(EROFS, "the filesystem is mounted read-only");
@@ -158,15 +160,20 @@ Result<DefragFileResult> Defragmenter::defragment_file(uint64_t ino) {
     return Status{};
   }));
   DefragFileResult result;
-  for (uint64_t pos = 0;;) {
+  for (uint64_t pos = from;;) {
+    if (result.chunks == max_chunks) {
+      result.next = pos;
+      return result;
+    }
     // Holes are skipped whole: a sparse file costs a lookup per data extent, not per chunk.
     Result<uint64_t> data = v_.seek_data(ino, pos);
     if (!data.ok()) {
-      if (data.status().code() == ENXIO) break;  // no data from pos on
-      return data.status();
+      if (data.status().code() != ENXIO) return data.status();
+      result.done = true;  // no data from pos on
+      return result;
     }
     const uint64_t chunk_end = (*data / kChunkBytes + 1) * kChunkBytes;
-    Result<RelocateResult> r = move_range(ino, *data, chunk_end, buffer);
+    Result<RelocateResult> r = move_range(ino, *data, chunk_end, buffer, false);
     ++result.chunks;
     if (r.ok()) {
       if (r->bytes_moved > 0) {
@@ -181,7 +188,6 @@ Result<DefragFileResult> Defragmenter::defragment_file(uint64_t ino) {
     }
     pos = chunk_end;
   }
-  return result;
 }
 
 DefragStats Defragmenter::stats() const {

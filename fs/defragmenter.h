@@ -17,7 +17,9 @@
 //              then moves it if its written data lies in at least kMinFragments pieces. A
 //              chunk kept busy by writes is left alone until they pause, so a steady stream of
 //              random overwrites costs no extra I/O while it lasts.
-//   explicit   defragment_file() (`stablefs defrag FILE`) goes through a whole file now.
+//   explicit   defragment_file() (`stablefs defrag FILE`) goes through a file now, a bounded
+//              number of chunks per call, so that a caller serving other requests between
+//              calls (the control socket) never waits long for one.
 //
 // Thread-safety: every call from any thread; the automatic work runs on a thread of its own,
 // which the destructor stops and joins (a chunk being moved finishes first). Lock order: the
@@ -61,6 +63,8 @@ struct DefragFileResult {
   uint64_t moved_bytes = 0;
   uint64_t fragments_before = 0;  // of the chunks moved
   uint64_t failed_chunks = 0;
+  bool done = false;              // the file's end was reached
+  uint64_t next = 0;              // where the next call goes on (when not done)
 };
 
 class Defragmenter : public WrittenRangeObserver {
@@ -80,11 +84,13 @@ class Defragmenter : public WrittenRangeObserver {
   Defragmenter(const Defragmenter&) = delete;
   Defragmenter& operator=(const Defragmenter&) = delete;
 
-  // Moves every chunk of ino whose written data lies in kMinFragments pieces or more, from the
-  // start of the file to its end, on the calling thread. A chunk that fails is counted and
-  // skipped; errors that concern the file itself (ENOENT, not a regular file, EROFS) are
-  // returned.
-  Result<DefragFileResult> defragment_file(uint64_t ino) EXCLUDES(mu_);
+  // Moves every chunk of ino whose written data lies in kMinFragments pieces or more, from
+  // byte offset `from` on, at most max_chunks chunks holding data (holes are skipped), on the
+  // calling thread; the result says where to go on, or that the file's end was reached. A
+  // chunk that fails is counted and skipped; errors that concern the file itself (ENOENT, not
+  // a regular file, EROFS) are returned.
+  Result<DefragFileResult> defragment_file(uint64_t ino, uint64_t from = 0, uint64_t max_chunks = ~0ull)
+      EXCLUDES(mu_);
   DefragStats stats() const EXCLUDES(mu_);
 
   // WrittenRangeObserver (the ioend, metadata lock held): notes the chunks [pos, pos+len) touches.
@@ -97,8 +103,10 @@ class Defragmenter : public WrittenRangeObserver {
   void run() EXCLUDES(mu_);
   // Every written run of [start, end) (within one chunk) through Volume::relocate_range;
   // counts what happened, and returns the moves added up (next: end) or the first failure.
-  // buffer: kChunkBytes.
-  Result<RelocateResult> move_range(uint64_t ino, uint64_t start, uint64_t end, AlignedBuffer& buffer) EXCLUDES(mu_);
+  // buffer: kChunkBytes. taken: the chunk was one the thread took off the candidate list
+  // (in_progress_ goes down with the counts, in one critical section).
+  Result<RelocateResult> move_range(uint64_t ino, uint64_t start, uint64_t end, AlignedBuffer& buffer, bool taken)
+      EXCLUDES(mu_);
 
   Volume& v_;
   const DefragOptions options_;

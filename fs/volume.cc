@@ -156,6 +156,7 @@ Result<RelocateResult> Volume::relocate_range(uint64_t ino, uint64_t offset, uin
     return Status::error(EINVAL, "relocation of an unaligned range or into a short buffer");
   const uint64_t last = std::min(kIomapEndOfAnyFile, (offset + length + bs - 1) / bs * bs);
   if (last <= offset) return RelocateResult{0, 0, offset + length};
+  if (fs_->health().read_only) return Status::error(EROFS, "the filesystem is read-only");
   fs_->acquire_inode(ino);
   Result<RelocateResult> r = [&]() -> Result<RelocateResult> {
     const FileRangeLocks::Held range = locks_.lock(ino, offset, last, true);

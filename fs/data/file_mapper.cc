@@ -317,8 +317,11 @@ Status FileMapper::complete_writes(uint64_t ino, std::span<const WrittenRange> r
         if (observer_ != nullptr && r.len < kSmallWriteBytes) observer_->small_write(ino, r.pos, r.len);
       }
     }
-    if (end_pos > inode.rec.size) inode.rec.size = end_pos;
-    if (!relocation_only) inode.rec.mtime = inode.rec.ctime = now_timespec();
+    // A relocation writes the last block whole, past an end inside it: the size stays.
+    if (!relocation_only) {
+      if (end_pos > inode.rec.size) inode.rec.size = end_pos;
+      inode.rec.mtime = inode.rec.ctime = now_timespec();
+    }
     return inodes_.save(inode, in_place_only ? InodeChange::kTimesOnly : InodeChange::kMetadata);
   });
   if (!st.ok()) release_unclaimed();

@@ -9,9 +9,12 @@
 //   {"op": "sync"}             -> {"ok": true} once everything written so far is durable
 //                                 (journal commit and device flush: Volume::sync)
 //   {"op": "scrub", ...}       -> the online scrub (fs/fuse/scrub_protocol.h)
-//   {"op": "defrag", "ino": N} -> {"ok": true, "chunks": N, "moved_chunks": N, "moved_bytes": N,
-//                                  "fragments_before": N, "failed_chunks": N} once the file's
-//                                  fragmented chunks are moved (Defragmenter::defragment_file)
+//   {"op": "defrag", "ino": N, "from": OFFSET}
+//                              -> {"ok": true, "chunks": N, "moved_chunks": N, "moved_bytes": N,
+//                                  "fragments_before": N, "failed_chunks": N, "done": B,
+//                                  "next": OFFSET} once up to 64 chunks from OFFSET (default 0)
+//                                  are looked at (Defragmenter::defragment_file); the client
+//                                  asks again from "next" until "done"
 //   {"op": "remount", "read_only": B, "atime": "never"|"relative"|"always", "dir_atime": B}
 //                              -> {"ok": true} once the daemon applies them (FuseServer::remount)
 // A failure is {"ok": false, "errno": E, "error": "<one line>"}. Both sides are in this file's

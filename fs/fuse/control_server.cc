@@ -85,6 +85,9 @@ std::string stats_report(const ControlTarget& t) {
 namespace {
 
 constexpr size_t kMaxRequestBytes = 64 << 10;
+// Chunks one defrag request moves at most (a fraction of a second on a fast device, a few on a
+// slow one): other requests, and an unmount, wait no longer than that.
+constexpr uint64_t kDefragChunksPerRequest = 64;
 constexpr int kRequestTimeoutSeconds = 5;
 
 // Reads one request line from c (bounded in size and time). Empty when none came.
@@ -128,15 +131,18 @@ nlohmann::json answer(const ControlTarget& t, const std::string& text) {
   }
   if (op == "defrag") {
     if (!t.defragmenter) return control_error(Status::error(EOPNOTSUPP, "this daemon runs no defragmenter"));
-    uint64_t ino = 0;
+    uint64_t ino = 0, from = 0;
     if (!get_u64(req, "ino", ino)) return control_error(Status::error(EPROTO, "a defrag request needs \"ino\""));
-    Result<DefragFileResult> r = t.defragmenter->defragment_file(ino);
+    (void)get_u64(req, "from", from);
+    Result<DefragFileResult> r = t.defragmenter->defragment_file(ino, from, kDefragChunksPerRequest);
     if (!r.ok()) return control_error(r.status());
     return control_ok({{"chunks", r->chunks},
                        {"moved_chunks", r->moved_chunks},
                        {"moved_bytes", r->moved_bytes},
                        {"fragments_before", r->fragments_before},
-                       {"failed_chunks", r->failed_chunks}});
+                       {"failed_chunks", r->failed_chunks},
+                       {"done", r->done},
+                       {"next", r->next}});
   }
   if (op == "scrub") {
     if (!t.scrubber) return control_error(Status::error(EOPNOTSUPP, "this daemon runs no scrub"));

@@ -11,7 +11,8 @@ import statistics
 import sys
 
 KERNEL = ("xfs", "ext4")
-STABLEFS = ("stablefs-never", "stablefs-always", "stablefs-never-uring", "stablefs-always-uring")
+STABLEFS = ("stablefs-never", "stablefs-always", "stablefs-never-uring", "stablefs-always-uring",
+            "stablefs-never-noautodefrag")
 
 
 def main_metric(workload):
@@ -64,7 +65,8 @@ def main():
                 if "fuse2fs" in present:
                     ratio_cols.append(("%s / fuse2fs" % s, s, "fuse2fs"))
         for a, b, name in (("stablefs-always", "stablefs-never", "always / never"),
-                           ("stablefs-never-uring", "stablefs-never", "uring / /dev/fuse")):
+                           ("stablefs-never-uring", "stablefs-never", "uring / /dev/fuse"),
+                           ("stablefs-never", "stablefs-never-noautodefrag", "autodefrag / noautodefrag")):
             if a in present and b in present:
                 ratio_cols.append((name, a, b))
         print("| workload | unit | " + " | ".join(present) + " | " + " | ".join(c[0] for c in ratio_cols) + " |")
