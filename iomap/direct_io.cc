@@ -1,5 +1,7 @@
 #include "iomap/direct_io.h"
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -36,6 +38,10 @@ struct DirectIo::Request {
   std::shared_ptr<const void> kept_source;  // what keep gave: held until the request ends
   bool borrowed_source = false;             // a unit sends user_src zero-copy
   uint32_t extra_op = 0;                    // IomapOp bits added to a write's mappings
+  bool bounce_writes = false;               // a write's units are bounced (the policy's)
+  // A read's expected checksums as the mapping calls give them (IomapIter::want_checksums):
+  // one trip to the filesystem per mapping instead of two for mappings up to 1 MiB (4 KiB blocks).
+  std::array<std::optional<uint64_t>, 256> mapped_checksums;
   AlignedBuffer temp;         // request-private memory when the caller's is unaligned
   std::span<uint8_t> io_buf;  // what the units read into or write from
   FileRangeLocks::Held lock;  // empty for the edge reads of a write, which holds the range
@@ -130,6 +136,7 @@ void DirectIo::read_request(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, 
   const uint64_t apos = round_down(pos, block_size_);
   // The first mapping also says where the file ends: one trip to the filesystem for both.
   IomapIter it(ops_, ino, apos, round_up(pos + dst.size(), block_size_) - apos, kIomapRead | kIomapDirect);
+  it.want_checksums(req->mapped_checksums);
   if (!it.next()) {
     req->walk_status = it.status();
     return finish(req.release());
@@ -155,6 +162,7 @@ void DirectIo::read_request(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, 
 
 void DirectIo::start_read(Request* req, bool bounce) {
   IomapIter it(ops_, req->ino, req->apos, req->alen, kIomapRead | kIomapDirect);
+  it.want_checksums(req->mapped_checksums);
   read_walk(req, bounce, it, it.next());
 }
 
@@ -171,7 +179,14 @@ void DirectIo::read_walk(Request* req, bool bounce, IomapIter& it, bool first_ma
         for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
           size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
           std::vector<std::optional<uint64_t>> expected(piece / block_size_);
-          SFS_TRY(ops_.read_checksums(it.dev_addr() + off, expected));
+          // The mapping call gave the checksums of the mapping's first blocks; the rest are
+          // asked for.
+          const std::span<const std::optional<uint64_t>> given = it.checksums();
+          const size_t first = static_cast<size_t>((it.processed_in_mapping() + off) / block_size_);
+          if (first + expected.size() <= given.size())
+            std::copy_n(given.begin() + static_cast<std::ptrdiff_t>(first), expected.size(), expected.begin());
+          else
+            SFS_TRY(ops_.read_checksums(it.dev_addr() + off, expected));
           // Each unit is submitted as soon as it is built: a bounced unit holds pool memory, and
           // holding it while building the rest could starve other requests of the pool.
           req->units.push_back({IoUnit::build_read(it.dev_addr() + off, buf.subspan(static_cast<size_t>(off), piece),
@@ -234,6 +249,9 @@ SourceUse DirectIo::write_request(uint64_t ino, uint64_t pos, WriteSource source
   req->user_src = src;
   req->keep_source = std::move(source.keep);
   req->extra_op = extra_op;
+  // A relocation writes from memory its caller leased to it alone and leaves unchanged (the
+  // defragmenter's buffer, as a private read): never bounced.
+  req->bounce_writes = config_.bounce && !(extra_op & kIomapRelocate);
   // Every answer before the units are built is kCopied: nothing of src is used after finish().
   auto finish_now = [this, &req] {
     finish(req.release());
@@ -307,7 +325,7 @@ SourceUse DirectIo::start_write(Request* req) {
       for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
         size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
         auto buf = req->io_buf.subspan(static_cast<size_t>(it.pos() - req->apos + off), piece);
-        UnitSlot slot{IoUnit::build_write(it.dev_addr() + off, buf, config_.bounce, pool_, geometry), range,
+        UnitSlot slot{IoUnit::build_write(it.dev_addr() + off, buf, req->bounce_writes, pool_, geometry), range,
                       it.pos() + off, {}, false};
         // The one decision about the caller's memory: a unit that sends it as it is.
         if (!slot.unit->bounced() && req->temp.data() == nullptr && !req->borrowed_source) {

@@ -114,7 +114,8 @@ class DirectIo {
   // lock; the ioend remaps the range, frees the old blocks and records the checksums of src,
   // leaving the file's times alone. Returns the bytes moved (fewer when a hole or unwritten
   // extent ends the written data, or space runs short). pos and src.size() block aligned.
-  // REQUIRES: ino's range lock held exclusively over the range.
+  // src is the caller's alone and unchanged until the call returns, so it is never bounced
+  // (as a kPrivate read). REQUIRES: ino's range lock held exclusively over the range.
   Result<size_t> relocate_sync_locked(uint64_t ino, uint64_t pos, std::span<const uint8_t> src);
 
   const DirectIoConfig& config() const { return config_; }

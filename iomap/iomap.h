@@ -82,6 +82,16 @@ class IomapOps {
   // Expected data checksums of device blocks [dev_addr, +out.size() blocks); empty entries
   // are not verified. Only for kMapped ranges.
   virtual Status read_checksums(uint64_t dev_addr, std::span<std::optional<uint64_t>> out) = 0;
+  // begin() for a read (op without kIomapWrite) that also gives, when the mapping is kMapped,
+  // the expected checksums of its first min(out.size(), its blocks) blocks in out, and how many
+  // in *filled (0 otherwise): what read_checksums would say, with one trip to the filesystem
+  // (a filesystem may answer both under one lock acquisition). The default asks begin() only.
+  virtual Result<Iomap> begin_read(uint64_t ino, uint64_t pos, uint64_t len, uint32_t op,
+                                   std::span<std::optional<uint64_t>> out, size_t* filled) {
+    (void)out;
+    *filled = 0;
+    return begin(ino, pos, len, op);
+  }
   // The file's size in bytes now.
   virtual Result<uint64_t> file_size(uint64_t ino) = 0;
   virtual uint32_t block_size() const = 0;

@@ -29,8 +29,15 @@ bool IomapIter::next() {
   }
   if (stop_ || !status_.ok() || remaining_ == 0) return false;
   Result<Iomap> m = Iomap{};
+  checksums_filled_ = 0;
   try {
-    m = ops_.begin(ino_, pos_, remaining_, op_);
+    if (checksum_buf_.empty()) {
+      m = ops_.begin(ino_, pos_, remaining_, op_);
+    } else {
+      size_t filled = 0;
+      m = ops_.begin_read(ino_, pos_, remaining_, op_, checksum_buf_, &filled);
+      checksums_filled_ = std::min(filled, checksum_buf_.size());
+    }
   } catch (const std::bad_alloc&) {
     m = Status::error(ENOMEM, "out of memory");  // short: no allocation
   }

@@ -17,6 +17,9 @@
 // Not thread-safe; one walk per request. pos and len must be block aligned.
 #pragma once
 
+#include <optional>
+#include <span>
+
 #include "iomap/iomap.h"
 
 namespace stablefs {
@@ -35,6 +38,15 @@ class IomapIter {
   void advance(uint64_t bytes);
   // Records an actor's error: the walk ends after this mapping.
   void fail(Status st);
+  // A read walk: from the next mapping on, begin_read() fills buf with the expected checksums
+  // of each mapping's first blocks (at most buf.size()); checksums() gives them. buf is the
+  // caller's and must outlive the walk.
+  void want_checksums(std::span<std::optional<uint64_t>> buf) { checksum_buf_ = buf; }
+  // The expected checksums begin_read() gave for the current mapping, from the block at which
+  // it began (the request's position then); empty when none were asked for or given.
+  std::span<const std::optional<uint64_t>> checksums() const { return checksum_buf_.first(checksums_filled_); }
+  // Bytes of the current mapping already processed (where checksums()[0]'s block lies back).
+  uint64_t processed_in_mapping() const { return processed_; }
   // Ends the walk at byte end (block aligned, at least pos()): the current mapping is cut
   // there and nothing past it is mapped. A read that learns the file's size from its first
   // mapping stops at end of file this way.
@@ -61,6 +73,8 @@ class IomapIter {
   bool have_map_ = false;
   uint64_t map_start_pos_ = 0;  // pos when the current mapping began
   uint64_t processed_ = 0;      // in the current mapping
+  std::span<std::optional<uint64_t>> checksum_buf_;  // want_checksums()'s
+  size_t checksums_filled_ = 0;                      // for the current mapping
   uint64_t total_ = 0;
   bool stop_ = false;
   Status status_;

@@ -56,6 +56,25 @@ Status FileMapper::read_checksums(uint64_t dev_addr, std::span<std::optional<uin
 
 Result<Iomap> FileMapper::begin(uint64_t ino, uint64_t pos, uint64_t len, uint32_t op) {
   MutexLock lock(inodes_.mutex());
+  return begin_locked(ino, pos, len, op);
+}
+
+Result<Iomap> FileMapper::begin_read(uint64_t ino, uint64_t pos, uint64_t len, uint32_t op,
+                                     std::span<std::optional<uint64_t>> out, size_t* filled) {
+  *filled = 0;
+  MutexLock lock(inodes_.mutex());
+  SFS_ASSIGN(Iomap map, begin_locked(ino, pos, len, op));
+  MetadataStore& store = inodes_.store();
+  if ((op & kIomapWrite) || map.type != IomapType::kMapped || !store.superblock().data_checksums()) return map;
+  const uint64_t bs = store.superblock().block_size;
+  const uint64_t start = pos / bs * bs;  // where the mapping's use begins (map.offset here)
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(out.size(), (map.end() - start) / bs));
+  SFS_TRY(ChecksumStore(store.csum_tree()).get((map.dev_addr + (start - map.offset)) / bs, out.first(n)));
+  *filled = n;
+  return map;
+}
+
+Result<Iomap> FileMapper::begin_locked(uint64_t ino, uint64_t pos, uint64_t len, uint32_t op) {
   MetadataStore& store = inodes_.store();
   const uint64_t bs = store.superblock().block_size;
   SFS_ASSIGN(Inode inode, inodes_.load(ino));

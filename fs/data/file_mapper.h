@@ -72,6 +72,9 @@ class FileMapper : public IomapOps, public IomapWriteCompletion {
   Result<Iomap> begin(uint64_t ino, uint64_t pos, uint64_t len, uint32_t op) override;
   Status end(uint64_t ino, const Iomap& map, uint64_t pos, uint64_t len, uint64_t done, uint32_t op) override;
   Status read_checksums(uint64_t dev_addr, std::span<std::optional<uint64_t>> out) override;
+  // begin() and read_checksums() of the mapping's first blocks under one lock acquisition.
+  Result<Iomap> begin_read(uint64_t ino, uint64_t pos, uint64_t len, uint32_t op, std::span<std::optional<uint64_t>> out,
+                           size_t* filled) override;
   Result<uint64_t> file_size(uint64_t ino) override;
   uint32_t block_size() const override { return inodes_.block_size(); }
 
@@ -93,6 +96,8 @@ class FileMapper : public IomapOps, public IomapWriteCompletion {
   // Hands the reservation under an out-of-place range back to the allocator. REQUIRES: metadata lock.
   void release_reservation(const WrittenRange& r) REQUIRES(inodes_.mutex());
 
+  // begin() with the metadata lock held.
+  Result<Iomap> begin_locked(uint64_t ino, uint64_t pos, uint64_t len, uint32_t op) REQUIRES(inodes_.mutex());
   // The relocation mapping of begin(kIomapRelocate) at file block fb, whose piece is piece.
   Result<Iomap> begin_relocation(uint64_t ino, ExtentMap& extents, const MappedPiece& piece, uint64_t fb,
                                  uint64_t want, Iomap map) REQUIRES(inodes_.mutex());

@@ -1,5 +1,6 @@
 // The defragmenter (fs/defragmenter.h) and its step, Volume::relocate_range: fragmented data
-// moves into one extent with its bytes, checksums and times unchanged; a damaged block is never
+// moves into one extent with its bytes, checksums and times unchanged, never through bounce
+// memory; a damaged block is never
 // moved; holes end a run; a full filesystem is refused before anything is read; small writes
 // become candidates that move once they have been quiet, and a whole file moves on request.
 // (Crash points of a move are in crash_points_test.cc's workload.)
@@ -83,10 +84,13 @@ TEST_CASE("defrag: a fragmented range moves into one extent; bytes, checksums, t
       CHECK(r->fragments >= 8);
       CHECK(r->next == (1u << 20));
 
+      const uint64_t bounced_before = v.io_stats().bounced_bytes;
       r = v.relocate_range(ino, 0, 1u << 20, 8, buffer.span());
       REQUIRE_MESSAGE(r.ok(), r.status().message());
       CHECK(r->bytes_moved == (1u << 20));
       CHECK(r->next == (1u << 20));
+      // The move's memory is its own: neither its read nor its write takes bounce memory.
+      CHECK(v.io_stats().bounced_bytes == bounced_before);
       CHECK(pieces(v, ino, 0, 1u << 20) == 1);
       CHECK(test::read_at(v, ino, 0, data.size()) == data);
       const Inode after = *v.fs().getattr(ino);
