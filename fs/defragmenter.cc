@@ -46,6 +46,12 @@ void Defragmenter::small_write(uint64_t ino, uint64_t pos, uint64_t len) {
   const auto now = Clock::now();
   MutexLock lock(mu_);
   const bool was_empty = candidates_.empty();
+  try {
+    last_write_[ino] = now;
+  } catch (const std::bad_alloc&) {
+    ++stats_.dropped_candidates;
+    return;
+  }
   for (uint64_t index = pos / kChunkBytes; index <= (pos + len - 1) / kChunkBytes; ++index) {
     auto it = candidates_.find({ino, index});
     if (it != candidates_.end()) {
@@ -83,18 +89,24 @@ void Defragmenter::run() {
           cv_.wait(mu_);
           continue;
         }
-        // Chunks nothing has written to for quiet_ms, in file order; otherwise sleep until
-        // the first of them could be.
+        // Chunks of files nothing has written to for quiet_ms, in file order; otherwise sleep
+        // until the first of them could be.
         const auto now = Clock::now();
         auto next = Clock::time_point::max();
         for (auto it = candidates_.begin(); it != candidates_.end() && due.size() < kBatchChunks;) {
-          if (it->second + quiet <= now) {
+          const Clock::time_point file_quiet_at = last_write_[it->first.first] + quiet;
+          if (file_quiet_at <= now) {
             due.push_back(it->first);
             it = candidates_.erase(it);
           } else {
-            next = std::min(next, it->second + quiet);
+            next = std::min(next, file_quiet_at);
             ++it;
           }
+        }
+        // Files none of whose chunks wait any more are forgotten.
+        for (auto it = last_write_.begin(); it != last_write_.end();) {
+          auto c = candidates_.lower_bound({it->first, 0});
+          it = c != candidates_.end() && c->first.first == it->first ? std::next(it) : last_write_.erase(it);
         }
         in_progress_ = due.size();
         stats_.pending_chunks = candidates_.size() + in_progress_;

@@ -12,11 +12,12 @@
 //
 // Two ways in:
 //   automatic  (mount option autodefrag, the default) the ioend reports small writes
-//              (FileMapper's WrittenRangeObserver); a chunk they touched becomes a candidate
-//              once nothing has written to it for quiet_ms, and the defragmenter's thread
-//              then moves it if its written data lies in at least kMinFragments pieces. A
-//              chunk kept busy by writes is left alone until they pause, so a steady stream of
-//              random overwrites costs no extra I/O while it lasts.
+//              (FileMapper's WrittenRangeObserver); a chunk they touched becomes a candidate,
+//              moved once no small write has reached its file for quiet_ms, if its written
+//              data lies in at least kMinFragments pieces. A file kept busy by writes is left
+//              alone until they pause: a steady stream of random writes costs no extra I/O
+//              while it lasts (moving one quiet chunk of a busy file slowed 4 KiB overwrites
+//              at queue depth 1 to 0.61 of a mount without the defragmenter).
 //   explicit   defragment_file() (`stablefs defrag FILE`) goes through a file now, a bounded
 //              number of chunks per call, so that a caller serving other requests between
 //              calls (the control socket) never waits long for one.
@@ -41,7 +42,7 @@ namespace stablefs {
 
 struct DefragOptions {
   bool automatic = true;   // move candidates from small writes on the defragmenter's thread
-  unsigned quiet_ms = 1000;  // how long a chunk must go unwritten before it is moved
+  unsigned quiet_ms = 1000;  // how long a file must go without small writes before its chunks move
 };
 
 struct DefragStats {
@@ -113,6 +114,7 @@ class Defragmenter : public WrittenRangeObserver {
   mutable Mutex mu_;
   CondVar cv_;  // stop_
   std::map<Chunk, Clock::time_point> candidates_ GUARDED_BY(mu_);  // -> last small write
+  std::map<uint64_t, Clock::time_point> last_write_ GUARDED_BY(mu_);  // ino -> last small write
   DefragStats stats_ GUARDED_BY(mu_);
   size_t in_progress_ GUARDED_BY(mu_) = 0;  // chunks the thread took and has not finished
   bool stop_ GUARDED_BY(mu_) = false;

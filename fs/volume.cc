@@ -160,14 +160,14 @@ Result<RelocateResult> Volume::relocate_range(uint64_t ino, uint64_t offset, uin
   fs_->acquire_inode(ino);
   Result<RelocateResult> r = [&]() -> Result<RelocateResult> {
     const FileRangeLocks::Held range = locks_.lock(ino, offset, last, true);
-    SFS_ASSIGN(const WrittenRun run, mapper_->written_run(ino, offset, last - offset));
+    SFS_ASSIGN(const WrittenRun run, mapper_->written_run(ino, offset, last - offset, min_fragments));
     const uint64_t start = run.start_block * bs;
     RelocateResult result{run.fragments, 0, start + run.blocks * bs};
     if (run.blocks == 0) result.next = last;
     // Only blocks that hold bytes of the file: the read below sees nothing past its end.
     const uint64_t below_eof = run.file_size > start ? (run.file_size - start + bs - 1) / bs : 0;
     const uint64_t blocks = std::min(run.blocks, below_eof);
-    if (run.fragments < min_fragments || blocks == 0) return result;
+    if (blocks == 0) return result;
     if (!run.room_to_move)
       return Status::error(ENOSPC, device_->name() + ": too little free space to move file data together");
     const size_t bytes = static_cast<size_t>(blocks * bs);

@@ -114,8 +114,8 @@ class Volume {
   Result<ScrubRangeResult> scrub_range(uint64_t ino, uint64_t offset, uint64_t length, std::span<uint8_t> buffer,
                                        IoStats& stats);
   // The defragmenter's step: the first run of written data in [offset, offset + length) of
-  // ino (up to a hole, an unwritten extent or the range's end), when it lies in at least
-  // min_fragments device-contiguous pieces, is read (verified against its checksums: a
+  // ino (up to a hole, an unwritten extent or the range's end) that lies in at least
+  // min_fragments device-contiguous pieces (shorter runs are passed over) is read (verified against its checksums: a
   // damaged block fails the step with EIO, its data never moved under a new checksum) and
   // written unchanged into one new contiguous extent (DirectIo::relocate_sync_locked);
   // ENOSPC, before anything is read, when free space is short (WrittenRun::room_to_move). Under

@@ -199,7 +199,7 @@ Result<Iomap> FileMapper::begin_relocation(uint64_t ino, ExtentMap& extents, con
   return map;
 }
 
-Result<WrittenRun> FileMapper::written_run(uint64_t ino, uint64_t pos, uint64_t len) {
+Result<WrittenRun> FileMapper::written_run(uint64_t ino, uint64_t pos, uint64_t len, uint64_t min_fragments) {
   MutexLock lock(inodes_.mutex());
   MetadataStore& store = inodes_.store();
   const uint64_t bs = store.superblock().block_size;
@@ -209,20 +209,34 @@ Result<WrittenRun> FileMapper::written_run(uint64_t ino, uint64_t pos, uint64_t 
   run.file_size = inode.rec.size;
   run.start_block = end;
   if (!S_ISREG(inode.rec.mode)) return run;
+  WrittenRun current;         // the run being walked
+  bool found = false;
   uint64_t next_dev = ~0ull;  // the device block that would continue the last piece
   SFS_TRY(ExtentMap(store, ino).walk(first, [&](const MappedPiece& p) {
     if (p.file_block >= end) return false;
     if (!p.extent || (p.extent->flags & kExtentUnwritten)) {
-      if (run.blocks > 0) return false;       // the run ends here
-      return p.nblocks < end - p.file_block;  // none yet: look past it while in the range
+      if (current.blocks > 0) {  // a run ends here: the one, or look on past it
+        if (current.fragments >= min_fragments) {
+          found = true;
+          return false;
+        }
+        current = {};
+        next_dev = ~0ull;
+      }
+      return p.nblocks < end - p.file_block;  // look past it while in the range
     }
-    if (run.blocks == 0) run.start_block = p.file_block;
+    if (current.blocks == 0) current.start_block = p.file_block;
     const uint64_t n = std::min(p.nblocks, end - p.file_block);
-    if (p.extent->dev_block != next_dev) ++run.fragments;
+    if (p.extent->dev_block != next_dev) ++current.fragments;
     next_dev = p.extent->dev_block + n;
-    run.blocks += n;
+    current.blocks += n;
     return p.file_block + n < end;
   }));
+  if (found || (current.blocks > 0 && current.fragments >= min_fragments)) {
+    run.start_block = current.start_block;
+    run.blocks = current.blocks;
+    run.fragments = current.fragments;
+  }
   const Allocator& alloc = store.allocator();
   run.room_to_move = alloc.allocatable_blocks() >= run.blocks + alloc.total_blocks() / 16 + kMetadataReserveBlocks;
   return run;

@@ -47,7 +47,8 @@ class WrittenRangeObserver {
   virtual void small_write(uint64_t ino, uint64_t pos, uint64_t len) = 0;
 };
 
-// The first run of written data in a range and how it lies on the device.
+// The first run of written data in a range that lies in at least a given number of pieces,
+// and how it lies on the device.
 struct WrittenRun {
   uint64_t start_block = 0;  // file block where it starts (the range's end when there is none)
   uint64_t blocks = 0;       // written blocks from there, up to a hole, an unwritten block or the
@@ -83,8 +84,10 @@ class FileMapper : public IomapOps, public IomapWriteCompletion {
   // Blocks reserved for out-of-place writes in flight (tests: 0 when idle).
   uint64_t reserved_blocks() const;
 
-  // The first written run in [pos, pos + len) of ino (pos block aligned).
-  Result<WrittenRun> written_run(uint64_t ino, uint64_t pos, uint64_t len);
+  // The first written run in [pos, pos + len) of ino (pos block aligned) that lies in at least
+  // min_fragments device-contiguous pieces (runs in fewer are passed over: one walk under one
+  // lock acquisition however many short runs a sparse range holds).
+  Result<WrittenRun> written_run(uint64_t ino, uint64_t pos, uint64_t len, uint64_t min_fragments);
 
   // Sets (or, with null, clears) the observer of small writes. Once this returns, the ioend
   // no longer calls the observer it replaced. The observer must outlive its registration.
