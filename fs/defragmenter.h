@@ -16,8 +16,9 @@
 //              moved once no small write has reached its file for quiet_ms, if its written
 //              data lies in at least kMinFragments pieces. A file kept busy by writes is left
 //              alone until they pause: a steady stream of random writes costs no extra I/O
-//              while it lasts (moving one quiet chunk of a busy file slowed 4 KiB overwrites
-//              at queue depth 1 to 0.61 of a mount without the defragmenter).
+//              while it lasts. (With the quiet time counted per chunk instead, 4 KiB random
+//              overwrites at queue depth 1 ran at 0.61 of a mount without the defragmenter;
+//              counted per file, at 0.98: docs/performance.md.)
 //   explicit   defragment_file() (`stablefs defrag FILE`) goes through a file now, a bounded
 //              number of chunks per call, so that a caller serving other requests between
 //              calls (the control socket) never waits long for one.
