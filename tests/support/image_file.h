@@ -1,5 +1,6 @@
-// Whole-image helpers for tests that rebuild an image file between runs (crash points, fault
-// runs): write an image's bytes over the file, and fsck -n it into one line.
+// Image helpers for tests that change an image file behind the filesystem: write an image's
+// bytes over the file (crash points, fault runs), damage one block, and fsck -n it into one
+// line.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -10,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "bounce/aligned_buffer.h"
+#include "bounce/checksum.h"
 #include "bounce/file_device.h"
 #include "fs/tools/fsck.h"
 
@@ -31,6 +34,21 @@ inline std::vector<uint8_t> read_image_file(const std::string& path, size_t n) {
   REQUIRE(::pread(fd, img.data(), img.size(), 0) == static_cast<ssize_t>(img.size()));
   ::close(fd);
   return img;
+}
+
+// Inverts the bits of byte `at` of device block `block` (block_size bytes) of the image at
+// path, behind the filesystem's back (O_DIRECT, as a volume reads). Returns the block's new
+// checksum.
+inline uint64_t damage_block(const std::string& path, uint64_t block, size_t at, size_t block_size = 4096) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_DIRECT);
+  REQUIRE(fd >= 0);
+  AlignedBuffer b(block_size);
+  const off_t off = static_cast<off_t>(block * block_size);
+  REQUIRE(::pread(fd, b.data(), block_size, off) == static_cast<ssize_t>(block_size));
+  b.data()[at] ^= 0x5A;
+  REQUIRE(::pwrite(fd, b.data(), block_size, off) == static_cast<ssize_t>(block_size));
+  ::close(fd);
+  return xxh3_64(b.data(), block_size);
 }
 
 // fsck -n of the image (journal replayed in memory): empty when clean, else its first problem.

@@ -6,15 +6,13 @@
 // (Crash points of a move are in crash_points_test.cc's workload.)
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <random>
 #include <thread>
 
 #include "fs/defragmenter.h"
 #include "support/formatted_image.h"
+#include "support/image_file.h"
 #include "support/random_bytes.h"
 #include "support/volume_io.h"
 
@@ -163,15 +161,7 @@ TEST_CASE("defrag: a damaged block is never moved under a new checksum") {
   scatter(v, ino, data, 256, 40, 5);
   REQUIRE(v.sync().ok());
   const uint64_t victim = device_block_of(v, ino, 100 * kBs);
-  {
-    const int fd = ::open(img.path.c_str(), O_RDWR | O_DIRECT);
-    REQUIRE(fd >= 0);
-    AlignedBuffer b(kBs);
-    REQUIRE(::pread(fd, b.data(), kBs, static_cast<off_t>(victim * kBs)) == static_cast<ssize_t>(kBs));
-    b.data()[17] ^= 0x5A;
-    REQUIRE(::pwrite(fd, b.data(), kBs, static_cast<off_t>(victim * kBs)) == static_cast<ssize_t>(kBs));
-    ::close(fd);
-  }
+  test::damage_block(img.path, victim, 17);
   const uint64_t before = pieces(v, ino, 0, 1u << 20);
   AlignedBuffer buffer(1u << 20);
   auto r = v.relocate_range(ino, 0, 1u << 20, 8, buffer.span());

@@ -3,8 +3,6 @@
 // rate limit, and a scrub interrupted by an unmount continued after the next mount.
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -17,6 +15,7 @@
 #include "fs/scrub.h"
 #include "support/fault_tap.h"
 #include "support/formatted_image.h"
+#include "support/image_file.h"
 #include "support/random_bytes.h"
 #include "support/volume_io.h"
 
@@ -44,19 +43,6 @@ uint64_t device_block_of(Volume& v, uint64_t ino, uint64_t offset) {
               return false;
             }).ok());
   return block;
-}
-
-// Overwrites device block `block` of the image with the block's bytes inverted at one place,
-// behind the filesystem's back (O_DIRECT, as the volume reads). Returns the new checksum.
-uint64_t damage_block(const std::string& image, uint64_t block, size_t at) {
-  const int fd = ::open(image.c_str(), O_RDWR | O_DIRECT);
-  REQUIRE(fd >= 0);
-  AlignedBuffer b(kBs);
-  REQUIRE(::pread(fd, b.data(), kBs, static_cast<off_t>(block * kBs)) == static_cast<ssize_t>(kBs));
-  b.data()[at] ^= 0x5A;
-  REQUIRE(::pwrite(fd, b.data(), kBs, static_cast<off_t>(block * kBs)) == static_cast<ssize_t>(kBs));
-  ::close(fd);
-  return xxh3_64(b.data(), kBs);
 }
 
 struct Damage {
@@ -97,7 +83,7 @@ TEST_CASE("scrub: reports exactly the damaged blocks, with both checksums, and n
     const uint64_t block = device_block_of(v, ino, offset);
     if (std::any_of(damaged.begin(), damaged.end(), [&](const Damage& d) { return d.device_block == block; })) continue;
     const uint64_t expected = xxh3_64(contents[ino].data() + offset, kBs);
-    const uint64_t found = damage_block(img.path, block, static_cast<size_t>(rng() % kBs));
+    const uint64_t found = test::damage_block(img.path, block, static_cast<size_t>(rng() % kBs));
     damaged.insert({ino, offset, block, expected, found});
   }
   // And one read of another block that goes wrong once only: a transient, not a finding.
