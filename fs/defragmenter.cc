@@ -53,12 +53,10 @@ void Defragmenter::small_write(uint64_t ino, uint64_t pos, uint64_t len) {
     return;
   }
   for (uint64_t index = pos / kChunkBytes; index <= (pos + len - 1) / kChunkBytes; ++index) {
-    auto it = candidates_.find({ino, index});
-    if (it != candidates_.end()) {
-      it->second = now;
-    } else if (candidates_.size() < kMaxCandidates) {
+    if (candidates_.count({ino, index}) != 0) continue;
+    if (candidates_.size() < kMaxCandidates) {
       try {
-        candidates_.emplace(Chunk{ino, index}, now);
+        candidates_.insert(Chunk{ino, index});
       } catch (const std::bad_alloc&) {
         ++stats_.dropped_candidates;  // the write itself is done: losing a candidate is harmless
       }
@@ -94,9 +92,9 @@ void Defragmenter::run() {
         const auto now = Clock::now();
         auto next = Clock::time_point::max();
         for (auto it = candidates_.begin(); it != candidates_.end() && due.size() < kBatchChunks;) {
-          const Clock::time_point file_quiet_at = last_write_[it->first.first] + quiet;
+          const Clock::time_point file_quiet_at = last_write_[it->first] + quiet;
           if (file_quiet_at <= now) {
-            due.push_back(it->first);
+            due.push_back(*it);
             it = candidates_.erase(it);
           } else {
             next = std::min(next, file_quiet_at);
@@ -106,7 +104,7 @@ void Defragmenter::run() {
         // Files none of whose chunks wait any more are forgotten.
         for (auto it = last_write_.begin(); it != last_write_.end();) {
           auto c = candidates_.lower_bound({it->first, 0});
-          it = c != candidates_.end() && c->first.first == it->first ? std::next(it) : last_write_.erase(it);
+          it = c != candidates_.end() && c->first == it->first ? std::next(it) : last_write_.erase(it);
         }
         in_progress_ = due.size();
         stats_.pending_chunks = candidates_.size() + in_progress_;

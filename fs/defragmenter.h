@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -114,8 +115,8 @@ class Defragmenter : public WrittenRangeObserver {
   const DefragOptions options_;
   mutable Mutex mu_;
   CondVar cv_;  // stop_
-  std::map<Chunk, Clock::time_point> candidates_ GUARDED_BY(mu_);  // -> last small write
-  std::map<uint64_t, Clock::time_point> last_write_ GUARDED_BY(mu_);  // ino -> last small write
+  std::set<Chunk> candidates_ GUARDED_BY(mu_);                        // in file order
+  std::map<uint64_t, Clock::time_point> last_write_ GUARDED_BY(mu_);  // ino -> its last small write
   DefragStats stats_ GUARDED_BY(mu_);
   size_t in_progress_ GUARDED_BY(mu_) = 0;  // chunks the thread took and has not finished
   bool stop_ GUARDED_BY(mu_) = false;
