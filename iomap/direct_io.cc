@@ -179,10 +179,11 @@ void DirectIo::read_walk(Request* req, bool bounce, IomapIter& it, bool first_ma
         for (uint64_t off = 0; off < n; off += config_.max_unit_bytes) {
           size_t piece = static_cast<size_t>(std::min<uint64_t>(config_.max_unit_bytes, n - off));
           std::vector<std::optional<uint64_t>> expected(piece / block_size_);
-          // The mapping call gave the checksums of the mapping's first blocks; the rest are
-          // asked for.
+          // The mapping call gave the checksums of the mapping's first blocks (the walk is at
+          // the mapping's start: nothing of it is processed before its units are built); the
+          // rest are asked for.
           const std::span<const std::optional<uint64_t>> given = it.checksums();
-          const size_t first = static_cast<size_t>((it.processed_in_mapping() + off) / block_size_);
+          const size_t first = static_cast<size_t>(off / block_size_);
           if (first + expected.size() <= given.size())
             std::copy_n(given.begin() + static_cast<std::ptrdiff_t>(first), expected.size(), expected.begin());
           else

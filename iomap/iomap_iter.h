@@ -45,8 +45,6 @@ class IomapIter {
   // The expected checksums begin_read() gave for the current mapping, from the block at which
   // it began (the request's position then); empty when none were asked for or given.
   std::span<const std::optional<uint64_t>> checksums() const { return checksum_buf_.first(checksums_filled_); }
-  // Bytes of the current mapping already processed (where checksums()[0]'s block lies back).
-  uint64_t processed_in_mapping() const { return processed_; }
   // Ends the walk at byte end (block aligned, at least pos()): the current mapping is cut
   // there and nothing past it is mapped. A read that learns the file's size from its first
   // mapping stops at end of file this way.

@@ -28,6 +28,9 @@ uint64_t speculative_blocks(const Allocator& alloc, uint64_t file_blocks, uint64
   return std::min({file_blocks, (free - kMetadataReserveBlocks) / 32, hole - want, FileMapper::kMaxMappingBlocks - want});
 }
 
+// Whether a piece of the extent map holds written data (not a hole, not unwritten space).
+bool holds_written_data(const MappedPiece& p) { return p.extent && !(p.extent->flags & kExtentUnwritten); }
+
 }  // namespace
 
 Result<uint64_t> data_blocks_available(MetadataStore& store, uint64_t want) {
@@ -171,12 +174,12 @@ Result<Iomap> FileMapper::begin_relocation(uint64_t ino, ExtentMap& extents, con
                                            uint64_t want, Iomap map) {
   MetadataStore& store = inodes_.store();
   const uint64_t bs = store.superblock().block_size;
-  if (!piece.extent || (piece.extent->flags & kExtentUnwritten))
+  if (!holds_written_data(piece))
     return Status::error(EINVAL, "inode " + std::to_string(ino) + ": relocation of a range that starts without written data");
   const uint64_t limit = std::min(want, kMaxMappingBlocks);
   uint64_t run = 0;
   SFS_TRY(extents.walk(fb, [&](const MappedPiece& p) {
-    if (!p.extent || (p.extent->flags & kExtentUnwritten)) return false;
+    if (!holds_written_data(p)) return false;
     run += p.nblocks;
     return run < limit;
   }));
@@ -214,7 +217,7 @@ Result<WrittenRun> FileMapper::written_run(uint64_t ino, uint64_t pos, uint64_t 
   uint64_t next_dev = ~0ull;  // the device block that would continue the last piece
   SFS_TRY(ExtentMap(store, ino).walk(first, [&](const MappedPiece& p) {
     if (p.file_block >= end) return false;
-    if (!p.extent || (p.extent->flags & kExtentUnwritten)) {
+    if (!holds_written_data(p)) {
       if (current.blocks > 0) {  // a run ends here: the one, or look on past it
         if (current.fragments >= min_fragments) {
           found = true;
