@@ -45,79 +45,97 @@ void Defragmenter::small_write(uint64_t ino, uint64_t pos, uint64_t len) {
   if (len == 0) return;
   const auto now = Clock::now();
   MutexLock lock(mu_);
-  const bool was_empty = candidates_.empty();
+  const bool was_empty = candidate_chunks_ == 0;
   try {
-    last_write_[ino] = now;
-  } catch (const std::bad_alloc&) {
-    ++stats_.dropped_candidates;
-    return;
-  }
-  for (uint64_t index = pos / kChunkBytes; index <= (pos + len - 1) / kChunkBytes; ++index) {
-    if (candidates_.count({ino, index}) != 0) continue;
-    if (candidates_.size() < kMaxCandidates) {
+    auto [it, added] = pending_.try_emplace(ino);
+    PendingFile& file = it->second;
+    if (added) {
       try {
-        candidates_.insert(Chunk{ino, index});
+        file.in_order = quiet_order_.insert(quiet_order_.end(), ino);
       } catch (const std::bad_alloc&) {
-        ++stats_.dropped_candidates;  // the write itself is done: losing a candidate is harmless
+        pending_.erase(it);
+        throw;
       }
     } else {
-      ++stats_.dropped_candidates;
+      quiet_order_.splice(quiet_order_.end(), quiet_order_, file.in_order);  // newest write last
     }
+    file.last_write = now;
+    for (uint64_t index = pos / kChunkBytes; index <= (pos + len - 1) / kChunkBytes; ++index) {
+      if (file.chunks.count(index) != 0) continue;
+      if (candidate_chunks_ >= kMaxCandidates) {
+        ++stats_.dropped_candidates;
+        continue;
+      }
+      file.chunks.insert(index);
+      ++candidate_chunks_;
+    }
+    if (file.chunks.empty()) {  // every chunk dropped: nothing to time
+      quiet_order_.erase(file.in_order);
+      pending_.erase(it);
+    }
+  } catch (const std::bad_alloc&) {
+    ++stats_.dropped_candidates;  // the write itself is done: losing a candidate is harmless
   }
-  stats_.pending_chunks = candidates_.size() + in_progress_;
-  if (was_empty && !candidates_.empty()) cv_.notify_all();
+  stats_.pending_chunks = candidate_chunks_ + in_progress_;
+  if (was_empty && candidate_chunks_ != 0) cv_.notify_all();
+}
+
+void Defragmenter::take_chunks(size_t max, uint64_t& ino, std::vector<uint64_t>& chunks) {
+  ino = quiet_order_.front();
+  auto it = pending_.find(ino);
+  PendingFile& file = it->second;
+  while (!file.chunks.empty() && chunks.size() < max) {
+    chunks.push_back(*file.chunks.begin());
+    file.chunks.erase(file.chunks.begin());
+    --candidate_chunks_;
+  }
+  if (file.chunks.empty()) {
+    quiet_order_.pop_front();
+    pending_.erase(it);
+  }
 }
 
 void Defragmenter::run() {
   AlignedBuffer buffer;
+  std::vector<uint64_t> due;
   try {
     buffer = AlignedBuffer(kChunkBytes);
+    due.reserve(kBatchChunks);
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "stablefs: defrag: no memory for its buffer; automatic defragmentation is off\n");
     return;
   }
   const auto quiet = std::chrono::milliseconds(options_.quiet_ms);
   for (;;) {
-    std::vector<Chunk> due;
+    uint64_t ino = 0;
+    due.clear();
     {
       MutexLock lock(mu_);
       for (;;) {
         if (stop_) return;
-        if (candidates_.empty()) {
+        if (quiet_order_.empty()) {
           cv_.wait(mu_);
           continue;
         }
-        // Chunks of files nothing has written to for quiet_ms, in file order; otherwise sleep
-        // until the first of them could be.
+        // The file written to longest ago: its chunks in file order once it has gone quiet_ms
+        // without a small write; otherwise sleep until it will have.
         const auto now = Clock::now();
-        auto next = Clock::time_point::max();
-        for (auto it = candidates_.begin(); it != candidates_.end() && due.size() < kBatchChunks;) {
-          const Clock::time_point file_quiet_at = last_write_[it->first] + quiet;
-          if (file_quiet_at <= now) {
-            due.push_back(*it);
-            it = candidates_.erase(it);
-          } else {
-            next = std::min(next, file_quiet_at);
-            ++it;
-          }
+        const Clock::time_point quiet_at = pending_.find(quiet_order_.front())->second.last_write + quiet;
+        if (quiet_at <= now) {
+          take_chunks(kBatchChunks, ino, due);
+          break;
         }
-        // Files none of whose chunks wait any more are forgotten.
-        for (auto it = last_write_.begin(); it != last_write_.end();) {
-          auto c = candidates_.lower_bound({it->first, 0});
-          it = c != candidates_.end() && c->first == it->first ? std::next(it) : last_write_.erase(it);
-        }
-        in_progress_ = due.size();
-        stats_.pending_chunks = candidates_.size() + in_progress_;
-        if (!due.empty()) break;
-        cv_.wait_for(mu_, next - now);
+        cv_.wait_for(mu_, quiet_at - now);
       }
+      in_progress_ = due.size();
+      stats_.pending_chunks = candidate_chunks_ + in_progress_;
     }
-    for (const Chunk& c : due) {
+    for (const uint64_t index : due) {
       {
         MutexLock lock(mu_);
         if (stop_) return;
       }
-      (void)move_range(c.first, c.second * kChunkBytes, (c.second + 1) * kChunkBytes, buffer, true);
+      (void)move_range(ino, index * kChunkBytes, (index + 1) * kChunkBytes, buffer, true);
     }
   }
 }
@@ -141,7 +159,7 @@ Result<RelocateResult> Defragmenter::move_range(uint64_t ino, uint64_t start, ui
   MutexLock lock(mu_);
   if (taken) {
     --in_progress_;
-    stats_.pending_chunks = candidates_.size() + in_progress_;
+    stats_.pending_chunks = candidate_chunks_ + in_progress_;
   }
   ++stats_.checked_chunks;
   if (total.bytes_moved > 0) {

@@ -287,4 +287,45 @@ TEST_CASE("defrag: small writes become candidates and move once quiet; defragmen
   CHECK(on_request.defragment_file(999999).status().code() == ENOENT);
 }
 
+TEST_CASE("defrag: every file with small writes is looked at once; a busy file holds up no quiet one") {
+  test::FormattedImage img(64ull << 20);
+  auto vol = test::open_volume(img.path);
+  Volume& v = *vol;
+  const uint64_t scattered = test::make_file(v, "scattered");
+  const uint64_t busy = test::make_file(v, "busy");
+  auto data = test::random_bytes(1u << 20, 41);
+  test::write_at(v, scattered, 0, data);
+  test::write_at(v, busy, 0, test::random_bytes(1u << 20, 43));
+  Defragmenter automatic(v, {.automatic = true, .quiet_ms = 500});
+  // Many small files, one block each: candidates that never need a move.
+  constexpr uint64_t kSmallFiles = 300;
+  for (uint64_t i = 0; i < kSmallFiles; ++i)
+    test::write_at(v, test::make_file(v, ("small" + std::to_string(i)).c_str()), 0, test::random_bytes(kBs, 100 + i));
+  scatter(v, scattered, data, 256, 64, 47);
+  REQUIRE(pieces(v, scattered, 0, 1u << 20) >= 16);
+  // The busy file is written to every few milliseconds until the scattered one has moved.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  uint32_t seed = 0;
+  while (pieces(v, scattered, 0, 1u << 20) != 1 && std::chrono::steady_clock::now() < deadline) {
+    test::write_at(v, busy, (seed % 256) * kBs, test::random_bytes(kBs, 1000 + seed));
+    ++seed;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(pieces(v, scattered, 0, 1u << 20) == 1);
+  CHECK(automatic.stats().pending_chunks >= 1);  // the busy file's chunk, still waiting
+  // Once the writes stop, everything is looked at exactly once and only the two big files move.
+  DefragStats s = automatic.stats();
+  while (s.pending_chunks != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    s = automatic.stats();
+  }
+  CHECK(s.pending_chunks == 0);
+  CHECK(s.checked_chunks == kSmallFiles + 2);
+  CHECK(s.moved_chunks <= 2);
+  CHECK(s.moved_chunks >= 1);
+  CHECK(s.failed_chunks == 0);
+  CHECK(s.dropped_candidates == 0);
+  CHECK(test::read_at(v, scattered, 0, data.size()) == data);
+}
+
 }  // namespace stablefs
