@@ -209,6 +209,38 @@ SourceUse Volume::write_async(uint64_t ino, uint64_t pos, WriteSource src, Direc
   return use;
 }
 
+void Volume::write_behind(uint64_t ino, uint64_t pos, WriteSource src, DirectIo::Done done) {
+  struct Answer {
+    DirectIo::Done done;
+    std::atomic<bool> early{false};
+  };
+  auto answer = std::make_shared<Answer>();
+  answer->done = std::move(done);
+  const size_t len = src.bytes.size();
+  src.submitted = [this, ino, len, answer] {
+    if (!behind_.started(ino)) return;  // no memory to note it: answered when done instead
+    answer->early.store(true, std::memory_order_release);
+    answer->done(len);
+  };
+  (void)write_async(ino, pos, std::move(src), [this, ino, pos, len, answer](Result<size_t> r) {
+    if (!answer->early.load(std::memory_order_acquire)) return answer->done(std::move(r));
+    Status failed;
+    if (!r.ok()) failed = r.status();
+    else if (*r != len) failed = Status::error(EIO, "inode " + std::to_string(ino) + ": a buffered write reached the device short");
+    if (!failed.ok())
+      std::fprintf(stderr, "stablefs: inode %llu: buffered write of %zu bytes at %llu failed after its answer: %s\n",
+                   (unsigned long long)ino, len, (unsigned long long)pos, failed.message().c_str());
+    behind_.finished(ino, failed);
+  });
+}
+
+Status Volume::fsync(uint64_t ino, bool datasync) {
+  behind_.wait(ino);
+  Status failed = behind_.take_error(ino);
+  Status synced = fs_->fsync(ino, datasync);
+  return failed.ok() ? synced : failed;
+}
+
 void Volume::open_file(uint64_t ino) {
   {
     MutexLock lock(handles_mu_);
@@ -262,12 +294,14 @@ Result<uint64_t> Volume::seek(uint64_t ino, uint64_t offset, bool want_data) {
 }
 
 Status Volume::sync() {
+  behind_.wait_all();
   SFS_TRY(fs_->sync());
   return {};
 }
 
 Status Volume::set_read_only(bool read_only) {
   if (read_only) {
+    behind_.wait_all();
     auto listed = space_->listed_speculative();
     if (listed.ok())
       for (uint64_t ino : *listed) (void)release(ino);  // a failure leaves it listed (see volume.h)

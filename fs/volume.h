@@ -24,6 +24,7 @@
 #include "fs/data/file_mapper.h"
 #include "fs/data/file_space.h"
 #include "fs/namespace/filesystem.h"
+#include "fs/write_behind.h"
 #include "iomap/direct_io.h"
 #include "iomap/report.h"
 #include "iomap/scrub.h"
@@ -85,6 +86,17 @@ class Volume {
   //   once the call returns.
   void read_async(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory, DirectIo::Done done);
   SourceUse write_async(uint64_t ino, uint64_t pos, WriteSource src, DirectIo::Done done);
+  // A buffered write (fs/write_behind.h): as write_async, but done is called as soon as
+  // every byte is mapped and on its way to the device (with src.bytes.size(), on the calling
+  // thread, before the call returns); the ioend follows. When the walk stops short (no space,
+  // an error), done reports what write_async would have. A failure after the early answer is
+  // logged and kept for fsync(ino). Before anything reports or changes ino's size, times or
+  // blocks, call wait_written(ino).
+  void write_behind(uint64_t ino, uint64_t pos, WriteSource src, DirectIo::Done done);
+  // Returns once no write of ino answered early (write_behind) is in flight; true if one was
+  // (what the caller read of ino before may be out of date).
+  bool wait_written(uint64_t ino) { return behind_.wait(ino); }
+  const WriteBehind& write_behind_state() const { return behind_; }
   // Truncate or extend; the bytes past a shrunken end are zeroed so a later extension reads
   // zeros. Blocks wholly past the new end are freed before that partial block is zeroed (an
   // out-of-place write), so shrinking a file on a full filesystem finds the space it needs;
@@ -140,11 +152,14 @@ class Volume {
   // EOF (waits for the file's I/O in flight); true when it had some. A file that no longer
   // exists is not an error.
   Result<bool> release(uint64_t ino);
-  // Everything written so far durable: journal commit and device cache flush.
+  // Everything written so far durable: journal commit and device cache flush (after the
+  // writes answered early have reached the device).
   Status sync();
   // fsync(2) (datasync: fdatasync(2)) of ino: its data and the metadata needed to read it
   // back durable; commits only when ino has such a change uncommitted (Filesystem::fsync).
-  Status fsync(uint64_t ino, bool datasync) { return fs_->fsync(ino, datasync); }
+  // Waits for ino's writes answered early first, and reports the first of them that failed
+  // since the last fsync (EIO, as a kernel filesystem reports a writeback error).
+  Status fsync(uint64_t ino, bool datasync);
   Status close();
   // A remount (Filesystem::set_read_only). To read-only, speculative preallocation is freed
   // first as at an unmount (each file under its range lock; one that cannot be trimmed stays
@@ -181,6 +196,7 @@ class Volume {
   BounceDecision decision_;
   IoStats stats_;
   DataErrorLog errors_;
+  WriteBehind behind_;  // before queue_: outlives the completions that report to it
   std::unique_ptr<BouncePool> pool_;
   std::unique_ptr<IoQueue> queue_;
   FileRangeLocks locks_;

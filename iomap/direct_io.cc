@@ -35,6 +35,7 @@ struct DirectIo::Request {
   std::span<uint8_t> user_dst;
   std::span<const uint8_t> user_src;
   std::function<std::shared_ptr<const void>()> keep_source;  // WriteSource::keep
+  std::function<void()> on_submitted;                         // WriteSource::submitted
   std::shared_ptr<const void> kept_source;  // what keep gave: held until the request ends
   bool borrowed_source = false;             // a unit sends user_src zero-copy
   uint32_t extra_op = 0;                    // IomapOp bits added to a write's mappings
@@ -249,6 +250,7 @@ SourceUse DirectIo::write_request(uint64_t ino, uint64_t pos, WriteSource source
   req->len = src.size();
   req->user_src = src;
   req->keep_source = std::move(source.keep);
+  req->on_submitted = std::move(source.submitted);
   req->extra_op = extra_op;
   // A relocation writes from memory its caller leased to it alone and leaves unchanged (the
   // defragmenter's buffer, as a private read): never bounced.
@@ -350,6 +352,8 @@ SourceUse DirectIo::start_write(Request* req) {
   }
   req->walk_status = it.status();  // e.g. ENOSPC part way: what was mapped is still written
   const SourceUse use = req->borrowed_source ? SourceUse::kBorrowed : SourceUse::kCopied;
+  // The walk's reference still holds the request: done() cannot have run yet.
+  if (req->walk_status.ok() && req->on_submitted) req->on_submitted();
   unit_done(req);  // drops the walk's reference: req may be gone after this
   return use;
 }
@@ -435,14 +439,14 @@ Result<size_t> DirectIo::read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t
 Result<size_t> DirectIo::write_sync(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) {
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
-  (void)write_request(ino, pos, {src, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, true);
+  (void)write_request(ino, pos, {src, {}, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, true);
   return f.get();
 }
 
 Result<size_t> DirectIo::write_sync_locked(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) {
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
-  (void)write_request(ino, pos, {src, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false);
+  (void)write_request(ino, pos, {src, {}, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false);
   return f.get();
 }
 
@@ -458,7 +462,7 @@ Result<size_t> DirectIo::relocate_sync_locked(uint64_t ino, uint64_t pos, std::s
     return Status::error(EINVAL, where(ino, pos) + ": relocation of a range that is not block aligned");
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
-  (void)write_request(ino, pos, {src, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false,
+  (void)write_request(ino, pos, {src, {}, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false,
                       kIomapRelocate);
   return f.get();
 }

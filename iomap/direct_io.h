@@ -58,9 +58,16 @@ class IomapIter;
 // what keep() returns until the device has the data (it lets go just before done()). Without
 // keep, or if keep() gives null, a zero-copy write borrows bytes: the caller must leave them
 // untouched until done() has run (write_sync and Volume::write_async do).
+//
+// submitted (optional): called at most once, on the calling thread before write() returns,
+// when every byte of the request has been mapped and sent to the device; done() then reports
+// bytes.size() unless the device or the ioend fails. It is not called when the walk stopped
+// short (no space, an error), and it runs before done() can. (Write-behind answers the
+// caller here.)
 struct WriteSource {
   std::span<const uint8_t> bytes;
   std::function<std::shared_ptr<const void>()> keep;
+  std::function<void()> submitted;
 };
 
 // How a write used the caller's memory: kCopied, free again once write() has returned;

@@ -49,6 +49,11 @@ std::string stats_report(const ControlTarget& t) {
   std::snprintf(buf, sizeof buf, "bounce pool      %zu KiB, %zu KiB in use (%llu waits for memory)\n", pool.capacity() >> 10,
                 pool.in_use_bytes() >> 10, (unsigned long long)pool.waits());
   out += buf;
+  const WriteBehind& behind = t.volume->write_behind_state();
+  std::snprintf(buf, sizeof buf, "write-behind     %llu buffered writes answered before the device had them, %llu in flight, %llu failed after the answer\n",
+                (unsigned long long)behind.answered_early(), (unsigned long long)behind.in_flight(),
+                (unsigned long long)behind.failed_after_answer());
+  out += buf;
   if (t.receive) {
     const auto r = [](const std::atomic<uint64_t>& a) { return (unsigned long long)a.load(std::memory_order_relaxed); };
     std::snprintf(buf, sizeof buf, "receive buffers  %llu allocated, %llu in use, bound %llu (%llu waits at the bound)\n",

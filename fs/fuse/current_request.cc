@@ -44,6 +44,11 @@ std::optional<uint32_t> current_write_flags() {
   return w ? std::optional<uint32_t>(w->write_flags) : std::nullopt;
 }
 
+std::optional<uint32_t> current_write_file_flags() {
+  const std::optional<fuse_write_in> w = current_arguments<fuse_write_in>(FUSE_WRITE);
+  return w ? std::optional<uint32_t>(w->flags) : std::nullopt;
+}
+
 std::optional<uint32_t> current_open_flags() {
   const std::optional<fuse_open_in> o = current_arguments<fuse_open_in>(FUSE_OPEN);
   return o ? std::optional<uint32_t>(o->open_flags) : std::nullopt;

@@ -51,6 +51,9 @@ std::shared_ptr<const void> keep_receive_buffer();
 // CAP_FSETID (the kernel sets it on every direct write by such a writer). nullopt outside a
 // scope or while serving another request.
 std::optional<uint32_t> current_write_flags();
+// The flags of the file a WRITE comes through (fuse_write_in::flags: the open flags, with
+// O_DSYNC when the call asked for it, e.g. pwritev2 RWF_DSYNC); nullopt outside one.
+std::optional<uint32_t> current_write_file_flags();
 
 // For an OPEN being processed inside a scope: the kernel's open_flags (FUSE_OPEN_*), which
 // libfuse 3.14 does not pass on. FUSE_OPEN_KILL_SUIDGID among them says an opener without

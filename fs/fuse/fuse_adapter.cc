@@ -153,8 +153,16 @@ fuse_entry_param to_entry(fuse_req_t req, const Inode& inode) {
   return e;
 }
 
+// r as it is once the writes of r->ino answered early have reached the device (their ioends
+// change its size, times and blocks): reloaded if one was in flight.
+Result<Inode> settled(fuse_req_t req, Result<Inode> r) {
+  if (!r.ok() || !vol(req).wait_written(r->ino)) return r;
+  return fsys(req).getattr(r->ino);
+}
+
 // Replies with an entry (or the error) and counts the kernel's new lookup.
-void reply_entry(fuse_req_t req, const Result<Inode>& r) {
+void reply_entry(fuse_req_t req, Result<Inode> r) {
+  r = settled(req, std::move(r));
   if (!r.ok()) {
     fuse_reply_err(req, errno_of(r.status()));
     return;
@@ -164,7 +172,8 @@ void reply_entry(fuse_req_t req, const Result<Inode>& r) {
   if (fuse_reply_entry(req, &e) != 0) state(req).forget(r->ino, 1);
 }
 
-void reply_attr(fuse_req_t req, const Result<Inode>& r) {
+void reply_attr(fuse_req_t req, Result<Inode> r) {
+  r = settled(req, std::move(r));
   if (!r.ok()) {
     fuse_reply_err(req, errno_of(r.status()));
     return;
@@ -286,6 +295,7 @@ Timespec from_timespec(const struct timespec& ts) {
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
   guard(req, [&] {
+    vol(req).wait_written(ino);  // a write answered before this change lands before it, too
     // FATTR_KILL_SUIDGID (libfuse's FUSE_SET_ATTR_KILL_SUID bit) with a size: a truncate by a
     // caller without CAP_FSETID; with FUSE_HANDLE_KILLPRIV_V2 taking the set-id bits is ours.
     // The kernel sets the same bit on every chown of a non-directory (root's too), whose own
@@ -385,6 +395,7 @@ void note_read(fuse_req_t req, uint64_t ino, const fuse_file_info* fi) {
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guard(req, [&] {
     if (fi->flags & O_TRUNC) {
+      vol(req).wait_written(ino);
       // A truncating open by a caller without CAP_FSETID takes the set-id bits
       // (FUSE_HANDLE_KILLPRIV_V2: the kernel leaves that to us and says so in open_flags).
       const std::optional<uint32_t> open_flags = current_open_flags();
@@ -461,7 +472,9 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 
 // The engine decides whether it copies the payload or sends it zero-copy; for the latter it
 // keeps the receive buffer holding it (fs/fuse/fuse_receive_loop.h) until the device has the
-// data, so the worker need not wait either way.
+// data, so the worker need not wait either way. A buffered write (the kernel's page cache
+// path: neither O_DIRECT nor O_DSYNC/O_SYNC) is answered as soon as it is on its way to the
+// device (Volume::write_behind); the others once the device has it and the ioend has run.
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info* fi) {
   guard(req, [&] {
     const std::optional<uint32_t> write_flags = current_write_flags();
@@ -469,13 +482,17 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
         req, ino, write_flags && (*write_flags & FUSE_WRITE_KILL_SUIDGID), open_file_of(fi));
     if (!dropped.ok()) return reply_status(req, dropped);
     FuseServer::State& st = state(req);
-    const WriteSource src{{reinterpret_cast<const uint8_t*>(data), size}, [] { return keep_receive_buffer(); }};
+    const WriteSource src{{reinterpret_cast<const uint8_t*>(data), size}, [] { return keep_receive_buffer(); }, {}};
+    const std::optional<uint32_t> file_flags = current_write_file_flags();
+    const bool buffered = file_flags && !(*file_flags & (O_DIRECT | O_DSYNC));
     PendingReply pending(st);
-    (void)vol(req).write_async(ino, static_cast<uint64_t>(off), src, [req, &st](Result<size_t> r) {
+    auto reply = [req, &st](Result<size_t> r) {
       if (!r.ok()) reply_status(req, r.status());
       else fuse_reply_write(req, *r);
       st.reply_sent();
-    });
+    };
+    if (buffered) vol(req).write_behind(ino, static_cast<uint64_t>(off), src, reply);
+    else (void)vol(req).write_async(ino, static_cast<uint64_t>(off), src, reply);
     pending.handed_over();
   });
 }
@@ -485,6 +502,7 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   end_open_file(fi);
   guard(req, [&] {
+    vol(req).wait_written(ino);  // the trim past EOF and a free go by the written size
     Status st = state(req).end_handle(ino);  // may free an unlinked file
     reply_status(req, st);
   });
@@ -557,7 +575,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
       if (!add(e, nullptr)) break;
       continue;
     }
-    auto inode = fs.getattr(e.ino);
+    auto inode = settled(req, fs.getattr(e.ino));
     if (!inode.ok()) {
       if (inode.status().code() == ENOENT) continue;  // removed since it was listed
       if (used == 0) return reply_status(req, inode.status());
@@ -655,6 +673,7 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
     if (mode & FALLOC_FL_KEEP_SIZE) m |= kFallocKeepSize;
     if (mode & FALLOC_FL_PUNCH_HOLE) m |= kFallocPunchHole;
     if (mode & FALLOC_FL_ZERO_RANGE) m |= kFallocZeroRange;
+    vol(req).wait_written(ino);  // its size and times change in order
     const Status dropped = drop_privileges_before_data_change(req, ino, false, open_file_of(fi));
     if (!dropped.ok()) return reply_status(req, dropped);
     reply_status(req, vol(req).fallocate(ino, m, static_cast<uint64_t>(offset), static_cast<uint64_t>(length)));
@@ -664,6 +683,7 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
 void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
   guard(req, [&] {
     if (off < 0) return reply_status(req, Status::error(ENXIO, "negative offset"));
+    vol(req).wait_written(ino);  // the size the seek stops at
     Result<uint64_t> r = Status::error(EINVAL, "lseek whence");
     if (whence == SEEK_DATA) r = vol(req).seek_data(ino, static_cast<uint64_t>(off));
     else if (whence == SEEK_HOLE) r = vol(req).seek_hole(ino, static_cast<uint64_t>(off));
@@ -678,6 +698,8 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_fi
                         off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
   guard(req, [&] {
     if (off_in < 0 || off_out < 0 || flags < 0) return reply_status(req, Status::error(EINVAL, "copy_file_range"));
+    vol(req).wait_written(ino_in);  // the sizes the copy goes by
+    vol(req).wait_written(ino_out);
     if (len > 0) {
       const Status dropped = drop_privileges_before_data_change(req, ino_out, false, open_file_of(fi_out));
       if (!dropped.ok()) return reply_status(req, dropped);

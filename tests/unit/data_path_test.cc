@@ -719,7 +719,7 @@ TortureFigures run_torture(BouncePolicy policy, bool async_engine, int rounds) {
       for (size_t i = 0; i < kParts; ++i) {
         auto done = std::make_shared<std::promise<Result<size_t>>>();
         futures.push_back(done->get_future());
-        (void)v.engine().write(ino, i * part, WriteSource{{src.data() + i * part, part}, {}},
+        (void)v.engine().write(ino, i * part, WriteSource{{src.data() + i * part, part}, {}, {}},
                                [done](Result<size_t> r) { done->set_value(std::move(r)); });
       }
       for (auto& f : futures) {

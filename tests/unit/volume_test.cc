@@ -114,7 +114,7 @@ TEST_CASE("volume: asynchronous forms answer from the completion; a copied write
       std::copy(want.begin(), want.end(), src.begin());
       std::promise<Result<size_t>> got;
       auto fut = got.get_future();
-      const SourceUse use = v.write_async(ino, 0, {src, {}}, [&got](Result<size_t> r) { got.set_value(std::move(r)); });
+      const SourceUse use = v.write_async(ino, 0, {src, {}, {}}, [&got](Result<size_t> r) { got.set_value(std::move(r)); });
       const bool copies = use == SourceUse::kCopied;
       CHECK(copies == (policy == BouncePolicy::kAlways || !aligned));
       if (copies) {
@@ -161,7 +161,7 @@ TEST_CASE("volume: a write calls the caller's keep exactly when it sends the cal
           ino, 0, {src, [&keeps, mem]() -> std::shared_ptr<const void> {
                      ++keeps;
                      return mem;
-                   }},
+                   }, {}},
           [&got](Result<size_t> r) { got.set_value(std::move(r)); });
       const bool zero_copy = policy == BouncePolicy::kNever && aligned;
       CHECK(use == (zero_copy ? SourceUse::kBorrowed : SourceUse::kCopied));

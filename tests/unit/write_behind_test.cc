@@ -1,0 +1,97 @@
+// Write-behind (fs/write_behind.h, Volume::write_behind): a buffered write is answered on the
+// calling thread once it is on its way to the device; whatever reports the file's size waits
+// for its ioend; a failure after the answer is told to the next fsync, once; a write that
+// cannot be placed is answered with its error as before.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "support/fault_tap.h"
+#include "support/formatted_image.h"
+#include "support/random_bytes.h"
+#include "support/volume_io.h"
+
+namespace stablefs {
+namespace {
+
+struct Answer {
+  std::atomic<bool> given{false};
+  std::thread::id thread;
+  Result<size_t> result = Status::error(EINVAL, "no answer");
+};
+
+DirectIo::Done answer_into(Answer& a) {
+  return [&a](Result<size_t> r) {
+    a.thread = std::this_thread::get_id();
+    a.result = std::move(r);
+    a.given.store(true);
+  };
+}
+
+}  // namespace
+
+TEST_CASE("write-behind: answered once submitted; size, data and fsync follow the ioend") {
+  test::FormattedImage img(64ull << 20);
+  test::FaultTap tap;
+  auto vol = test::open_volume(img.path, {.bounce = BouncePolicy::kNever, .io_tap = &tap});
+  Volume& v = *vol;
+  const uint64_t ino = test::make_file(v, "f");
+  const auto data = test::random_bytes(3 * 4096 + 100, 7);  // an unaligned end: read-modify-write
+  Answer a;
+  v.write_behind(ino, 0, WriteSource{{data.data(), data.size()}, {}, {}}, answer_into(a));
+  // Answered before the call returned, on this thread, with the whole length.
+  REQUIRE(a.given.load());
+  CHECK(a.thread == std::this_thread::get_id());
+  REQUIRE(a.result.ok());
+  CHECK(*a.result == data.size());
+  CHECK(v.write_behind_state().answered_early() == 1);
+  // (The borrowed source made the call wait for the device: the ioend has run or is running.)
+  v.wait_written(ino);
+  CHECK(v.write_behind_state().in_flight() == 0);
+  auto inode = v.fs().getattr(ino);
+  REQUIRE(inode.ok());
+  CHECK(inode->rec.size == data.size());
+  CHECK(test::read_at(v, ino, 0, data.size()) == data);
+  CHECK(v.fsync(ino, false).ok());
+
+  SUBCASE("a device failure after the answer is told to the next fsync, once") {
+    tap.fail_writes(1, EIO);
+    const auto more = test::random_bytes(4096, 9);
+    Answer b;
+    v.write_behind(ino, 1u << 20, WriteSource{{more.data(), more.size()}, {}, {}}, answer_into(b));
+    REQUIRE(b.given.load());
+    REQUIRE(b.result.ok());
+    CHECK(*b.result == more.size());
+    v.wait_written(ino);
+    CHECK(v.write_behind_state().failed_after_answer() == 1);
+    const Status first = v.fsync(ino, false);
+    CHECK(first.code() == EIO);
+    CHECK(v.fsync(ino, false).ok());
+    // The failed write changed nothing: the size and bytes are those from before it.
+    inode = v.fs().getattr(ino);
+    REQUIRE(inode.ok());
+    CHECK(inode->rec.size == data.size());
+    CHECK(test::read_at(v, ino, 0, data.size()) == data);
+  }
+  SUBCASE("a write that cannot be placed is answered with its error, not early") {
+    Answer c;
+    const uint8_t byte = 1;
+    v.write_behind(ino, DirectIo::kMaxFileBytes, WriteSource{{&byte, 1}, {}, {}}, answer_into(c));
+    REQUIRE(c.given.load());
+    CHECK(c.result.status().code() == EFBIG);
+    CHECK(v.write_behind_state().answered_early() == 1);
+    CHECK(v.fsync(ino, false).ok());
+  }
+  SUBCASE("sync waits for every write answered early") {
+    const auto more = test::random_bytes(8192, 11);
+    Answer d;
+    v.write_behind(ino, 8192, WriteSource{{more.data(), more.size()}, {}, {}}, answer_into(d));
+    REQUIRE(d.given.load());
+    CHECK(v.sync().ok());
+    CHECK(v.write_behind_state().in_flight() == 0);
+    CHECK(test::read_at(v, ino, 8192, more.size()) == more);
+  }
+}
+
+}  // namespace stablefs
