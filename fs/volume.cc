@@ -213,12 +213,15 @@ void Volume::write_behind(uint64_t ino, uint64_t pos, WriteSource src, DirectIo:
   struct Answer {
     DirectIo::Done done;
     std::atomic<bool> early{false};
+    uint64_t ticket = 0;  // WriteBehind's, when early (written before early is set)
   };
   auto answer = std::make_shared<Answer>();
   answer->done = std::move(done);
   const size_t len = src.bytes.size();
   src.submitted = [this, ino, len, answer] {
-    if (!behind_.started(ino)) return;  // no memory to note it: answered when done instead
+    const std::optional<uint64_t> ticket = behind_.started(ino);
+    if (!ticket) return;  // no memory to note it: answered when done instead
+    answer->ticket = *ticket;
     answer->early.store(true, std::memory_order_release);
     answer->done(len);
   };
@@ -230,7 +233,7 @@ void Volume::write_behind(uint64_t ino, uint64_t pos, WriteSource src, DirectIo:
     if (!failed.ok())
       std::fprintf(stderr, "stablefs: inode %llu: buffered write of %zu bytes at %llu failed after its answer: %s\n",
                    (unsigned long long)ino, len, (unsigned long long)pos, failed.message().c_str());
-    behind_.finished(ino, failed);
+    behind_.finished(ino, answer->ticket, failed);
   });
 }
 

@@ -11,12 +11,17 @@
 // fsync). Range locks already order the data itself: a read or another write of the range
 // waits for the write's ioend.
 //
+// A wait is for the writes started before it began, not for a moment with none in flight:
+// a file kept busy by a stream of writes never holds a stat up for longer than one write.
+//
 // Thread-safety: every call from any thread. started() and finished() pair up per write;
 // finished() runs on the I/O completion thread and never blocks.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
+#include <set>
 #include <unordered_map>
 
 #include "bounce/mutex.h"
@@ -26,15 +31,21 @@ namespace stablefs {
 
 class WriteBehind {
  public:
-  // A write of ino is about to be answered early. false (no memory to note it): answer it
-  // when it is done instead.
-  bool started(uint64_t ino) EXCLUDES(mu_);
-  // Its ioend has run (or it failed): result is kept for the next take_error(ino).
-  void finished(uint64_t ino, const Status& result) EXCLUDES(mu_);
+  // A write of ino is about to be answered early: its ticket, for finished(). nullopt (no
+  // memory to note it): answer it when it is done instead.
+  std::optional<uint64_t> started(uint64_t ino) EXCLUDES(mu_);
+  // The write with that ticket has had its ioend (or failed): a failure is kept for the next
+  // take_error(ino).
+  void finished(uint64_t ino, uint64_t ticket, const Status& result) EXCLUDES(mu_);
 
-  // Returns once no write of ino answered early is still in flight; true if one was.
-  bool wait(uint64_t ino) EXCLUDES(mu_);
-  // Returns once none of any inode is.
+  // Returns once every write of ino answered early before this call has finished; true if
+  // one was in flight.
+  bool wait(uint64_t ino) EXCLUDES(mu_) { return wait_before(ino, next_ticket()); }
+  // The ticket the next write will get; wait_before(ino, t) waits for ino's writes with a
+  // ticket below t only (those started before next_ticket() returned t).
+  uint64_t next_ticket() EXCLUDES(mu_);
+  bool wait_before(uint64_t ino, uint64_t before) EXCLUDES(mu_);
+  // The same for every inode's writes.
   void wait_all() EXCLUDES(mu_);
   // The first failure of a write of ino answered early since the last call, cleared (ok: none).
   Status take_error(uint64_t ino) EXCLUDES(mu_);
@@ -45,12 +56,18 @@ class WriteBehind {
 
  private:
   struct PerInode {
-    uint64_t in_flight = 0;
-    Status error;  // the first failure not yet taken
+    std::set<uint64_t> tickets;  // of the writes in flight
+    Status error;                // the first failure not yet taken
   };
+  // Whether a write with a ticket below `before` is still in flight.
+  static bool older_in_flight(const std::set<uint64_t>& tickets, uint64_t before) {
+    return !tickets.empty() && *tickets.begin() < before;
+  }
 
   Mutex mu_;
-  CondVar idle_;  // an inode's in_flight reached 0
+  CondVar finished_;  // a write finished
+  uint64_t next_ticket_ GUARDED_BY(mu_) = 0;
+  std::set<uint64_t> all_tickets_ GUARDED_BY(mu_);                 // every write in flight
   std::unordered_map<uint64_t, PerInode> inodes_ GUARDED_BY(mu_);  // only inodes with either
   // Entries in inodes_: 0 lets wait() and take_error() return without the lock, the common case.
   std::atomic<uint64_t> entries_{0};

@@ -5,8 +5,11 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <thread>
 
+#include "fs/write_behind.h"
 #include "support/fault_tap.h"
 #include "support/formatted_image.h"
 #include "support/random_bytes.h"
@@ -92,6 +95,39 @@ TEST_CASE("write-behind: answered once submitted; size, data and fsync follow th
     CHECK(v.write_behind_state().in_flight() == 0);
     CHECK(test::read_at(v, ino, 8192, more.size()) == more);
   }
+}
+
+}  // namespace stablefs
+
+namespace stablefs {
+
+TEST_CASE("write-behind: a wait is for the writes started before it, so a stream of writes holds none up") {
+  WriteBehind wb;
+  CHECK_FALSE(wb.wait(5));  // nothing in flight
+  const auto first = wb.started(5);
+  REQUIRE(first);
+  const uint64_t before = wb.next_ticket();
+  const auto second = wb.started(5);  // the next write of the stream, after the wait began
+  REQUIRE(second);
+  const auto other = wb.started(6);
+  REQUIRE(other);
+  CHECK(wb.in_flight() == 3);
+  wb.finished(5, *first, Status{});
+  // The wait that began between the two writes of 5 is over although the second is in flight
+  // (bounded: were it to wait for the second, finishing that one below lets it go).
+  auto waiting = std::async(std::launch::async, [&] { return wb.wait_before(5, before); });
+  CHECK(waiting.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  CHECK(wb.in_flight() == 2);
+  wb.finished(5, *second, Status::error(EIO, "device"));
+  CHECK_FALSE(waiting.get());  // the first had finished: nothing to wait for
+  CHECK(wb.failed_after_answer() == 1);
+  CHECK(wb.take_error(5).code() == EIO);
+  CHECK(wb.take_error(5).ok());  // told once
+  CHECK(wb.take_error(6).ok());
+  wb.finished(6, *other, Status{});
+  wb.wait_all();
+  CHECK(wb.in_flight() == 0);
+  CHECK(wb.answered_early() == 3);
 }
 
 }  // namespace stablefs
