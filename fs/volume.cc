@@ -230,7 +230,9 @@ void Volume::write_behind(uint64_t ino, uint64_t pos, WriteSource src, DirectIo:
     Status failed;
     if (!r.ok()) failed = r.status();
     else if (*r != len) failed = Status::error(EIO, "inode " + std::to_string(ino) + ": a buffered write reached the device short");
-    if (!failed.ok())
+    // Logged for the first few (a device that died fails every write; the shutdown is logged apart).
+    constexpr uint64_t kLoggedFailures = 10;
+    if (!failed.ok() && behind_.failed_after_answer() < kLoggedFailures)
       std::fprintf(stderr, "stablefs: inode %llu: buffered write of %zu bytes at %llu failed after its answer: %s\n",
                    (unsigned long long)ino, len, (unsigned long long)pos, failed.message().c_str());
     behind_.finished(ino, answer->ticket, failed);
