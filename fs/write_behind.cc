@@ -35,6 +35,7 @@ void WriteBehind::finished(uint64_t ino, uint64_t ticket, const Status& result) 
   all_tickets_.erase(ticket);
   auto it = inodes_.find(ino);
   if (it == inodes_.end()) return;  // not started(): nothing to account
+  finished_count_.fetch_add(1);
   PerInode& e = it->second;
   e.tickets.erase(ticket);
   if (!result.ok()) {

@@ -8,8 +8,9 @@
 // times and block count on disk are those from before the write, so whatever reports or
 // changes them first waits here for the inode (Volume::wait_written), and fsync(2) also
 // learns here of a write that failed after its answer (the kernel's writeback error, told at
-// fsync). Range locks already order the data itself: a read or another write of the range
-// waits for the write's ioend.
+// fsync). A read waits as well: it would stop at the size from before the write, and the
+// kernel takes a short read for the file's end. A reply carrying attributes read while a write
+// was in flight is read again (finished_count()).
 //
 // A wait is for the writes started before it began, not for a moment with none in flight:
 // a file kept busy by a stream of writes never holds a stat up for longer than one write.
@@ -50,6 +51,11 @@ class WriteBehind {
   // The first failure of a write of ino answered early since the last call, cleared (ok: none).
   Status take_error(uint64_t ino) EXCLUDES(mu_);
 
+  // How many writes answered early have finished, ever. A reader of an inode's attributes
+  // takes it before reading them: if it moved by the time wait() has returned, a write's
+  // ioend may have run between the read and the wait, and the read is stale.
+  uint64_t finished_count() const { return finished_count_.load(); }
+
   uint64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
   uint64_t answered_early() const { return answered_early_.load(std::memory_order_relaxed); }
   uint64_t failed_after_answer() const { return failed_.load(std::memory_order_relaxed); }
@@ -71,6 +77,9 @@ class WriteBehind {
   std::unordered_map<uint64_t, PerInode> inodes_ GUARDED_BY(mu_);  // only inodes with either
   // Entries in inodes_: 0 lets wait() and take_error() return without the lock, the common case.
   std::atomic<uint64_t> entries_{0};
+  // Moved before a finished write's entry can leave inodes_ (and entries_ fall): a wait() that
+  // finds nothing in flight sees every count that came before.
+  std::atomic<uint64_t> finished_count_{0};
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<uint64_t> answered_early_{0};
   std::atomic<uint64_t> failed_{0};

@@ -153,16 +153,24 @@ fuse_entry_param to_entry(fuse_req_t req, const Inode& inode) {
   return e;
 }
 
-// r as it is once the writes of r->ino answered early have reached the device (their ioends
-// change its size, times and blocks): reloaded if one was in flight.
-Result<Inode> settled(fuse_req_t req, Result<Inode> r) {
-  if (!r.ok() || !vol(req).wait_written(r->ino)) return r;
+// What read() returns (an inode's attributes), as they are once every write of that inode
+// answered early (Volume::write_behind) before this call has had its ioend, which changes its
+// size, times and blocks. read() runs once (it may be a change, as setattr); the inode is read
+// again (getattr) if such a write was in flight while it ran: one still in flight when read()
+// returned is waited for, and one whose ioend ran between read() and the wait shows as a moved
+// finished count.
+template <class Read>
+Result<Inode> settled(fuse_req_t req, Read&& read) {
+  const WriteBehind& behind = vol(req).write_behind_state();
+  const uint64_t finished = behind.finished_count();
+  Result<Inode> r = read();
+  if (!r.ok()) return r;
+  if (!vol(req).wait_written(r->ino) && behind.finished_count() == finished) return r;
   return fsys(req).getattr(r->ino);
 }
 
-// Replies with an entry (or the error) and counts the kernel's new lookup.
-void reply_entry(fuse_req_t req, Result<Inode> r) {
-  r = settled(req, std::move(r));
+// Replies with an entry (or the error) and counts the kernel's new lookup. r: settled().
+void reply_settled_entry(fuse_req_t req, const Result<Inode>& r) {
   if (!r.ok()) {
     fuse_reply_err(req, errno_of(r.status()));
     return;
@@ -172,8 +180,16 @@ void reply_entry(fuse_req_t req, Result<Inode> r) {
   if (fuse_reply_entry(req, &e) != 0) state(req).forget(r->ino, 1);
 }
 
-void reply_attr(fuse_req_t req, Result<Inode> r) {
-  r = settled(req, std::move(r));
+// Replies with the entry read() returns (settled()), or its error.
+template <class Read>
+void reply_entry(fuse_req_t req, Read&& read) {
+  reply_settled_entry(req, settled(req, std::forward<Read>(read)));
+}
+
+// Replies with the attributes read() returns (settled()), or its error.
+template <class Read>
+void reply_attr(fuse_req_t req, Read&& read) {
+  const Result<Inode> r = settled(req, std::forward<Read>(read));
   if (!r.ok()) {
     fuse_reply_err(req, errno_of(r.status()));
     return;
@@ -263,7 +279,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   guard(req, [&] {
-    auto r = fsys(req).lookup(parent, name);
+    const Result<Inode> r = settled(req, [&] { return fsys(req).lookup(parent, name); });
     if (!r.ok() && r.status().code() == ENOENT) {
       // A negative entry the kernel may cache: every change comes through this mount.
       fuse_entry_param e{};
@@ -271,7 +287,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
       fuse_reply_entry(req, &e);
       return;
     }
-    reply_entry(req, r);
+    reply_settled_entry(req, r);
   });
 }
 
@@ -286,7 +302,7 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 }
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  guard(req, [&] { reply_attr(req, fsys(req).getattr(ino)); });
+  guard(req, [&] { reply_attr(req, [&] { return fsys(req).getattr(ino); }); });
 }
 
 Timespec from_timespec(const struct timespec& ts) {
@@ -320,8 +336,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     const bool other = to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_ATIME |
                                  FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW |
                                  FUSE_SET_ATTR_CTIME);
-    if (other || !(to_set & FUSE_SET_ATTR_SIZE)) reply_attr(req, fsys(req).setattr(ino, r));
-    else reply_attr(req, fsys(req).getattr(ino));
+    if (other || !(to_set & FUSE_SET_ATTR_SIZE)) reply_attr(req, [&] { return fsys(req).setattr(ino, r); });
+    else reply_attr(req, [&] { return fsys(req).getattr(ino); });
   });
 }
 
@@ -334,11 +350,11 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  guard(req, [&] { reply_entry(req, fsys(req).mknod(parent, name, mode, rdev, creds(req))); });
+  guard(req, [&] { reply_entry(req, [&] { return fsys(req).mknod(parent, name, mode, rdev, creds(req)); }); });
 }
 
 void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  guard(req, [&] { reply_entry(req, fsys(req).mkdir(parent, name, mode, creds(req))); });
+  guard(req, [&] { reply_entry(req, [&] { return fsys(req).mkdir(parent, name, mode, creds(req)); }); });
 }
 
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -350,7 +366,7 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 void op_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
-  guard(req, [&] { reply_entry(req, fsys(req).symlink(parent, name, link, creds(req))); });
+  guard(req, [&] { reply_entry(req, [&] { return fsys(req).symlink(parent, name, link, creds(req)); }); });
 }
 
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
@@ -367,7 +383,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 }
 
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
-  guard(req, [&] { reply_entry(req, fsys(req).link(ino, newparent, newname)); });
+  guard(req, [&] { reply_entry(req, [&] { return fsys(req).link(ino, newparent, newname); }); });
 }
 
 // Per-handle settings an open decides: O_DIRECT handles bypass the kernel's page cache.
@@ -451,8 +467,11 @@ class PendingReply {
 
 // Reads and writes are answered from the I/O completion: the worker starts the request and
 // returns. A read goes into a leased reply buffer that lives until the reply is sent.
+// A read first waits for the inode's writes answered early: until their ioends it would stop
+// at the size from before them, and the kernel takes a short read for the file's end.
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   guard(req, [&] {
+    vol(req).wait_written(ino);
     note_read(req, ino, fi);
     FuseServer::State& st = state(req);
     std::shared_ptr<ReplyBuffers::Lease> buf = st.read_buffers.get(size);
@@ -575,7 +594,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
       if (!add(e, nullptr)) break;
       continue;
     }
-    auto inode = settled(req, fs.getattr(e.ino));
+    auto inode = settled(req, [&] { return fs.getattr(e.ino); });
     if (!inode.ok()) {
       if (inode.status().code() == ENOENT) continue;  // removed since it was listed
       if (used == 0) return reply_status(req, inode.status());

@@ -19,8 +19,8 @@
 // kernel's page cache, whose reads and writes reach the same engine. There is no writeback
 // cache, so the kernel sends every write at once and sizes and times stay the daemon's. A
 // buffered write is answered once it is on its way to the device (Volume::write_behind); every
-// reply carrying an inode's attributes, and every request that changes its size or times,
-// waits for that inode's writes first (Volume::wait_written).
+// reply carrying an inode's attributes, every read, and every request that changes its size
+// or times, waits for that inode's writes first (Volume::wait_written).
 //
 // Threads: run() drives a multi-threaded receive loop (fs/fuse/fuse_receive_loop.h: WRITE payloads
 // land block-aligned, so zero-copy writes need no copy) and, with the uring option, the

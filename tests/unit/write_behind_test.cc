@@ -130,4 +130,18 @@ TEST_CASE("write-behind: a wait is for the writes started before it, so a stream
   CHECK(wb.answered_early() == 3);
 }
 
+TEST_CASE("write-behind: a write whose ioend ran between a read of attributes and the wait shows") {
+  WriteBehind wb;
+  const uint64_t taken = wb.finished_count();  // before the attributes are read
+  const auto w = wb.started(9);
+  REQUIRE(w);
+  wb.finished(9, *w, Status{});  // the ioend, after the read and before the wait
+  // The wait finds nothing in flight; only the count tells the reader its copy is stale.
+  CHECK_FALSE(wb.wait(9));
+  CHECK(wb.finished_count() == taken + 1);
+  // A write that never answered early (finished() without started()) moves nothing.
+  wb.finished(9, 12345, Status{});
+  CHECK(wb.finished_count() == taken + 1);
+}
+
 }  // namespace stablefs
