@@ -24,6 +24,7 @@
 #include "fs/fuse/current_request.h"
 #include "fs/fuse/fuse_uring_protocol.h"
 #include "fs/fuse/fuse_uring_transport.h"
+#include "fs/fuse/reader_turn.h"
 
 namespace stablefs {
 namespace {
@@ -200,13 +201,27 @@ class HeldBuffer final : public RequestMemory {
   const std::shared_ptr<ReceiveBuffer>& buf_;
 };
 
-// One worker: read a request, process it, until the session ends. Returns 0 or -errno.
-int serve(fuse_session* se, BufferPool& pool, TransportStats& stats) {
+// The FUSE_OPEN flags of a request read into buf (n bytes), or 0.
+uint32_t open_flags_of(const char* buf, size_t n) {
+  fuse_in_header in;
+  fuse_open_in open;
+  if (n < sizeof in + sizeof open) return 0;
+  std::memcpy(&in, buf, sizeof in);
+  if (in.opcode != FUSE_OPEN) return 0;
+  std::memcpy(&open, buf + sizeof in, sizeof open);
+  return open.flags;
+}
+
+// One worker: wait for the reader's turn, read a request, process it, until the session
+// ends (fs/fuse/reader_turn.h). Returns 0 or -errno.
+int serve(fuse_session* se, BufferPool& pool, ReaderTurn& turn, TransportStats& stats) {
   const auto exited = [se] { return fuse_session_exited(se) != 0; };
   std::shared_ptr<ReceiveBuffer> buf = pool.get(exited);
   if (!buf) return exited() ? 0 : -ENOMEM;
   const int fd = fuse_session_fd(se);
   int rc = 0;
+  bool holding = false;  // the turn
+  std::chrono::microseconds spin = ReaderTurn::kSpin;  // before the next blocking read
   while (!fuse_session_exited(se)) {
     if (buf.use_count() > 1) {  // the last request's operation kept it: read into another
       buf = pool.get(exited);
@@ -215,6 +230,11 @@ int serve(fuse_session* se, BufferPool& pool, TransportStats& stats) {
         break;
       }
     }
+    if (!holding) {
+      if (!(holding = turn.take(exited))) break;
+      spin = ReaderTurn::kSpin;
+    }
+    (void)poll_for_request(fd, spin);
     const ssize_t n = ::read(fd, buf->data(), kReceiveBytes);
     if (n < 0) {
       const int err = errno;
@@ -233,6 +253,13 @@ int serve(fuse_session* se, BufferPool& pool, TransportStats& stats) {
       break;
     }
     stats.device_requests.fetch_add(1, std::memory_order_relaxed);
+    fuse_in_header in{};
+    if (static_cast<size_t>(n) >= sizeof in) std::memcpy(&in, buf->data(), sizeof in);
+    spin = spin_after(in.opcode);
+    if (!serve_keeping_turn(in.opcode, open_flags_of(buf->data(), static_cast<size_t>(n)))) {
+      turn.pass();
+      holding = false;
+    }
     HeldBuffer held(buf);
     CurrentRequestScope scope({buf->data(), static_cast<size_t>(n)}, &held);
     fuse_buf fb{};
@@ -240,6 +267,7 @@ int serve(fuse_session* se, BufferPool& pool, TransportStats& stats) {
     fb.mem = buf->data();
     fuse_session_process_buf(se, &fb);
   }
+  if (holding) turn.pass();
   return rc;
 }
 
@@ -270,14 +298,15 @@ int run_aligned_receive_loop(fuse_session* se, const ReceiveLoopOptions& opts) {
     else uring.reset();  // logged; the INIT reply does not ask for io_uring
   }
   Shared shared{se, {}, {}, 0, 0};
+  ReaderTurn turn;
   auto pool = std::make_shared<BufferPool>(std::max(1u, threads) + kKeptBuffersBound, stats);
   std::vector<std::thread> workers;
   std::vector<std::unique_ptr<std::atomic<bool>>> done;
   for (unsigned i = 0; i < std::max(1u, threads); ++i) {
     done.push_back(std::make_unique<std::atomic<bool>>(false));
     std::atomic<bool>* flag = done.back().get();
-    workers.emplace_back([&shared, pool, flag, stats] {
-      const int rc = serve(shared.se, *pool, *stats);
+    workers.emplace_back([&shared, &turn, pool, flag, stats] {
+      const int rc = serve(shared.se, *pool, turn, *stats);
       flag->store(true);
       MutexLock lock(shared.mu);
       ++shared.stopped;

@@ -11,8 +11,11 @@
 //
 // Threads: run() starts `threads` workers and returns when the session has ended (the kernel
 // reports the unmount with ENODEV, or fuse_session_exit() was called, e.g. by libfuse's
-// signal handlers) and every worker has stopped. Workers blocked in read() are woken with a
-// no-op SIGUSR2 (installed without SA_RESTART) once the session has exited.
+// signal handlers) and every worker has stopped. One worker at a time waits on /dev/fuse, the
+// holder of the reader's turn (fs/fuse/reader_turn.h); it serves quick requests itself and
+// passes the turn on before slow ones or when more are queued. A worker blocked in read() is
+// woken with a no-op SIGUSR2 (installed without SA_RESTART) once the session has exited; the
+// others see the exit within 50 ms.
 //
 // Memory: at most `threads` + 64 receive buffers (about 1 MiB each) exist at once; a worker
 // that needs one at the bound waits until a write in flight returns its buffer.

@@ -1,0 +1,62 @@
+// ReaderTurn: which receive-loop worker waits on /dev/fuse (a leader/follower scheme).
+//
+// With every worker blocked in read(), each request wakes one of them in the kernel, and the
+// worker sleeps again after its reply: two task switches per request on the daemon's side,
+// and on a machine whose idle CPUs halt, a halt and an inter-processor wake-up as well. Here
+// one worker at a time holds the turn and alone waits on /dev/fuse, first polling for up to
+// kSpin before it blocks in read(), so a request that follows its last reply within that time
+// is taken without a sleep or a wake-up. The others wait for the turn in user space, out of the
+// kernel's wait queue, so the kernel wakes nobody while the holder polls.
+//
+// Having read a request, the holder passes the turn on before serving it when it may wait on
+// the device or the journal for long (serve_keeping_turn() is false), so that the requests
+// behind it are read and served beside it; otherwise it serves the request itself and goes
+// back to /dev/fuse. Reads and writes only start their I/O (the completion answers them), so
+// one holder takes a deep queue of them in turn without a task switch between requests.
+//
+// Thread-safety: every call from workers; take() blocks until the turn is free or stop is true.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+
+#include "bounce/mutex.h"
+
+namespace stablefs {
+
+class ReaderTurn {
+ public:
+  // How long the holder polls /dev/fuse before it blocks in read().
+  static constexpr std::chrono::microseconds kSpin{50};
+
+  // Returns holding the turn, or false (not holding it) once stop() is true (checked every
+  // 50 ms while waiting).
+  bool take(const std::function<bool()>& stop) EXCLUDES(mu_);
+  // The holder gives the turn up; one waiting worker gets it.
+  void pass() EXCLUDES(mu_);
+
+ private:
+  Mutex mu_;
+  CondVar free_;
+  bool held_ GUARDED_BY(mu_) = false;
+};
+
+// Whether a request with this FUSE opcode can be served by the turn's holder: it does not wait
+// on the device or the journal beyond a mapping (reads, writes and namespace changes start
+// their I/O and return). fsync, release, setattr, fallocate and the like pass the turn first.
+// open_flags: FUSE_OPEN's flags (a truncating open waits for the file's writes).
+bool serve_keeping_turn(uint32_t opcode, uint32_t open_flags);
+
+// How long to poll for the next request after serving one with this opcode while holding the
+// turn: kSpin after a request answered before its handler returns (the caller's next request
+// can follow at once); none after READ and WRITE, which are answered from the I/O completion
+// (a caller waiting for one sends its next after the device, and polling meanwhile would take
+// a CPU the completion needs).
+std::chrono::microseconds spin_after(uint32_t opcode);
+
+// Polls fd for a request for up to `spin`; true if one is ready (a read() then does not
+// block unless another reader took it).
+bool poll_for_request(int fd, std::chrono::microseconds spin);
+
+}  // namespace stablefs
