@@ -13,7 +13,7 @@
 // reports the unmount with ENODEV, or fuse_session_exit() was called, e.g. by libfuse's
 // signal handlers) and every worker has stopped. One worker at a time waits on /dev/fuse, the
 // holder of the reader's turn (fs/fuse/reader_turn.h); it serves quick requests itself and
-// passes the turn on before slow ones or when more are queued. A worker blocked in read() is
+// passes the turn on before ones that may wait for long. A worker blocked in read() is
 // woken with a no-op SIGUSR2 (installed without SA_RESTART) once the session has exited; the
 // others see the exit within 50 ms.
 //
