@@ -201,13 +201,10 @@ class HeldBuffer final : public RequestMemory {
   const std::shared_ptr<ReceiveBuffer>& buf_;
 };
 
-// The FUSE_OPEN flags of a request read into buf (n bytes), or 0.
-uint32_t open_flags_of(const char* buf, size_t n) {
-  fuse_in_header in;
+// The FUSE_OPEN flags of a request read into buf (n bytes) whose header is in, or 0.
+uint32_t open_flags_of(const fuse_in_header& in, const char* buf, size_t n) {
   fuse_open_in open;
-  if (n < sizeof in + sizeof open) return 0;
-  std::memcpy(&in, buf, sizeof in);
-  if (in.opcode != FUSE_OPEN) return 0;
+  if (in.opcode != FUSE_OPEN || n < sizeof in + sizeof open) return 0;
   std::memcpy(&open, buf + sizeof in, sizeof open);
   return open.flags;
 }
@@ -256,7 +253,7 @@ int serve(fuse_session* se, BufferPool& pool, ReaderTurn& turn, TransportStats& 
     fuse_in_header in{};
     if (static_cast<size_t>(n) >= sizeof in) std::memcpy(&in, buf->data(), sizeof in);
     spin = spin_after(in.opcode);
-    if (!serve_keeping_turn(in.opcode, open_flags_of(buf->data(), static_cast<size_t>(n)))) {
+    if (!serve_keeping_turn(in.opcode, open_flags_of(in, buf->data(), static_cast<size_t>(n)))) {
       turn.pass();
       holding = false;
     }
