@@ -70,6 +70,12 @@ Result<NodeView> NodeView::open(BufferRef buf) {
   const size_t table_end = kNodeItemsOffset + size_t(count) * kLeafItemSize;
   if (table_end > size)
     return node_corrupt(blocknr, "item table of " + std::to_string(count) + " items overruns the block");
+  if (buf->node_checked) {  // the items were checked when the block came in; only this code changed them since
+    const size_t data_start =
+        count == 0 ? size : kNodeHeaderOffset + get16(d + kNodeItemsOffset + (count - 1) * kLeafItemSize + kItemValueOffset);
+    return NodeView(std::move(buf), static_cast<uint32_t>(size), level, count, data_start);
+  }
+
   const size_t max_value = max_leaf_value_size(static_cast<uint32_t>(size));
   size_t expected_end = size;  // where item i's value must end
   for (size_t i = 0; i < count; ++i) {
@@ -88,6 +94,7 @@ Result<NodeView> NodeView::open(BufferRef buf) {
   if (expected_end < table_end)
     return node_corrupt(blocknr, "values overlap the item table (values start at " + std::to_string(expected_end) +
                                      ", table ends at " + std::to_string(table_end) + ")");
+  buf->node_checked = true;
   return NodeView(std::move(buf), static_cast<uint32_t>(size), level, count, expected_end);
 }
 
@@ -98,6 +105,7 @@ NodeView NodeView::format(BufferRef buf, uint16_t level) {
   put16(d + kNodeLevelOffset, level);
   put16(d + kNodeCountOffset, 0);
   put32(d + kNodeReservedOffset, 0);
+  buf->node_checked = true;
   return NodeView(std::move(buf), static_cast<uint32_t>(size), level, 0, size);
 }
 

@@ -92,6 +92,8 @@ class NodeView {
   NodeView() = default;
 
   // Parses buf as a node and validates its layout. EUCLEAN naming the block on any fault.
+  // A leaf's items are walked once per Buffer (Buffer::node_checked); later opens of the same
+  // buffer check the header and the item table's bound.
   static Result<NodeView> open(BufferRef buf);
   // Formats buf (zeroed or not) as an empty node of `level`. REQUIRES: modify() called.
   static NodeView format(BufferRef buf, uint16_t level);

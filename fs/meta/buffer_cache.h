@@ -26,6 +26,10 @@ struct Buffer {
   AlignedBuffer bytes;
   bool in_transaction = false;    // changed in the running transaction
   bool needs_checkpoint = false;  // committed to the journal, home copy stale
+  // Set by the B-tree once it has checked this block's node layout item by item; its own
+  // changes keep the layout valid, so later opens check only the header. A block read from
+  // the device again comes in a new Buffer, unchecked.
+  bool node_checked = false;
   std::list<uint64_t>::iterator lru_pos;
 
   uint8_t* data() { return bytes.data(); }

@@ -194,6 +194,9 @@ struct RandomRun {
   size_t phase;        // operations per phase; phases alternate growing and shrinking
   size_t check_every;  // full check() against the model
   uint64_t seed;
+  // Percent of operations whose key lies within 64 of the last one's, so that runs of
+  // operations land in one leaf (the finger's case) while splits and joins go on around it.
+  unsigned nearby_percent = 0;
 };
 
 // Random insert / put / remove / lookup / lookup_le / scan checked against a std::map.
@@ -206,10 +209,13 @@ void random_operations(const RandomRun& cfg) {
   uint16_t max_level = 0;
   size_t max_items = 0;
   Bytes got;
+  uint64_t last_index = 0;
   for (size_t op = 0; op < cfg.ops; ++op) {
     const bool growing = (op / cfg.phase) % 2 == 0;
     const unsigned r = rng() % 100;
-    const uint64_t index = rng() % cfg.key_space;
+    uint64_t index = rng() % cfg.key_space;
+    if (rng() % 100 < cfg.nearby_percent) index = (last_index + rng() % 128 + cfg.key_space - 64) % cfg.key_space;
+    last_index = index;
     const Key k = key_at(index);
     if (r < (growing ? 35u : 10u)) {
       Bytes v = random_value(rng, max);
@@ -323,6 +329,10 @@ TEST_CASE("btree: leaf layout on disk") {
 
 TEST_CASE("btree: 1000000 random operations against a model with 4 KiB blocks") {
   random_operations({4096, 1'000'000, 36'000, 125'000, 100'000, 1});
+}
+
+TEST_CASE("btree: random operations near one another against a model (the finger's runs in one leaf)") {
+  random_operations({4096, 400'000, 36'000, 50'000, 50'000, 3, 90});
 }
 
 TEST_CASE("btree: random operations against a model with 64 KiB blocks") {
