@@ -231,7 +231,7 @@ int serve(fuse_session* se, BufferPool& pool, ReaderTurn& turn, TransportStats& 
       if (!(holding = turn.take(exited))) break;
       spin = ReaderTurn::kSpin;
     }
-    (void)poll_for_request(fd, spin);
+    if (spin.count() > 0) (void)poll_for_request(fd, spin);
     const ssize_t n = ::read(fd, buf->data(), kReceiveBytes);
     if (n < 0) {
       const int err = errno;
