@@ -5,9 +5,11 @@
 // Formats nothing: DEVICE must hold a stablefs filesystem. Creates one file, fills it
 // (sequential writes of --bs), then runs random reads for --seconds with --jobs threads each
 // issuing synchronous requests (queue depth = jobs). Prints one line per phase:
-//   phase=write bs=4096 jobs=8 bounce=yes MiB/s=... IOPS=...
+//   phase=write bs=4096 jobs=8 bounce=yes MiB/s=... IOPS=... user_us/IO=... sys_us/IO=...
+// (the process's CPU time in the phase per request, all threads: the library's cost per I/O).
 #include <CLI/CLI.hpp>
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -18,6 +20,7 @@
 #include <cstdio>
 #include <random>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "fs/volume.h"
@@ -27,9 +30,21 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-void report(const char* phase, uint64_t bytes, uint64_t ios, double secs, size_t bs, unsigned jobs, bool bounce) {
-  std::printf("phase=%s bs=%zu jobs=%u bounce=%s MiB/s=%.1f IOPS=%.0f\n", phase, bs, jobs, bounce ? "yes" : "no",
-              double(bytes) / secs / (1 << 20), double(ios) / secs);
+// The process's user and system CPU time so far, in microseconds.
+std::pair<double, double> cpu_us() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto us = [](const timeval& t) { return double(t.tv_sec) * 1e6 + double(t.tv_usec); };
+  return {us(ru.ru_utime), us(ru.ru_stime)};
+}
+
+void report(const char* phase, uint64_t bytes, uint64_t ios, double secs, size_t bs, unsigned jobs, bool bounce,
+            std::pair<double, double> cpu_before) {
+  const auto [user, sys] = cpu_us();
+  const double n = ios ? double(ios) : 1.0;
+  std::printf("phase=%s bs=%zu jobs=%u bounce=%s MiB/s=%.1f IOPS=%.0f user_us/IO=%.2f sys_us/IO=%.2f\n", phase, bs,
+              jobs, bounce ? "yes" : "no", double(bytes) / secs / (1 << 20), double(ios) / secs,
+              (user - cpu_before.first) / n, (sys - cpu_before.second) / n);
 }
 
 }  // namespace
@@ -73,6 +88,7 @@ int main(int argc, char** argv) {
   auto run_phase = [&](const char* phase, bool is_write, const NextBlock& next_block) {
     std::atomic<uint64_t> bytes{0}, ios{0};
     std::atomic<bool> failed{false};
+    const auto cpu_before = cpu_us();
     const auto start = Clock::now();
     std::vector<std::thread> threads;
     for (unsigned j = 0; j < jobs; ++j) {
@@ -97,7 +113,8 @@ int main(int argc, char** argv) {
       });
     }
     for (auto& t : threads) t.join();
-    if (!failed) report(phase, bytes, ios, std::chrono::duration<double>(Clock::now() - start).count(), bs, jobs, bounce);
+    if (!failed) report(phase, bytes, ios, std::chrono::duration<double>(Clock::now() - start).count(), bs, jobs, bounce,
+                       cpu_before);
     return !failed;
   };
   // Fill sequentially, each job its own stripe; then random overwrites (out of place with
