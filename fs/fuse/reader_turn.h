@@ -5,8 +5,9 @@
 // and on a machine whose idle CPUs halt, a halt and an inter-processor wake-up as well. Here
 // one worker at a time holds the turn and alone waits on /dev/fuse, first polling for up to
 // kSpin before it blocks in read() (spin_after()), so a request that follows its last reply
-// within that time is taken without a sleep or a wake-up. The others wait for the turn in user space, out of the
-// kernel's wait queue, so the kernel wakes nobody while the holder polls.
+// within that time is taken without a sleep or a wake-up. The others wait for the turn in
+// user space, out of the kernel's wait queue, so the kernel wakes nobody while the holder
+// polls.
 //
 // Having read a request, the holder passes the turn on before serving it when it may wait on
 // the device or the journal for long (serve_keeping_turn() is false), so that the requests
