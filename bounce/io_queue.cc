@@ -2,6 +2,7 @@
 
 #include <liburing.h>
 #include <limits.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -59,6 +60,7 @@ uint64_t iov_total(const std::vector<iovec>& iov) {
 struct IoQueue::Impl {
   io_uring ring{};
   int fd = -1;
+  Mode mode = Mode::kRing;
   unsigned depth = 0;
   iovec registered{};
   bool has_registered = false;
@@ -285,6 +287,55 @@ struct IoQueue::Impl {
     enqueue(req, true);
   }
 
+  // Inline mode: the whole request on the calling thread, then on_complete.
+  void run_inline(IoRequest* req) {
+    {
+      MutexLock lock(mu);
+      ++in_flight;
+    }
+    if (req->tapped) return finish(req, 0);
+    finish(req, transfer_inline(req));
+  }
+
+  // The system calls of one request: bytes transferred (all of them) or -errno.
+  int64_t transfer_inline(IoRequest* req) {
+    if (req->op == IoRequest::Op::kFlush) {
+      submitted.fetch_add(1, std::memory_order_relaxed);
+      while (::fdatasync(fd) != 0) {
+        if (errno != EINTR || ++req->retries > kMaxRetries) return -errno;
+      }
+      return 0;
+    }
+    const uint64_t total = iov_total(req->iov);
+    const bool write = req->op == IoRequest::Op::kWrite;
+    while (req->done_bytes < total) {
+      const iovec* vec = req->iov.data() + req->iov_index;
+      size_t count = req->iov.size() - req->iov_index;
+      if (req->iov_offset > 0) {
+        req->rest.assign(vec, vec + count);
+        req->rest[0].iov_base = static_cast<uint8_t*>(req->rest[0].iov_base) + req->iov_offset;
+        req->rest[0].iov_len -= req->iov_offset;
+        vec = req->rest.data();
+      }
+      const int n = static_cast<int>(std::min<size_t>(count, IOV_MAX));  // the rest follows as a short transfer
+      const auto offset = static_cast<off_t>(req->offset + req->done_bytes);
+      submitted.fetch_add(1, std::memory_order_relaxed);
+      const ssize_t r = write ? ::pwritev(fd, vec, n, offset) : ::preadv(fd, vec, n, offset);
+      if (r < 0) {
+        const int err = errno;
+        if ((err == EINTR || err == EAGAIN) && ++req->retries <= kMaxRetries) {
+          resubmits.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        return -err;
+      }
+      if (r == 0) return -EIO;  // the end of the file/device
+      advance(req, static_cast<uint64_t>(r));
+      if (req->done_bytes < total) resubmits.fetch_add(1, std::memory_order_relaxed);
+    }
+    return static_cast<int64_t>(total);
+  }
+
   void reap_loop() {
     constexpr unsigned kBatch = 64;
     io_uring_cqe* cqes[kBatch];
@@ -333,7 +384,16 @@ struct IoQueue::Impl {
   }
 };
 
-Result<std::unique_ptr<IoQueue>> IoQueue::create(int fd, unsigned depth, const iovec* registered, IoTap* tap) {
+Result<std::unique_ptr<IoQueue>> IoQueue::create(int fd, unsigned depth, const iovec* registered, IoTap* tap,
+                                                 Mode mode) {
+  if (mode == Mode::kInline) {
+    auto impl = std::make_unique<Impl>();
+    impl->fd = fd;
+    impl->mode = mode;
+    impl->depth = depth;
+    impl->tap = tap;
+    return std::unique_ptr<IoQueue>(new IoQueue(std::move(impl)));
+  }
   if (depth == 0 || depth > 4096) {
     std::string msg = "io queue depth ";
     msg += std::to_string(depth);
@@ -388,6 +448,7 @@ IoQueue::~IoQueue() {
     MutexLock lock(q.mu);
     q.space.wait(q.mu, [&]() REQUIRES(q.mu) { return q.in_flight == 0; });
   }
+  if (q.mode == Mode::kInline) return;  // no ring, no completion thread
   q.enqueue(nullptr, true);  // the stop NOP: the completion thread exits when it sees it
   q.completer.join();
 }
@@ -398,6 +459,7 @@ void IoQueue::submit(IoRequest* req) {
   req->iov_offset = 0;
   req->retries = 0;
   req->tapped = impl_->tap ? impl_->tap->before_submit(*req) : std::nullopt;
+  if (impl_->mode == Mode::kInline) return impl_->run_inline(req);
   impl_->enqueue(req, false);
 }
 
@@ -443,5 +505,6 @@ uint64_t IoQueue::fixed_ios() const { return impl_->fixed_ios.load(std::memory_o
 uint64_t IoQueue::resubmits() const { return impl_->resubmits.load(std::memory_order_relaxed); }
 bool IoQueue::fixed_buffers() const { return impl_->has_registered; }
 unsigned IoQueue::depth() const { return impl_->depth; }
+IoQueue::Mode IoQueue::mode() const { return impl_->mode; }
 
 }  // namespace stablefs

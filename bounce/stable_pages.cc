@@ -1,77 +1,30 @@
 #include "bounce/stable_pages.h"
 
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "bounce/block_sysfs.h"
+
 namespace stablefs {
 namespace {
-
-std::string devno_string(dev_t dev) {
-  std::string s = std::to_string(major(dev));
-  s += ':';
-  s += std::to_string(minor(dev));
-  return s;
-}
-
-std::string sysfs_dir(dev_t dev) {
-  std::string s = "/sys/dev/block/";
-  s += devno_string(dev);
-  return s;
-}
-
-bool exists(const std::string& p) { return ::access(p.c_str(), F_OK) == 0; }
-
-// "/dev/NAME" from a sysfs device directory's uevent, or "" when it has no DEVNAME.
-std::string devname_from_uevent(const std::string& sysdir) {
-  std::ifstream in(sysdir + "/uevent");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("DEVNAME=", 0) == 0 && line.size() > 8) {
-      std::string name = "/dev/";
-      name += line.substr(8);
-      return name;
-    }
-  }
-  return {};
-}
-
-// "/dev/zram0 (252:0)", or "252:0" alone when udev gave the device no name.
-std::string describe(const std::string& name, dev_t dev) {
-  if (name.empty()) return devno_string(dev);
-  std::string s = name;
-  s += " (";
-  s += devno_string(dev);
-  s += ')';
-  return s;
-}
 
 // Reads the stable_writes queue attribute of block device dev (a partition takes its disk's)
 // and describes the device in reason.
 StablePagesInfo query_block_device(dev_t dev) {
   StablePagesInfo info;
-  std::string sysdir = sysfs_dir(dev);
-  std::string queue_dir = sysdir + "/queue";
-  std::string name = devname_from_uevent(sysdir);
+  std::string name = devname_from_uevent(block_sysfs_dir(dev));
   info.device = name.empty() ? devno_string(dev) : name;
-  info.reason = describe(name, dev);
-  if (exists(sysdir + "/partition")) {
-    // A partition has no queue of its own: /sys/dev/block/M:m resolves to
-    // .../block/DISK/PART, so the disk's queue is one level up.
-    std::string disk_dir = sysdir + "/..";
-    queue_dir = disk_dir + "/queue";
-    std::string disk = devname_from_uevent(disk_dir);
-    if (!disk.empty()) {
-      info.reason += " on disk ";
-      info.reason += disk;
-    }
+  info.reason = describe_block_device(name, dev);
+  const QueueDir owner = queue_owner_dir(dev);
+  if (!owner.disk_name.empty()) {
+    info.reason += " on disk ";
+    info.reason += owner.disk_name;
   }
-  std::ifstream in(queue_dir + "/stable_writes");
+  std::ifstream in(owner.dir + "/queue/stable_writes");
   long v = 0;
   if (in >> v) {
     info.required = v != 0;
@@ -122,12 +75,12 @@ Result<StablePagesInfo> detect_stable_pages(const std::string& path) {
     return Status::error(err, msg);
   }
   if (S_ISBLK(st.st_mode)) {
-    if (!exists(sysfs_dir(st.st_rdev))) {
+    if (!sysfs_exists(block_sysfs_dir(st.st_rdev))) {
       std::string msg = path;
       msg += ": block device ";
       msg += devno_string(st.st_rdev);
       msg += " has no ";
-      msg += sysfs_dir(st.st_rdev);
+      msg += block_sysfs_dir(st.st_rdev);
       msg += " (is sysfs mounted?)";
       return Status::error(ENOENT, msg);
     }
@@ -138,7 +91,7 @@ Result<StablePagesInfo> detect_stable_pages(const std::string& path) {
   dev_t dev = st.st_dev;
   std::string prefix = path;
   prefix += " on ";
-  if (exists(sysfs_dir(dev))) {
+  if (sysfs_exists(block_sysfs_dir(dev))) {
     StablePagesInfo info = query_block_device(dev);
     info.reason.insert(0, prefix);
     return info;
@@ -147,7 +100,7 @@ Result<StablePagesInfo> detect_stable_pages(const std::string& path) {
   MountSource m = find_mount(dev);
   struct stat src {};
   if (!m.source.empty() && m.source[0] == '/' && ::stat(m.source.c_str(), &src) == 0 && S_ISBLK(src.st_mode) &&
-      exists(sysfs_dir(src.st_rdev))) {
+      sysfs_exists(block_sysfs_dir(src.st_rdev))) {
     StablePagesInfo info = query_block_device(src.st_rdev);
     std::string r = prefix;
     r += m.fstype;

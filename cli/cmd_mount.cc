@@ -410,7 +410,7 @@ RunFn add_mount_command(CLI::App& root) {
   sub->add_option("device", args->device, "Image file or block device")->required();
   sub->add_option("mountpoint", args->mountpoint, "Directory to mount on (with -o remount: the mount to change)");
   sub->add_option("-o", args->options,
-                  "Options: ro, rw, bounce=auto|always|never, bounce_pool=MiB (default 64), commit=SECONDS (default 5, 0: off), allow_other, "
+                  "Options: ro, rw, bounce=auto|always|never, bounce_pool=MiB (default 64), submit=auto|ring|inline, commit=SECONDS (default 5, 0: off), allow_other, "
                   "debug, subtype=NAME (type fuse.NAME; empty: plain fuse), relatime (default), strictatime, noatime, nodiratime, "
                   "suid, dev, exec (defaults), nosuid, nodev, noexec, default_permissions, remount (change a live mount: "
                   "ro or rw, the atime and suid/dev/exec options); fstab-only options (defaults, noauto, nofail, _netdev, user, users, owner, comment=, "

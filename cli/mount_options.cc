@@ -27,6 +27,10 @@ std::string parse_options(const std::vector<std::string>& lists, MountConfig& cf
         auto p = parse_bounce_policy(value);
         if (!p.ok()) return p.status().message();
         cfg.volume.bounce = *p;
+      } else if (key == "submit" && has_value) {
+        auto p = parse_submit_policy(value);
+        if (!p.ok()) return p.status().message();
+        cfg.volume.submit = *p;
       } else if (key == "commit" && has_value) {
         char* end = nullptr;
         errno = 0;

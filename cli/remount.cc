@@ -88,7 +88,7 @@ int run_remount(const std::string& mountpoint, const std::vector<std::string>& o
     print_error("mount", now.status().message());
     return 1;
   }
-  // What the mount keeps whatever the options say (bounce=, bounce_pool=, commit=, allow_other, subtype=:
+  // What the mount keeps whatever the options say (bounce=, bounce_pool=, submit=, commit=, allow_other, subtype=:
   // fixed when it was mounted; mount(8) passes fstab's and the mount's own back on a remount).
   MountConfig want = *now;
   if (complete) {

@@ -17,13 +17,15 @@ Result<std::unique_ptr<Volume>> Volume::open(const std::string& path, VolumeOpti
   SFS_ASSIGN(v->device_, FileDevice::open(path, {.read_only = opts.read_only, .exclusive = true}));
   SFS_ASSIGN(v->stable_, detect_stable_pages(path));
   v->decision_ = decide_bounce(opts.bounce, v->stable_);
+  SFS_ASSIGN(const SubmissionInfo submission, detect_submission(path));
+  v->submit_ = decide_submission(opts.submit, submission);
   if (opts.wrap_metadata_device) v->metadata_device_ = opts.wrap_metadata_device(*v->device_);
   BlockDevice& metadata = v->metadata_device_ ? *v->metadata_device_ : *v->device_;
   SFS_ASSIGN(v->fs_, Filesystem::open(metadata, {.read_only = opts.read_only, .cache_blocks = opts.cache_blocks}));
   const uint32_t bs = v->fs_->statfs().block_size;
   v->pool_ = std::make_unique<BouncePool>(opts.bounce_pool_bytes, bs);
   iovec arena = v->pool_->arena();
-  auto queue = IoQueue::create(v->device_->fd(), opts.queue_depth, &arena, opts.io_tap);
+  auto queue = IoQueue::create(v->device_->fd(), opts.queue_depth, &arena, opts.io_tap, v->submit_.mode);
   if (!queue.ok()) return queue.status().with_context(path + ": io_uring");
   v->queue_ = std::move(queue).value();
   v->mapper_ = std::make_unique<FileMapper>(v->fs_->inodes());

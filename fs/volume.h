@@ -21,6 +21,7 @@
 #include "bounce/io_stats.h"
 #include "bounce/mutex.h"
 #include "bounce/stable_pages.h"
+#include "bounce/submission.h"
 #include "fs/data/file_mapper.h"
 #include "fs/data/file_space.h"
 #include "fs/namespace/filesystem.h"
@@ -34,6 +35,8 @@ namespace stablefs {
 struct VolumeOptions {
   bool read_only = false;
   BouncePolicy bounce = BouncePolicy::kAuto;
+  // Who makes the data path's system calls (bounce/submission.h): auto decides by the device.
+  SubmitPolicy submit = SubmitPolicy::kAuto;
   size_t bounce_pool_bytes = 64u << 20;
   unsigned queue_depth = 128;
   size_t cache_blocks = 16384;
@@ -169,6 +172,9 @@ class Volume {
 
   const BounceDecision& bounce_decision() const { return decision_; }
   const StablePagesInfo& device_stable_pages() const { return stable_; }
+  // How the data path's I/O reaches the device: through io_uring, or made by the thread that
+  // starts it (then a large request occupies that thread until the device has it).
+  const SubmitDecision& submit_decision() const { return submit_; }
   IoStatsSnapshot io_stats() const { return stats_.snapshot(); }
   // Damaged data blocks found while mounted (by reads and scrubs), by file.
   DataErrorLog& data_errors() { return errors_; }
@@ -194,6 +200,7 @@ class Volume {
   std::unique_ptr<Filesystem> fs_;
   StablePagesInfo stable_;
   BounceDecision decision_;
+  SubmitDecision submit_;
   IoStats stats_;
   DataErrorLog errors_;
   WriteBehind behind_;  // before queue_: outlives the completions that report to it

@@ -14,6 +14,7 @@
 
 #include "fs/fuse/control_protocol.h"
 #include "fs/fuse/process_memory.h"
+#include "fs/fuse/reply_buffers.h"
 #include "fs/fuse/scrub_protocol.h"
 
 namespace stablefs {
@@ -21,6 +22,7 @@ namespace stablefs {
 std::string stats_report(const ControlTarget& t) {
   const IoStatsSnapshot s = t.volume->io_stats();
   const BounceDecision& d = t.volume->bounce_decision();
+  const SubmitDecision& submit = t.volume->submit_decision();
   const FsHealth health = t.volume->fs().health();
   std::string out = "mountpoint       " + t.mountpoint + "\ndevice           " + t.device + "\nstate            ";
   if (health.shut_down)
@@ -32,6 +34,8 @@ std::string stats_report(const ControlTarget& t) {
   int n = std::snprintf(buf, sizeof buf,
                         "bounce           %s\n"
                         "reason           %s\n"
+                        "submission       %s\n"
+                        "submit reason    %s\n"
                         "bounced          %llu I/Os, %llu bytes\n"
                         "zero-copy        %llu I/Os, %llu bytes\n"
                         "unaligned copies %llu bytes (requests copied to aligned memory first)\n"
@@ -40,6 +44,9 @@ std::string stats_report(const ControlTarget& t) {
                         "device errors    %llu\n"
                         "range locks      %zu files with I/O in flight or waiting\n",
                         d.bounce ? "yes" : "no (zero-copy)", d.reason.c_str(),
+                        submit.mode == IoQueue::Mode::kInline ? "inline (the request's thread makes the system call)"
+                                                              : "ring (io_uring, answered by the completion thread)",
+                        submit.reason.c_str(),
                         (unsigned long long)s.bounced_ios, (unsigned long long)s.bounced_bytes,
                         (unsigned long long)s.zero_copy_ios, (unsigned long long)s.zero_copy_bytes,
                         (unsigned long long)s.unaligned_copy_bytes, (unsigned long long)s.checksum_failures,
@@ -58,6 +65,9 @@ std::string stats_report(const ControlTarget& t) {
     const auto r = [](const std::atomic<uint64_t>& a) { return (unsigned long long)a.load(std::memory_order_relaxed); };
     std::snprintf(buf, sizeof buf, "receive buffers  %llu allocated, %llu in use, bound %llu (%llu waits at the bound)\n",
                   r(t.receive->allocated), r(t.receive->in_use), r(t.receive->bound), r(t.receive->waits));
+    out += buf;
+    std::snprintf(buf, sizeof buf, "reply buffers    %llu KiB (READ replies in flight, and up to %zu KiB kept for reuse)\n",
+                  r(t.receive->reply_bytes) >> 10, ReplyBuffers::kept_bound() >> 10);
     out += buf;
     if (!t.receive->uring_requested.load(std::memory_order_relaxed)) {
       std::snprintf(buf, sizeof buf, "fuse transport   /dev/fuse: %llu requests\n", r(t.receive->device_requests));

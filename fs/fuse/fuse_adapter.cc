@@ -791,6 +791,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(Volume& volume, const Fuse
   State& s = *server->state_;
   s.volume = &volume;
   s.opts = opts;
+  if (opts.receive_stats) s.read_buffers.count_into(&opts.receive_stats->reply_bytes);
   s.block_size = static_cast<uint32_t>(volume.fs().statfs().block_size);
   s.atime = opts.atime;
   s.dir_atime = opts.dir_atime;
@@ -845,6 +846,7 @@ Status FuseServer::run() {
   loop.threads = state_->opts.max_threads;
   loop.uring_entries_per_queue = state_->opts.uring ? FuseUringTransport::kDefaultEntriesPerQueue : 0;
   loop.stats = state_->opts.receive_stats;
+  loop.inline_io = state_->volume->submit_decision().mode == IoQueue::Mode::kInline;
   // Replies answered from I/O completions, before the transports and the session go.
   loop.drain = [s = state_.get()] { s->wait_for_replies(); };
   const int rc = run_aligned_receive_loop(se_, loop);

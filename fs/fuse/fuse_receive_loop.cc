@@ -201,17 +201,35 @@ class HeldBuffer final : public RequestMemory {
   const std::shared_ptr<ReceiveBuffer>& buf_;
 };
 
-// The FUSE_OPEN flags of a request read into buf (n bytes) whose header is in, or 0.
-uint32_t open_flags_of(const fuse_in_header& in, const char* buf, size_t n) {
-  fuse_open_in open;
-  if (in.opcode != FUSE_OPEN || n < sizeof in + sizeof open) return 0;
-  std::memcpy(&open, buf + sizeof in, sizeof open);
-  return open.flags;
+// What the reader's turn looks at in a request read into buf (n bytes) whose header is in.
+TurnRequest turn_request_of(const fuse_in_header& in, const char* buf, size_t n) {
+  TurnRequest req;
+  req.opcode = in.opcode;
+  if (in.opcode == FUSE_OPEN) {
+    fuse_open_in open;
+    if (n >= sizeof in + sizeof open) {
+      std::memcpy(&open, buf + sizeof in, sizeof open);
+      req.open_flags = open.flags;
+    }
+  } else if (in.opcode == FUSE_READ) {
+    fuse_read_in read;
+    if (n >= sizeof in + sizeof read) {
+      std::memcpy(&read, buf + sizeof in, sizeof read);
+      req.io_bytes = read.size;
+    }
+  } else if (in.opcode == FUSE_WRITE) {
+    fuse_write_in write;
+    if (n >= sizeof in + sizeof write) {
+      std::memcpy(&write, buf + sizeof in, sizeof write);
+      req.io_bytes = write.size;
+    }
+  }
+  return req;
 }
 
 // One worker: wait for the reader's turn, read a request, process it, until the session
 // ends (fs/fuse/reader_turn.h). Returns 0 or -errno.
-int serve(fuse_session* se, BufferPool& pool, ReaderTurn& turn, TransportStats& stats) {
+int serve(fuse_session* se, BufferPool& pool, ReaderTurn& turn, TransportStats& stats, bool inline_io) {
   const auto exited = [se] { return fuse_session_exited(se) != 0; };
   std::shared_ptr<ReceiveBuffer> buf = pool.get(exited);
   if (!buf) return exited() ? 0 : -ENOMEM;
@@ -252,8 +270,8 @@ int serve(fuse_session* se, BufferPool& pool, ReaderTurn& turn, TransportStats& 
     stats.device_requests.fetch_add(1, std::memory_order_relaxed);
     fuse_in_header in{};
     if (static_cast<size_t>(n) >= sizeof in) std::memcpy(&in, buf->data(), sizeof in);
-    spin = spin_after(in.opcode);
-    if (!serve_keeping_turn(in.opcode, open_flags_of(in, buf->data(), static_cast<size_t>(n)))) {
+    spin = spin_after(in.opcode, inline_io);
+    if (!serve_keeping_turn(turn_request_of(in, buf->data(), static_cast<size_t>(n)), inline_io)) {
       turn.pass();
       holding = false;
     }
@@ -302,8 +320,8 @@ int run_aligned_receive_loop(fuse_session* se, const ReceiveLoopOptions& opts) {
   for (unsigned i = 0; i < std::max(1u, threads); ++i) {
     done.push_back(std::make_unique<std::atomic<bool>>(false));
     std::atomic<bool>* flag = done.back().get();
-    workers.emplace_back([&shared, &turn, pool, flag, stats] {
-      const int rc = serve(shared.se, *pool, turn, *stats);
+    workers.emplace_back([&shared, &turn, pool, flag, stats, inline_io = opts.inline_io] {
+      const int rc = serve(shared.se, *pool, turn, *stats, inline_io);
       flag->store(true);
       MutexLock lock(shared.mu);
       ++shared.stopped;

@@ -53,6 +53,10 @@ struct ReceiveLoopOptions {
   // queues take over the requests once registered (INIT, FORGET and INTERRUPT stay on
   // /dev/fuse, as does everything when the kernel does not offer it).
   unsigned uring_entries_per_queue = 0;
+  // The data path's I/O is made by the thread that starts it (bounce/submission.h), so READ
+  // and WRITE are answered before their handlers return: the reader's turn then treats them
+  // as such (fs/fuse/reader_turn.h).
+  bool inline_io = false;
   // Called once the workers have stopped and before the io_uring transport does: waits
   // until no reply is owed (replies answered from I/O completions may still come). Empty:
   // none can be owed then.

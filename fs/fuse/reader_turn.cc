@@ -25,8 +25,8 @@ void ReaderTurn::pass() {
   free_.notify_one();
 }
 
-bool serve_keeping_turn(uint32_t opcode, uint32_t open_flags) {
-  switch (opcode) {
+bool serve_keeping_turn(const TurnRequest& req, bool inline_io) {
+  switch (req.opcode) {
     case FUSE_LOOKUP:
     case FUSE_FORGET:
     case FUSE_BATCH_FORGET:
@@ -41,8 +41,6 @@ bool serve_keeping_turn(uint32_t opcode, uint32_t open_flags) {
     case FUSE_RENAME2:
     case FUSE_LINK:
     case FUSE_CREATE:
-    case FUSE_READ:
-    case FUSE_WRITE:
     case FUSE_STATFS:
     case FUSE_GETXATTR:
     case FUSE_LISTXATTR:
@@ -53,15 +51,18 @@ bool serve_keeping_turn(uint32_t opcode, uint32_t open_flags) {
     case FUSE_ACCESS:
     case FUSE_INTERRUPT:
       return true;
+    case FUSE_READ:
+    case FUSE_WRITE:
+      return !inline_io || req.io_bytes < ReaderTurn::kLargeInlineIo;
     case FUSE_OPEN:
-      return !(open_flags & O_TRUNC);
+      return !(req.open_flags & O_TRUNC);
     default:
       return false;
   }
 }
 
-std::chrono::microseconds spin_after(uint32_t opcode) {
-  if (opcode == FUSE_READ || opcode == FUSE_WRITE) return std::chrono::microseconds(0);
+std::chrono::microseconds spin_after(uint32_t opcode, bool inline_io) {
+  if (!inline_io && (opcode == FUSE_READ || opcode == FUSE_WRITE)) return std::chrono::microseconds(0);
   return ReaderTurn::kSpin;
 }
 

@@ -15,6 +15,12 @@
 // back to /dev/fuse. Reads and writes only start their I/O (the completion answers them), so
 // one holder takes a deep queue of them in turn without a task switch between requests.
 //
+// When the data path's I/O is made by the thread that starts it (bounce/submission.h: a
+// device that does its work in the submitter's context), a READ or WRITE is answered before
+// its handler returns. Then the holder polls for the caller's next request after one, as after
+// a metadata request, and passes the turn before one of kLargeInlineIo bytes or more, which
+// would otherwise hold the turn for the device's time while the requests behind it wait.
+//
 // Thread-safety: every call from workers; take() blocks until the turn is free or stop is true.
 #pragma once
 
@@ -30,6 +36,8 @@ class ReaderTurn {
  public:
   // How long the holder polls /dev/fuse before it blocks in read().
   static constexpr std::chrono::microseconds kSpin{50};
+  // With inline I/O, READs and WRITEs of at least this many bytes pass the turn first.
+  static constexpr uint32_t kLargeInlineIo = 64 * 1024;
 
   // Returns holding the turn, or false (not holding it) once stop() is true (checked every
   // 50 ms while waiting).
@@ -43,18 +51,25 @@ class ReaderTurn {
   bool held_ GUARDED_BY(mu_) = false;
 };
 
-// Whether a request with this FUSE opcode can be served by the turn's holder: it does not wait
-// on the device or the journal beyond a mapping (reads, writes and namespace changes start
-// their I/O and return). fsync, release, setattr, fallocate and the like pass the turn first.
-// open_flags: FUSE_OPEN's flags (a truncating open waits for the file's writes).
-bool serve_keeping_turn(uint32_t opcode, uint32_t open_flags);
+// What the turn's rules look at in a request (its header and arguments).
+struct TurnRequest {
+  uint32_t opcode = 0;
+  uint32_t open_flags = 0;  // FUSE_OPEN's flags (a truncating open waits for the file's writes)
+  uint32_t io_bytes = 0;    // a READ's or WRITE's size
+};
+
+// Whether a request can be served by the turn's holder: it does not wait on the device or the
+// journal beyond a mapping (reads, writes and namespace changes start their I/O and return).
+// fsync, release, setattr, fallocate and the like pass the turn first. inline_io: the data
+// path's I/O is made by the thread that starts it (then large READs and WRITEs pass too).
+bool serve_keeping_turn(const TurnRequest& req, bool inline_io);
 
 // How long to poll for the next request after serving one with this opcode while holding the
 // turn: kSpin after a request answered before its handler returns (the caller's next request
-// can follow at once); none after READ and WRITE, which are answered from the I/O completion
-// (a caller waiting for one sends its next after the device, and polling meanwhile would take
-// a CPU the completion needs).
-std::chrono::microseconds spin_after(uint32_t opcode);
+// can follow at once); none after READ and WRITE answered from the I/O completion, that is
+// unless inline_io (a caller waiting for one sends its next after the device, and polling
+// meanwhile would take a CPU the completion needs).
+std::chrono::microseconds spin_after(uint32_t opcode, bool inline_io);
 
 // Polls fd for a request for up to `spin`; true if one is ready (a read() then does not
 // block unless another reader took it).

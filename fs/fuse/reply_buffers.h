@@ -7,7 +7,9 @@
 // Thread-safe; a Lease may be released on any thread (the completion thread, typically).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <iterator>
 #include <memory>
 #include <span>
@@ -44,6 +46,16 @@ class ReplyBuffers {
     size_t keep;
   };
   static constexpr SizeClass kClasses[] = {{16u << 10, 256}, {128u << 10, 32}, {1u << 20, 32}};
+  // The most the free lists keep, in bytes (what exists with no read in flight).
+  static constexpr size_t kept_bound() {
+    size_t n = 0;
+    for (const SizeClass& c : kClasses) n += c.bytes * c.keep;
+    return n;
+  }
+
+  // Counts the bytes of every buffer that exists (leased or kept) into *bytes from now on.
+  // Call before the first get(); bytes must outlive the pool.
+  void count_into(std::atomic<uint64_t>* bytes) { bytes_ = bytes; }
 
   // May throw std::bad_alloc (the FUSE adapter turns that into ENOMEM).
   std::shared_ptr<Lease> get(size_t size);
@@ -54,6 +66,11 @@ class ReplyBuffers {
   static size_t class_for(size_t size);
   void give_back(AlignedBuffer buf);
 
+  void count(int64_t delta) {
+    if (bytes_) bytes_->fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed);
+  }
+
+  std::atomic<uint64_t>* bytes_ = nullptr;
   Mutex mu_;
   std::vector<AlignedBuffer> free_[kClassCount] GUARDED_BY(mu_);
 };

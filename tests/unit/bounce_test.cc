@@ -28,6 +28,7 @@
 #include "bounce/io_stats.h"
 #include "bounce/io_unit.h"
 #include "bounce/stable_pages.h"
+#include "bounce/submission.h"
 
 namespace stablefs {
 namespace {
@@ -573,6 +574,114 @@ TEST_CASE("io queue: callbacks may flood a tiny ring far beyond its depth (SQ fu
 
 // ---------------------------------------------------------------- IoUnit
 
+TEST_CASE("io queue, inline: each request completes on the submitting thread before submit returns") {
+  TempImage img(4u << 20);
+  auto dev = open_image(img.path);
+  auto q = IoQueue::create(dev->fd(), 8, nullptr, nullptr, IoQueue::Mode::kInline);
+  REQUIRE(q.ok());
+  IoQueue& queue = **q;
+  CHECK(queue.mode() == IoQueue::Mode::kInline);
+  CHECK_FALSE(queue.fixed_buffers());
+
+  // Four threads write and read back their own quarter, checking where each callback ran.
+  std::atomic<int> wrong_thread{0}, late{0}, mismatched{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      AlignedBuffer src(64 * 1024), dst(64 * 1024);
+      for (int i = 0; i < 16; ++i) {
+        const uint64_t off = (static_cast<uint64_t>(t) * 16 + i) * 64 * 1024;
+        fill_pattern(src.data(), off, src.size(), 21);
+        for (IoRequest::Op op : {IoRequest::Op::kWrite, IoRequest::Op::kRead}) {
+          bool completed = false;
+          IoRequest req;
+          req.op = op;
+          req.offset = off;
+          req.iov = {{op == IoRequest::Op::kWrite ? src.data() : dst.data(), 64 * 1024}};
+          const std::thread::id me = std::this_thread::get_id();
+          req.on_complete = [&](IoRequest&, int64_t r) {
+            if (std::this_thread::get_id() != me) ++wrong_thread;
+            if (r != 64 * 1024) ++mismatched;
+            completed = true;
+          };
+          queue.submit(&req);
+          if (!completed) ++late;
+        }
+        if (!matches_pattern(dst.data(), off, dst.size(), 21)) ++mismatched;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(wrong_thread == 0);
+  CHECK(late == 0);
+  CHECK(mismatched == 0);
+  CHECK(queue.submitted() >= 128);
+  CHECK(queue.enter_calls() == 0);
+
+  // A callback may submit follow-up I/O (it completes inline, nested).
+  AlignedBuffer a(4096), b(4096);
+  fill_pattern(a.data(), 0, 4096, 22);
+  int64_t second = -1;
+  IoRequest follow;
+  follow.op = IoRequest::Op::kRead;
+  follow.offset = 0;
+  follow.iov = {{b.data(), 4096}};
+  follow.on_complete = [&](IoRequest&, int64_t r) { second = r; };
+  IoRequest first;
+  first.op = IoRequest::Op::kWrite;
+  first.offset = 0;
+  first.iov = {{a.data(), 4096}};
+  first.on_complete = [&](IoRequest&, int64_t r) {
+    if (r == 4096) queue.submit(&follow);
+  };
+  queue.submit(&first);
+  CHECK(second == 4096);
+  CHECK(std::memcmp(a.data(), b.data(), 4096) == 0);
+}
+
+TEST_CASE("io queue, inline: end of device, bad buffers, flush, empty and split requests as through the ring") {
+  constexpr size_t kSegs = 1100;  // > IOV_MAX (1024)
+  TempImage img(kSegs * 4096);
+  auto dev = open_image(img.path);
+  auto q = IoQueue::create(dev->fd(), 0, nullptr, nullptr, IoQueue::Mode::kInline);  // depth unused
+  REQUIRE(q.ok());
+  IoQueue& queue = **q;
+  AlignedBuffer buf(3 * 4096);
+  auto beyond = queue.run(IoRequest::Op::kRead, kSegs * 4096, {{buf.data(), 4096}});
+  REQUIRE_FALSE(beyond.ok());
+  CHECK(beyond.status().code() == EIO);
+  auto straddle = queue.run(IoRequest::Op::kRead, (kSegs - 1) * 4096, {{buf.data(), 8192}});
+  REQUIRE_FALSE(straddle.ok());
+  CHECK(straddle.status().code() == EIO);
+  auto misaligned = queue.run(IoRequest::Op::kWrite, 0, {{buf.data() + 1, 4096}});
+  REQUIRE_FALSE(misaligned.ok());
+  CHECK(misaligned.status().message() == "write of 4096 bytes at device byte 0 failed: Invalid argument");
+  auto empty = queue.run(IoRequest::Op::kRead, 0, {});
+  REQUIRE(empty.ok());
+  CHECK(*empty == 0);
+  auto flush = queue.run(IoRequest::Op::kFlush, 0, {});
+  REQUIRE(flush.ok());
+  CHECK(*flush == 0);
+
+  // More segments than one system call takes: continued, in order.
+  AlignedBuffer src(kSegs * 4096), dst(kSegs * 4096);
+  fill_pattern(src.data(), 0, src.size(), 23);
+  std::vector<iovec> wv, rv;
+  for (size_t i = 0; i < kSegs; ++i) {
+    wv.push_back({src.data() + (kSegs - 1 - i) * 4096, 4096});
+    rv.push_back({dst.data() + (kSegs - 1 - i) * 4096, 4096});
+  }
+  const uint64_t resubmits0 = queue.resubmits();
+  auto w = queue.run(IoRequest::Op::kWrite, 0, wv);
+  REQUIRE(w.ok());
+  CHECK(*w == kSegs * 4096);
+  auto r = queue.run(IoRequest::Op::kRead, 0, rv);
+  REQUIRE(r.ok());
+  CHECK(*r == kSegs * 4096);
+  CHECK(std::memcmp(src.data(), dst.data(), src.size()) == 0);
+  CHECK(queue.resubmits() - resubmits0 >= 2);
+}
+
 TEST_CASE("io unit: write then read back, bounced and zero-copy, with per-block XXH3 checksums") {
   TempImage img(8u << 20);
   auto dev = open_image(img.path);
@@ -1037,6 +1146,68 @@ TEST_CASE("stable pages: policy parsing, names and decisions; a missing path is 
   CHECK(decide_bounce(BouncePolicy::kNever, stable).reason == "never: set by bounce=never");
 
   auto missing = detect_stable_pages("/var/tmp/stablefs-no-such-file");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().code() == ENOENT);
+  CHECK(missing.status().message().rfind("/var/tmp/stablefs-no-such-file: ", 0) == 0);
+}
+
+TEST_CASE("submission: zram works in the submitter's context, a loop device and an image file go through the ring") {
+  if (::access("/sys/block/zram0/queue", F_OK) == 0) {
+    auto z = detect_submission("/dev/zram0");
+    REQUIRE(z.ok());
+    CHECK(z->works_in_submitter);
+    CHECK(z->reason.find("bio-based, no device under it") != std::string::npos);
+    CHECK(decide_submission(SubmitPolicy::kAuto, *z).mode == IoQueue::Mode::kInline);
+  } else {
+    MESSAGE("zram part skipped: no /dev/zram0");
+  }
+  TempImage img(1u << 20);
+  auto file = detect_submission(img.path);
+  REQUIRE(file.ok());
+  CHECK_FALSE(file->works_in_submitter);
+  CHECK(file->reason == img.path + ": an image file");
+  if (std::system("command -v losetup >/dev/null 2>&1") != 0) {
+    MESSAGE("loop part skipped: losetup is not available");
+    return;
+  }
+  LoopDevice loop;
+  if (loop.dev.empty()) {
+    MESSAGE("loop part skipped: could not attach a loop device");
+    return;
+  }
+  auto l = detect_submission(loop.dev);
+  REQUIRE(l.ok());
+  CHECK_FALSE(l->works_in_submitter);
+  CHECK(l->reason.find(": blk-mq") != std::string::npos);
+  CHECK(decide_submission(SubmitPolicy::kAuto, *l).mode == IoQueue::Mode::kRing);
+}
+
+TEST_CASE("submission: policy parsing, names and decisions; a missing path is an error naming it") {
+  CHECK(*parse_submit_policy("auto") == SubmitPolicy::kAuto);
+  CHECK(*parse_submit_policy("ring") == SubmitPolicy::kRing);
+  CHECK(*parse_submit_policy("inline") == SubmitPolicy::kInline);
+  for (const char* bad : {"", "Ring", "sync", "inline ", "submit=auto"}) {
+    auto r = parse_submit_policy(bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == EINVAL);
+    CHECK(r.status().message().find("expected auto, ring or inline") != std::string::npos);
+  }
+  for (SubmitPolicy p : {SubmitPolicy::kAuto, SubmitPolicy::kRing, SubmitPolicy::kInline})
+    CHECK(*parse_submit_policy(submit_policy_name(p)) == p);
+  CHECK(std::string(submit_mode_name(IoQueue::Mode::kRing)) == "ring");
+  CHECK(std::string(submit_mode_name(IoQueue::Mode::kInline)) == "inline");
+
+  const SubmissionInfo in_submitter{true, "/dev/zram0 (252:0): bio-based, no device under it"};
+  const SubmissionInfo completes{false, "/dev/vda (254:0): blk-mq"};
+  CHECK(decide_submission(SubmitPolicy::kAuto, in_submitter).mode == IoQueue::Mode::kInline);
+  CHECK(decide_submission(SubmitPolicy::kAuto, in_submitter).reason == "auto: /dev/zram0 (252:0): bio-based, no device under it");
+  CHECK(decide_submission(SubmitPolicy::kAuto, completes).mode == IoQueue::Mode::kRing);
+  CHECK(decide_submission(SubmitPolicy::kRing, in_submitter).mode == IoQueue::Mode::kRing);
+  CHECK(decide_submission(SubmitPolicy::kRing, in_submitter).reason == "ring: set by submit=ring");
+  CHECK(decide_submission(SubmitPolicy::kInline, completes).mode == IoQueue::Mode::kInline);
+  CHECK(decide_submission(SubmitPolicy::kInline, completes).reason == "inline: set by submit=inline");
+
+  auto missing = detect_submission("/var/tmp/stablefs-no-such-file");
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().code() == ENOENT);
   CHECK(missing.status().message().rfind("/var/tmp/stablefs-no-such-file: ", 0) == 0);

@@ -461,13 +461,14 @@ struct ModelRun {
 // One configuration: `ops` operations on a fresh filesystem at path, a clean close, fsck,
 // reopen and whole-file verification half way and at the end.
 ModelFigures run_model(const std::string& path, BouncePolicy policy, uint64_t ops, uint64_t seed, size_t max_size,
-                       bool checksums = true) {
+                       bool checksums = true, SubmitPolicy submit = SubmitPolicy::kAuto) {
   ModelFigures fig;
   const auto t0 = Clock::now();
   make_fs(path, checksums);
   ModelRun run(seed, max_size);
-  auto vol = open_volume(path, {.bounce = policy});
+  auto vol = open_volume(path, {.bounce = policy, .submit = submit});
   REQUIRE(vol->bounce_decision().bounce == (policy == BouncePolicy::kAlways));
+  if (submit == SubmitPolicy::kInline) REQUIRE(vol->submit_decision().mode == IoQueue::Mode::kInline);
   const uint64_t ino = create_file(*vol, "model");
   IoStatsSnapshot io{};
   auto add_io = [&](const IoStatsSnapshot& s) {
@@ -486,7 +487,7 @@ ModelFigures run_model(const std::string& path, BouncePolicy policy, uint64_t op
     REQUIRE(vol->close().ok());
     vol.reset();
     expect_fsck_clean(path);
-    vol = open_volume(path, {.bounce = policy});
+    vol = open_volume(path, {.bounce = policy, .submit = submit});
     verify_whole_file(*vol, ino, run.model);
     CHECK(vol->mapper().reserved_blocks() == 0);
   }
@@ -559,6 +560,18 @@ TEST_CASE("data path: model test without data checksums (overwrites in place)") 
     std::string name = std::string("image file, no data checksums, bounce=") + bounce_policy_name(policy);
     CAPTURE(name);
     ModelFigures f = run_model(img.path, policy, 3000, policy == BouncePolicy::kAlways ? 5 : 6, model_max_op(), false);
+    report_model(name.c_str(), f);
+  }
+}
+
+// The same model with the I/O made by the requests' threads (submit=inline), as on zram.
+TEST_CASE("data path: model test with inline submission, bounce=always and bounce=never") {
+  for (BouncePolicy policy : {BouncePolicy::kAlways, BouncePolicy::kNever}) {
+    ImageFile img(512ull << 20, "model-inline");
+    std::string name = std::string("image file, submit=inline, bounce=") + bounce_policy_name(policy);
+    CAPTURE(name);
+    ModelFigures f = run_model(img.path, policy, model_ops_per_config() / 2, policy == BouncePolicy::kAlways ? 7 : 8,
+                               model_max_op(), true, SubmitPolicy::kInline);
     report_model(name.c_str(), f);
   }
 }

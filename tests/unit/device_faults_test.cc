@@ -361,75 +361,80 @@ TEST_CASE("faults: a failed metadata read fails its call alone; the filesystem g
 }
 
 TEST_CASE("faults: a failed or short data read or write fails its request alone") {
-  ShmImage img;
-  (void)make_base(img.path);
-  test::FaultTap tap;
-  auto opened = Volume::open(img.path, {.bounce = BouncePolicy::kNever, .bounce_pool_bytes = 1u << 20, .io_tap = &tap});
-  REQUIRE(opened.ok());
-  Volume& v = **opened;
-  auto made = v.fs().mknod(kRootIno, "data", S_IFREG | 0644, 0, {});
-  REQUIRE(made.ok());
-  const uint64_t ino = made->ino;
-  std::vector<uint8_t> content = pattern(1, kMaxBlocks * kBs);
-  auto w0 = write_bytes(v, ino, 0, content);
-  REQUIRE((w0.ok() && *w0 == content.size()));
-  REQUIRE(v.fsync(ino, false).ok());
-  std::mt19937_64 rng(5);
-  int failed_writes = 0, short_writes = 0, failed_reads = 0;
-  const int rounds = 60 * static_cast<int>(workload_seeds().size());
-  for (int round = 0; round < rounds; ++round) {
-    CAPTURE(round);
-    const uint64_t first = rng() % (kMaxBlocks - 4), n = 1 + rng() % 4;
-    const std::vector<uint8_t> data = pattern(rng(), n * kBs);
-    const int kind = round % 3;
-    if (kind == 0) tap.fail_writes(1, EIO);
-    if (kind == 1) tap.tear_writes(1);
-    if (kind == 2) tap.fail_reads_any(1, EIO);
-    if (kind < 2) {
-      auto w = write_bytes(v, ino, first * kBs, data);
-      REQUIRE_MESSAGE((!w.ok() || *w < data.size()), "a write met an injected fault and reported all of it written");
-      if (!w.ok()) CHECK(w.status().code() == EIO);
-      const size_t done = w.ok() ? *w : 0;
-      // Blocks the write reported are new; every other block of the request is old or new.
-      auto got = read_file(v, ino);
-      REQUIRE_MESSAGE(got.ok(), got.status().message());
-      REQUIRE(got->size() == content.size());
-      for (uint64_t b = 0; b < n; ++b) {
-        const uint8_t* now = got->data() + (first + b) * kBs;
-        const bool is_new = std::memcmp(now, data.data() + b * kBs, kBs) == 0;
-        const bool is_old = std::memcmp(now, content.data() + (first + b) * kBs, kBs) == 0;
-        if (b * kBs < done) REQUIRE_MESSAGE(is_new, "block " << first + b << " was reported written but is not");
-        else REQUIRE_MESSAGE((is_new || is_old), "block " << first + b << " is neither what it was nor what was written");
-        if (is_new) std::memcpy(content.data() + (first + b) * kBs, now, kBs);
+  // Through the ring and with the I/O made by the request's own thread (as on zram).
+  for (SubmitPolicy submit : {SubmitPolicy::kRing, SubmitPolicy::kInline}) {
+    CAPTURE(submit_policy_name(submit));
+    ShmImage img;
+    (void)make_base(img.path);
+    test::FaultTap tap;
+    auto opened = Volume::open(
+        img.path, {.bounce = BouncePolicy::kNever, .submit = submit, .bounce_pool_bytes = 1u << 20, .io_tap = &tap});
+    REQUIRE(opened.ok());
+    Volume& v = **opened;
+    auto made = v.fs().mknod(kRootIno, "data", S_IFREG | 0644, 0, {});
+    REQUIRE(made.ok());
+    const uint64_t ino = made->ino;
+    std::vector<uint8_t> content = pattern(1, kMaxBlocks * kBs);
+    auto w0 = write_bytes(v, ino, 0, content);
+    REQUIRE((w0.ok() && *w0 == content.size()));
+    REQUIRE(v.fsync(ino, false).ok());
+    std::mt19937_64 rng(5);
+    int failed_writes = 0, short_writes = 0, failed_reads = 0;
+    const int rounds = 60 * static_cast<int>(workload_seeds().size());
+    for (int round = 0; round < rounds; ++round) {
+      CAPTURE(round);
+      const uint64_t first = rng() % (kMaxBlocks - 4), n = 1 + rng() % 4;
+      const std::vector<uint8_t> data = pattern(rng(), n * kBs);
+      const int kind = round % 3;
+      if (kind == 0) tap.fail_writes(1, EIO);
+      if (kind == 1) tap.tear_writes(1);
+      if (kind == 2) tap.fail_reads_any(1, EIO);
+      if (kind < 2) {
+        auto w = write_bytes(v, ino, first * kBs, data);
+        REQUIRE_MESSAGE((!w.ok() || *w < data.size()), "a write met an injected fault and reported all of it written");
+        if (!w.ok()) CHECK(w.status().code() == EIO);
+        const size_t done = w.ok() ? *w : 0;
+        // Blocks the write reported are new; every other block of the request is old or new.
+        auto got = read_file(v, ino);
+        REQUIRE_MESSAGE(got.ok(), got.status().message());
+        REQUIRE(got->size() == content.size());
+        for (uint64_t b = 0; b < n; ++b) {
+          const uint8_t* now = got->data() + (first + b) * kBs;
+          const bool is_new = std::memcmp(now, data.data() + b * kBs, kBs) == 0;
+          const bool is_old = std::memcmp(now, content.data() + (first + b) * kBs, kBs) == 0;
+          if (b * kBs < done) REQUIRE_MESSAGE(is_new, "block " << first + b << " was reported written but is not");
+          else REQUIRE_MESSAGE((is_new || is_old), "block " << first + b << " is neither what it was nor what was written");
+          if (is_new) std::memcpy(content.data() + (first + b) * kBs, now, kBs);
+        }
+        for (uint64_t b = 0; b < kMaxBlocks; ++b)
+          if (b < first || b >= first + n)
+            REQUIRE_MESSAGE(std::memcmp(got->data() + b * kBs, content.data() + b * kBs, kBs) == 0,
+                            "block " << b << " outside the failed write changed");
+        (kind == 0 ? failed_writes : short_writes)++;
+      } else {
+        AlignedBuffer buf(n * kBs);
+        auto r = v.read(ino, first * kBs, buf.span());
+        REQUIRE(!r.ok());
+        CHECK(r.status().code() == EIO);
+        ++failed_reads;
       }
-      for (uint64_t b = 0; b < kMaxBlocks; ++b)
-        if (b < first || b >= first + n)
-          REQUIRE_MESSAGE(std::memcmp(got->data() + b * kBs, content.data() + b * kBs, kBs) == 0,
-                          "block " << b << " outside the failed write changed");
-      (kind == 0 ? failed_writes : short_writes)++;
-    } else {
-      AlignedBuffer buf(n * kBs);
-      auto r = v.read(ino, first * kBs, buf.span());
-      REQUIRE(!r.ok());
-      CHECK(r.status().code() == EIO);
-      ++failed_reads;
+      REQUIRE(tap.pending_faults() == 0);
+      // The next request, with no fault, succeeds: only the affected one failed.
+      auto again = write_bytes(v, ino, first * kBs, data);
+      REQUIRE_MESSAGE((again.ok() && *again == data.size()), (again.ok() ? "short" : again.status().message()));
+      std::memcpy(content.data() + first * kBs, data.data(), data.size());
+      REQUIRE(!v.fs().health().shut_down);
     }
-    REQUIRE(tap.pending_faults() == 0);
-    // The next request, with no fault, succeeds: only the affected one failed.
-    auto again = write_bytes(v, ino, first * kBs, data);
-    REQUIRE_MESSAGE((again.ok() && *again == data.size()), (again.ok() ? "short" : again.status().message()));
-    std::memcpy(content.data() + first * kBs, data.data(), data.size());
-    REQUIRE(!v.fs().health().shut_down);
+    auto got = read_file(v, ino);
+    REQUIRE(got.ok());
+    CHECK(*got == content);
+    REQUIRE(v.fsync(ino, false).ok());
+    REQUIRE(v.close().ok());
+    opened->reset();
+    CHECK(fsck_problem(img.path).empty());
+    MESSAGE("data faults injected: " << failed_writes << " failed writes, " << short_writes << " short writes, "
+                                     << failed_reads << " failed reads");
   }
-  auto got = read_file(v, ino);
-  REQUIRE(got.ok());
-  CHECK(*got == content);
-  REQUIRE(v.fsync(ino, false).ok());
-  REQUIRE(v.close().ok());
-  opened->reset();
-  CHECK(fsck_problem(img.path).empty());
-  MESSAGE("data faults injected: " << failed_writes << " failed writes, " << short_writes << " short writes, "
-                                   << failed_reads << " failed reads");
 }
 
 }  // namespace stablefs

@@ -45,26 +45,49 @@ TEST_CASE("reader turn: one holder at a time; passing it lets one waiter in; a s
 }
 
 TEST_CASE("reader turn: requests that may wait long pass the turn first") {
-  CHECK(serve_keeping_turn(FUSE_LOOKUP, 0));
-  CHECK(serve_keeping_turn(FUSE_GETATTR, 0));
-  CHECK(serve_keeping_turn(FUSE_CREATE, 0));
-  CHECK(serve_keeping_turn(FUSE_READ, 0));
-  CHECK(serve_keeping_turn(FUSE_WRITE, 0));
-  CHECK(serve_keeping_turn(FUSE_OPEN, O_RDWR));
-  CHECK_FALSE(serve_keeping_turn(FUSE_OPEN, O_RDWR | O_TRUNC));
-  CHECK_FALSE(serve_keeping_turn(FUSE_FSYNC, 0));
-  CHECK_FALSE(serve_keeping_turn(FUSE_FSYNCDIR, 0));
-  CHECK_FALSE(serve_keeping_turn(FUSE_RELEASE, 0));
-  CHECK_FALSE(serve_keeping_turn(FUSE_SETATTR, 0));
-  CHECK_FALSE(serve_keeping_turn(FUSE_FALLOCATE, 0));
-  CHECK_FALSE(serve_keeping_turn(FUSE_COPY_FILE_RANGE, 0));
-  CHECK_FALSE(serve_keeping_turn(FUSE_INIT, 0));
-  CHECK_FALSE(serve_keeping_turn(0xffffu, 0));  // unknown: the safe side
+  const auto keeps = [](uint32_t opcode, uint32_t open_flags = 0) {
+    return serve_keeping_turn({opcode, open_flags, 0}, false);
+  };
+  CHECK(keeps(FUSE_LOOKUP));
+  CHECK(keeps(FUSE_GETATTR));
+  CHECK(keeps(FUSE_CREATE));
+  CHECK(keeps(FUSE_READ));
+  CHECK(keeps(FUSE_WRITE));
+  CHECK(keeps(FUSE_OPEN, O_RDWR));
+  CHECK_FALSE(keeps(FUSE_OPEN, O_RDWR | O_TRUNC));
+  CHECK_FALSE(keeps(FUSE_FSYNC));
+  CHECK_FALSE(keeps(FUSE_FSYNCDIR));
+  CHECK_FALSE(keeps(FUSE_RELEASE));
+  CHECK_FALSE(keeps(FUSE_SETATTR));
+  CHECK_FALSE(keeps(FUSE_FALLOCATE));
+  CHECK_FALSE(keeps(FUSE_COPY_FILE_RANGE));
+  CHECK_FALSE(keeps(FUSE_INIT));
+  CHECK_FALSE(keeps(0xffffu));  // unknown: the safe side
+  // I/O through the ring only starts: any size keeps the turn.
+  CHECK(serve_keeping_turn({FUSE_READ, 0, 1u << 20}, false));
+  CHECK(serve_keeping_turn({FUSE_WRITE, 0, 1u << 20}, false));
   // Polling for the next request only after one answered before its handler returned.
-  CHECK(spin_after(FUSE_LOOKUP) == ReaderTurn::kSpin);
-  CHECK(spin_after(FUSE_CREATE) == ReaderTurn::kSpin);
-  CHECK(spin_after(FUSE_READ).count() == 0);
-  CHECK(spin_after(FUSE_WRITE).count() == 0);
+  CHECK(spin_after(FUSE_LOOKUP, false) == ReaderTurn::kSpin);
+  CHECK(spin_after(FUSE_CREATE, false) == ReaderTurn::kSpin);
+  CHECK(spin_after(FUSE_READ, false).count() == 0);
+  CHECK(spin_after(FUSE_WRITE, false).count() == 0);
+}
+
+TEST_CASE("reader turn: with inline I/O, large reads and writes pass the turn and answered ones are followed by a poll") {
+  constexpr uint32_t large = ReaderTurn::kLargeInlineIo;
+  CHECK(serve_keeping_turn({FUSE_READ, 0, 4096}, true));
+  CHECK(serve_keeping_turn({FUSE_WRITE, 0, large - 4096}, true));
+  CHECK_FALSE(serve_keeping_turn({FUSE_READ, 0, large}, true));
+  CHECK_FALSE(serve_keeping_turn({FUSE_WRITE, 0, 1u << 20}, true));
+  // Everything else as without it.
+  CHECK(serve_keeping_turn({FUSE_LOOKUP, 0, 0}, true));
+  CHECK(serve_keeping_turn({FUSE_OPEN, O_RDWR, 0}, true));
+  CHECK_FALSE(serve_keeping_turn({FUSE_OPEN, O_RDWR | O_TRUNC, 0}, true));
+  CHECK_FALSE(serve_keeping_turn({FUSE_FSYNC, 0, 0}, true));
+  // The reply went out before the handler returned: the caller's next request can follow.
+  CHECK(spin_after(FUSE_READ, true) == ReaderTurn::kSpin);
+  CHECK(spin_after(FUSE_WRITE, true) == ReaderTurn::kSpin);
+  CHECK(spin_after(FUSE_LOOKUP, true) == ReaderTurn::kSpin);
 }
 
 TEST_CASE("reader turn: polling sees a ready descriptor at once and gives up on an idle one after its spin") {
