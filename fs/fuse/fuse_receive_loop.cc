@@ -1,6 +1,7 @@
 #define FUSE_USE_VERSION 312  // the libfuse API the daemon is written against (as fs/fuse/fuse_adapter.cc)
 #include "fs/fuse/fuse_receive_loop.h"
 
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
 #include <pthread.h>
@@ -122,7 +123,7 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   std::vector<std::unique_ptr<ReceiveBuffer>> free_ GUARDED_BY(mu_);
 };
 
-void wake_reader(int) {}  // interrupts a blocking read(); nothing else
+void wake_reader(int) {}  // interrupts the holder's poll(); nothing else
 
 // add_init_reply_flags: what the INIT reply gains where the kernel offers it.
 std::atomic<uint64_t> extra_init_flags{0};
@@ -236,7 +237,7 @@ int serve(fuse_session* se, BufferPool& pool, ReaderTurn& turn, TransportStats& 
   const int fd = fuse_session_fd(se);
   int rc = 0;
   bool holding = false;  // the turn
-  std::chrono::microseconds spin = ReaderTurn::kSpin;  // before the next blocking read
+  std::chrono::microseconds spin = ReaderTurn::kSpin;  // when the next read finds nothing
   while (!fuse_session_exited(se)) {
     if (buf.use_count() > 1) {  // the last request's operation kept it: read into another
       buf = pool.get(exited);
@@ -249,13 +250,18 @@ int serve(fuse_session* se, BufferPool& pool, ReaderTurn& turn, TransportStats& 
       if (!(holding = turn.take(exited))) break;
       spin = ReaderTurn::kSpin;
     }
-    if (spin.count() > 0) (void)poll_for_request(fd, spin);
-    const ssize_t n = ::read(fd, buf->data(), kReceiveBytes);
+    const ssize_t n = ::read(fd, buf->data(), kReceiveBytes);  // O_NONBLOCK: never waits
     if (n < 0) {
       const int err = errno;
-      // EINTR: woken (or a signal); ENOENT: the request was interrupted; EAGAIN: another
-      // worker took it. All: look again (the loop condition sees an exited session).
-      if (err == EINTR || err == ENOENT || err == EAGAIN) continue;
+      if (err == EAGAIN) {
+        // Nothing queued: poll for the caller's next request for the spin, then wait for one
+        // (a signal ends the wait, and the loop condition sees an exited session).
+        if (spin.count() == 0 || !poll_for_request(fd, spin)) wait_for_request(fd);
+        spin = std::chrono::microseconds(0);
+        continue;
+      }
+      // EINTR: a signal; ENOENT: the request was interrupted. Look again.
+      if (err == EINTR || err == ENOENT) continue;
       if (err == ENODEV) {  // unmounted
         fuse_session_exit(se);
         break;
@@ -302,9 +308,18 @@ int run_aligned_receive_loop(fuse_session* se, const ReceiveLoopOptions& opts) {
   struct sigaction sa {};
   sa.sa_handler = wake_reader;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: read() returns EINTR
+  sa.sa_flags = 0;  // no SA_RESTART: poll() returns EINTR
+  // The holder reads without blocking and waits in poll() when nothing is queued, so a request
+  // already queued costs one system call (fs/fuse/reader_turn.h).
+  const int fd = fuse_session_fd(se);
+  const int fd_flags = ::fcntl(fd, F_GETFL);
+  if (fd_flags < 0 || ::fcntl(fd, F_SETFL, fd_flags | O_NONBLOCK) != 0) return -errno;
   struct sigaction old {};
-  if (sigaction(SIGUSR2, &sa, &old) != 0) return -errno;
+  if (sigaction(SIGUSR2, &sa, &old) != 0) {
+    const int err = errno;
+    (void)::fcntl(fd, F_SETFL, fd_flags);
+    return -err;
+  }
 
   std::shared_ptr<FuseUringTransport> uring;
   if (opts.uring_entries_per_queue > 0) {
@@ -336,7 +351,7 @@ int run_aligned_receive_loop(fuse_session* se, const ReceiveLoopOptions& opts) {
       shared.cv.wait_for(shared.mu, std::chrono::milliseconds(50));
   }
   fuse_session_exit(se);
-  // Wake the workers still blocked in read() until each has seen the exit. A worker busy with
+  // Wake the workers still waiting in poll() until each has seen the exit. A worker busy with
   // a request finishes it first (its I/O completes; nothing here waits on the kernel).
   for (size_t i = 0; i < workers.size(); ++i) {
     while (!done[i]->load()) {
@@ -353,6 +368,7 @@ int run_aligned_receive_loop(fuse_session* se, const ReceiveLoopOptions& opts) {
     uring->stop();
     uring_transport.store(nullptr, std::memory_order_release);
   }
+  (void)::fcntl(fd, F_SETFL, fd_flags);
   sigaction(SIGUSR2, &old, nullptr);
   MutexLock lock(shared.mu);
   return shared.error;

@@ -13,9 +13,10 @@
 // reports the unmount with ENODEV, or fuse_session_exit() was called, e.g. by libfuse's
 // signal handlers) and every worker has stopped. One worker at a time waits on /dev/fuse, the
 // holder of the reader's turn (fs/fuse/reader_turn.h); it serves quick requests itself and
-// passes the turn on before ones that may wait for long. A worker blocked in read() is
-// woken with a no-op SIGUSR2 (installed without SA_RESTART) once the session has exited; the
-// others see the exit within 50 ms.
+// passes the turn on before ones that may wait for long. The holder reads /dev/fuse without
+// blocking (the loop sets O_NONBLOCK on it while it runs) and waits in poll() when nothing is
+// queued. A worker waiting in poll() is woken with a no-op SIGUSR2 (installed without
+// SA_RESTART) once the session has exited; the others see the exit within 50 ms.
 //
 // Memory: at most `threads` + 64 receive buffers (about 1 MiB each) exist at once; a worker
 // that needs one at the bound waits until a write in flight returns its buffer.

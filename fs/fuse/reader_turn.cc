@@ -77,4 +77,9 @@ bool poll_for_request(int fd, std::chrono::microseconds spin) {
   return false;
 }
 
+void wait_for_request(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  (void)::poll(&p, 1, -1);  // EINTR and errors: the caller's read() tells
+}
+
 }  // namespace stablefs

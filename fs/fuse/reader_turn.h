@@ -71,8 +71,9 @@ bool serve_keeping_turn(const TurnRequest& req, bool inline_io);
 // meanwhile would take a CPU the completion needs).
 std::chrono::microseconds spin_after(uint32_t opcode, bool inline_io);
 
-// Polls fd for a request for up to `spin`; true if one is ready (a read() then does not
-// block unless another reader took it).
+// Polls fd for a request for up to `spin`, without sleeping; true if one is ready.
 bool poll_for_request(int fd, std::chrono::microseconds spin);
+// Sleeps until fd has a request (or an error to report), or a signal arrives.
+void wait_for_request(int fd);
 
 }  // namespace stablefs

@@ -103,4 +103,21 @@ TEST_CASE("reader turn: polling sees a ready descriptor at once and gives up on 
   ::close(fds[1]);
 }
 
+TEST_CASE("reader turn: waiting for a request returns once one is written, not before") {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::atomic<bool> written{false};
+  auto waiter = std::async(std::launch::async, [&] {
+    wait_for_request(fds[0]);
+    return written.load();
+  });
+  CHECK(waiter.wait_for(std::chrono::milliseconds(50)) == std::future_status::timeout);
+  written = true;
+  REQUIRE(::write(fds[1], "x", 1) == 1);
+  REQUIRE(waiter.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  CHECK(waiter.get());
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 }  // namespace stablefs
