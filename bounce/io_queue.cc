@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <thread>
 #include <utility>
 
@@ -294,7 +295,13 @@ struct IoQueue::Impl {
       ++in_flight;
     }
     if (req->tapped) return finish(req, 0);
-    finish(req, transfer_inline(req));
+    int64_t result;
+    try {
+      result = transfer_inline(req);
+    } catch (const std::bad_alloc&) {  // the continuation's segment list
+      result = -ENOMEM;
+    }
+    finish(req, result);
   }
 
   // The system calls of one request: bytes transferred (all of them) or -errno.

@@ -4,7 +4,8 @@
 // misbehaves. The synchronous metadata path has its own seam (BlockDevice wrappers).
 //
 // Both calls may come from any thread at once (before_submit on submitters, after_complete on
-// the queue's completion thread): an implementation locks what it shares. Neither may submit
+// the queue's completion thread, or with an inline queue on the submitter): an
+// implementation locks what it shares. Neither may submit
 // to the queue or block on its I/O. The request and its memory belong to its owner; a tap
 // only looks (and, in after_complete of a read, may change the bytes read).
 #pragma once
@@ -21,7 +22,7 @@ class IoTap {
   virtual ~IoTap() = default;
   // Before req (a new request, not a continuation of a short transfer) reaches the device.
   // A value answers it instead: the device is not touched and on_complete gets that result
-  // (bytes, or -errno), from the completion thread as always.
+  // (bytes, or -errno), from where completions always run.
   virtual std::optional<int64_t> before_submit(const IoRequest& req) = 0;
   // req completed with result (its whole length, or -errno); returns the result its owner
   // sees. For a read, req.iov holds the bytes the device returned.

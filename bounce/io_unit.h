@@ -25,8 +25,8 @@
 // IoStats::checksum_transients; the unit then succeeds with the re-read bytes copied to the
 // caller. Blocks that mismatch again fail the whole unit with EIO (bad_blocks() lists them
 // with both checksums) and count in IoStats::checksum_failures. Each unit the device failed
-// counts in device_errors. The re-read is submitted from the completion thread (IoQueue
-// allows it); if its memory cannot be had, the first verdict stands.
+// counts in device_errors. The re-read is submitted from the completion (IoQueue allows it);
+// if its memory cannot be had, the first verdict stands.
 //
 // A bounced unit takes all its pool memory in one step (BouncePool::get_total), which may
 // wait for other units to complete: do not hold a built but unsubmitted bounced unit while
@@ -39,8 +39,9 @@
 // the device or the stats.
 //
 // Not thread-safe; owned by the caller until done() has run, and done() runs exactly once on
-// the IoQueue's completion thread (done may destroy the unit). The unit itself is the
-// IoRequest's owner, so it must stay alive until then.
+// the IoQueue's completion thread, or with an inline queue on the submitting thread before
+// submit() returns (done may destroy the unit). The unit itself is the IoRequest's owner, so
+// it must stay alive until then.
 #pragma once
 
 #include <cstdint>

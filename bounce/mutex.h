@@ -12,8 +12,9 @@
 //   2. the metadata lock (fs/inode/inode_table.h: InodeTable::mutex())
 //   3. leaf locks, each held only for a few instructions and never while taking another:
 //      buffer cache, bounce pool, I/O queue, request counters, log rate limiting.
-// The I/O completion thread never takes 1 or 2 while it runs a unit's completion, except in
-// the ioend (IomapWriteCompletion), which takes 2 and holds no leaf lock meanwhile.
+// The thread that runs a unit's completion (the I/O completion thread, or the submitter with an
+// inline queue, which may hold its request's range lock) never takes 1 or 2 meanwhile, except
+// in the ioend (IomapWriteCompletion), which takes 2 and holds no leaf lock meanwhile.
 #pragma once
 
 #include <condition_variable>

@@ -4,7 +4,7 @@
 // A buffered write (one the kernel sends from its page cache path: not O_DIRECT, O_SYNC or
 // O_DSYNC) is answered once every byte of it is mapped and on its way to the device
 // (WriteSource::submitted), as a kernel filesystem answers once the bytes are in its page
-// cache; the ioend follows on the completion thread. Until it has run, the file's size,
+// cache; the ioend follows where the I/O completes. Until it has run, the file's size,
 // times and block count on disk are those from before the write, so whatever reports or
 // changes them first waits here for the inode (Volume::wait_written), and fsync(2) also
 // learns here of a write that failed after its answer (the kernel's writeback error, told at
@@ -16,7 +16,8 @@
 // a file kept busy by a stream of writes never holds a stat up for longer than one write.
 //
 // Thread-safety: every call from any thread. started() and finished() pair up per write;
-// finished() runs on the I/O completion thread and never blocks.
+// finished() runs where the I/O completes (the completion thread, or the submitter with
+// inline I/O) and never blocks.
 #pragma once
 
 #include <atomic>

@@ -17,7 +17,8 @@
 // WriteSource::keep gave it until the device has the data (released just before done()).
 // Thread-safety: any thread may start requests; overlapping requests to one file are ordered
 // by range locks, disjoint ones run in parallel. done() runs on the I/O completion thread or,
-// when no device I/O was needed, on the calling thread. Because read() and write() may block
+// when no device I/O was needed or the queue is inline (IoQueue::Mode::kInline), on the
+// calling thread before read() or write() returns. Because read() and write() may block
 // (range locks, bounce pool memory, the edge reads of an unaligned write), done() must not
 // start requests of this engine itself: hand them to another thread.
 //
