@@ -17,6 +17,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
@@ -202,28 +203,26 @@ class HeldBuffer final : public RequestMemory {
   const std::shared_ptr<ReceiveBuffer>& buf_;
 };
 
+// The fixed arguments (of type Args) that follow the header of a request read into buf (n
+// bytes), if the request is long enough to hold them.
+template <typename Args>
+std::optional<Args> args_of(const char* buf, size_t n) {
+  if (n < sizeof(fuse_in_header) + sizeof(Args)) return std::nullopt;
+  Args args;
+  std::memcpy(&args, buf + sizeof(fuse_in_header), sizeof args);
+  return args;
+}
+
 // What the reader's turn looks at in a request read into buf (n bytes) whose header is in.
 TurnRequest turn_request_of(const fuse_in_header& in, const char* buf, size_t n) {
   TurnRequest req;
   req.opcode = in.opcode;
   if (in.opcode == FUSE_OPEN) {
-    fuse_open_in open;
-    if (n >= sizeof in + sizeof open) {
-      std::memcpy(&open, buf + sizeof in, sizeof open);
-      req.open_flags = open.flags;
-    }
+    if (auto open = args_of<fuse_open_in>(buf, n)) req.open_flags = open->flags;
   } else if (in.opcode == FUSE_READ) {
-    fuse_read_in read;
-    if (n >= sizeof in + sizeof read) {
-      std::memcpy(&read, buf + sizeof in, sizeof read);
-      req.io_bytes = read.size;
-    }
+    if (auto read = args_of<fuse_read_in>(buf, n)) req.io_bytes = read->size;
   } else if (in.opcode == FUSE_WRITE) {
-    fuse_write_in write;
-    if (n >= sizeof in + sizeof write) {
-      std::memcpy(&write, buf + sizeof in, sizeof write);
-      req.io_bytes = write.size;
-    }
+    if (auto write = args_of<fuse_write_in>(buf, n)) req.io_bytes = write->size;
   }
   return req;
 }
