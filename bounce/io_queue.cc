@@ -173,6 +173,18 @@ struct IoQueue::Impl {
     return true;
   }
 
+  // The segments of req not transferred yet, *count of them, the first one advanced past what
+  // was (a copy in req->rest when a segment was transferred in part). May throw std::bad_alloc.
+  static const iovec* remaining(IoRequest* req, size_t* count) {
+    const iovec* vec = req->iov.data() + req->iov_index;
+    *count = req->iov.size() - req->iov_index;
+    if (req->iov_offset == 0) return vec;
+    req->rest.assign(vec, vec + *count);
+    req->rest[0].iov_base = static_cast<uint8_t*>(req->rest[0].iov_base) + req->iov_offset;
+    req->rest[0].iov_len -= req->iov_offset;
+    return req->rest.data();
+  }
+
   // Fills sqe for what is left of req.
   void prepare(io_uring_sqe* sqe, IoRequest* req) {
     if (!req) {
@@ -192,14 +204,8 @@ struct IoQueue::Impl {
       SFS_HANDOFF_RELEASE(req);
       return;
     }
-    const iovec* vec = req->iov.data() + req->iov_index;
-    size_t count = req->iov.size() - req->iov_index;
-    if (req->iov_offset > 0) {
-      req->rest.assign(vec, vec + count);
-      req->rest[0].iov_base = static_cast<uint8_t*>(req->rest[0].iov_base) + req->iov_offset;
-      req->rest[0].iov_len -= req->iov_offset;
-      vec = req->rest.data();
-    }
+    size_t count = 0;
+    const iovec* vec = remaining(req, &count);
     // Empty segments would make a transfer of 0 look like the end of the device.
     while (count > 0 && vec->iov_len == 0) {
       ++vec;
@@ -316,14 +322,8 @@ struct IoQueue::Impl {
     const uint64_t total = iov_total(req->iov);
     const bool write = req->op == IoRequest::Op::kWrite;
     while (req->done_bytes < total) {
-      const iovec* vec = req->iov.data() + req->iov_index;
-      size_t count = req->iov.size() - req->iov_index;
-      if (req->iov_offset > 0) {
-        req->rest.assign(vec, vec + count);
-        req->rest[0].iov_base = static_cast<uint8_t*>(req->rest[0].iov_base) + req->iov_offset;
-        req->rest[0].iov_len -= req->iov_offset;
-        vec = req->rest.data();
-      }
+      size_t count = 0;
+      const iovec* vec = remaining(req, &count);
       const int n = static_cast<int>(std::min<size_t>(count, IOV_MAX));  // the rest follows as a short transfer
       const auto offset = static_cast<off_t>(req->offset + req->done_bytes);
       submitted.fetch_add(1, std::memory_order_relaxed);
