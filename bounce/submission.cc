@@ -89,8 +89,6 @@ const char* submit_policy_name(SubmitPolicy p) {
   return "auto";
 }
 
-const char* submit_mode_name(IoQueue::Mode m) { return m == IoQueue::Mode::kInline ? "inline" : "ring"; }
-
 SubmitDecision decide_submission(SubmitPolicy policy, const SubmissionInfo& device) {
   SubmitDecision d;
   switch (policy) {

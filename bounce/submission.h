@@ -37,7 +37,6 @@ enum class SubmitPolicy { kAuto, kRing, kInline };
 // "auto", "ring", "inline"; anything else is EINVAL with a one-line message.
 Result<SubmitPolicy> parse_submit_policy(std::string_view text);
 const char* submit_policy_name(SubmitPolicy p);
-const char* submit_mode_name(IoQueue::Mode m);  // "ring", "inline"
 
 struct SubmitDecision {
   IoQueue::Mode mode = IoQueue::Mode::kRing;

@@ -1194,8 +1194,6 @@ TEST_CASE("submission: policy parsing, names and decisions; a missing path is an
   }
   for (SubmitPolicy p : {SubmitPolicy::kAuto, SubmitPolicy::kRing, SubmitPolicy::kInline})
     CHECK(*parse_submit_policy(submit_policy_name(p)) == p);
-  CHECK(std::string(submit_mode_name(IoQueue::Mode::kRing)) == "ring");
-  CHECK(std::string(submit_mode_name(IoQueue::Mode::kInline)) == "inline");
 
   const SubmissionInfo in_submitter{true, "/dev/zram0 (252:0): bio-based, no device under it"};
   const SubmissionInfo completes{false, "/dev/vda (254:0): blk-mq"};
