@@ -4,7 +4,6 @@
 #include <future>
 #include <optional>
 
-#include "bounce/submit_plug.h"
 #include "iomap/iomap_iter.h"
 
 namespace stablefs {
@@ -25,7 +24,7 @@ UnitOutcome read_unit(const ScrubIo& io, uint64_t dev_addr, std::span<uint8_t> d
   unit->submit(io.queue, io.stats, [&p](IoUnit& u, Status st) {
     p.set_value({std::move(st), u.bad_blocks(), u.transient_blocks()});
   });
-  return wait_for_io(f);
+  return f.get();
 }
 
 // Scrubs one mapped piece [0, n) of dst starting at device address dev and file offset pos.
