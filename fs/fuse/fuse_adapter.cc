@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <unordered_map>
 #include <vector>
@@ -211,6 +212,37 @@ struct OpenFile {
   std::atomic<uint64_t> no_privileges_at_epoch{0};
 };
 
+// Every OpenFile alive. A handle whose RELEASE the kernel never delivers (the session ended
+// first: SIGTERM or an unmount with the release still queued) stays owned here until the
+// process exits, not lost. Thread-safe; open and release run on any worker.
+class OpenFiles {
+ public:
+  OpenFile* make() {
+    auto file = std::make_unique<OpenFile>();
+    OpenFile* p = file.get();
+    MutexLock lock(mu_);
+    live_.emplace(p, std::move(file));
+    return p;
+  }
+  void end(OpenFile* file) {
+    std::unique_ptr<OpenFile> gone;  // freed after the lock is dropped
+    MutexLock lock(mu_);
+    auto it = live_.find(file);
+    if (it == live_.end()) return;
+    gone = std::move(it->second);
+    live_.erase(it);
+  }
+
+ private:
+  Mutex mu_;
+  std::unordered_map<OpenFile*, std::unique_ptr<OpenFile>> live_ GUARDED_BY(mu_);
+};
+
+OpenFiles& open_files() {
+  static OpenFiles files;
+  return files;
+}
+
 OpenFile* open_file_of(const fuse_file_info* fi) {
   return fi ? reinterpret_cast<OpenFile*>(static_cast<uintptr_t>(fi->fh)) : nullptr;
 }
@@ -390,11 +422,11 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* n
 void set_open_flags(fuse_file_info* fi) {
   fi->direct_io = (fi->flags & O_DIRECT) ? 1 : 0;
   fi->keep_cache = 0;
-  fi->fh = reinterpret_cast<uintptr_t>(new OpenFile());
+  fi->fh = reinterpret_cast<uintptr_t>(open_files().make());
 }
 
 void end_open_file(fuse_file_info* fi) {
-  delete open_file_of(fi);
+  if (OpenFile* file = open_file_of(fi)) open_files().end(file);
   fi->fh = 0;
 }
 
