@@ -204,7 +204,7 @@ void reply_status(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok(
 Credentials creds(fuse_req_t req) { return request_credentials(req); }
 
 // What the daemon keeps per open file handle (fuse_file_info::fh): made by open and create,
-// deleted by release, which the kernel sends after the handle's last request.
+// given back by release, which the kernel sends after the handle's last request (OpenFiles).
 struct OpenFile {
   std::atomic<bool> read_seen{false};  // a read came through it (relatime is checked once)
   // The privilege epoch (Filesystem::privilege_epoch) at which a data change through this
