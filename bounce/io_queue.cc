@@ -272,7 +272,10 @@ struct IoQueue::Impl {
   void handle(IoRequest* req, int res) {
     SFS_HANDOFF_ACQUIRE(req);
     if (req->tapped) return finish(req, 0);
-    if (res == -EINTR || res == -EAGAIN) {
+    // ECANCELED: the queue never cancels a request, but io_uring completes with it what it
+    // could not finish in the thread that submitted the request because that thread exited
+    // (deferred work of an exiting task). Submitted again from this thread, it is done.
+    if (res == -EINTR || res == -EAGAIN || res == -ECANCELED) {
       if (++req->retries <= kMaxRetries) {
         resubmits.fetch_add(1, std::memory_order_relaxed);
         enqueue(req, true);

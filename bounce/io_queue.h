@@ -6,8 +6,9 @@
 // request's on_complete exactly once, from that thread, with the total bytes transferred or a
 // negative errno. Short transfers are continued (the rest resubmitted) and EINTR/EAGAIN
 // retried, so a request completes either fully (result == length) or with the device's error
-// for that request alone. Memory inside the registered arena (BouncePool::arena()) is
-// submitted as fixed buffers.
+// for that request alone. A request io_uring cancelled because the thread that submitted it
+// exited is submitted again by the completion thread, so a submitter may exit at any time.
+// Memory inside the registered arena (BouncePool::arena()) is submitted as fixed buffers.
 //
 // Inline mode (Mode::kInline): submit() makes the system call (preadv, pwritev, fdatasync)
 // on the calling thread and calls on_complete there before it returns; there is no ring and

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -536,6 +537,44 @@ TEST_CASE("io queue: destruction waits for in-flight I/O, including I/O submitte
   }
   CHECK(completed == kReqs);
   CHECK(follow_ups == kReqs);
+}
+
+// When the thread that submitted a request has exited, io_uring cannot finish the request's
+// deferred work in that thread and completes it with ECANCELED (a write the device pushed back
+// with EAGAIN, a read armed for poll). The FUSE workers end at unmount while writes already
+// answered may be in that state: each must still be done. A read from an empty pipe is the
+// case the kernel makes reliable: it waits for data after its submitter is gone.
+TEST_CASE("io queue: a request whose submitting thread exited is still done, not cancelled") {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  AlignedBuffer buf(4096);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<int64_t> result;
+  IoRequest req;
+  req.op = IoRequest::Op::kRead;
+  req.iov = {{buf.data(), 4096}};
+  req.on_complete = [&](IoRequest&, int64_t r) {
+    std::lock_guard lock(mu);
+    result = r;
+    cv.notify_all();
+  };
+  {
+    auto q = IoQueue::create(fds[0], 4);
+    REQUIRE(q.ok());
+    std::thread([&] { (*q)->submit(&req); }).join();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the submitter has gone
+    std::vector<char> data(4096, 'p');
+    REQUIRE(::write(fds[1], data.data(), data.size()) == 4096);
+    std::unique_lock lock(mu);
+    CHECK(cv.wait_for(lock, std::chrono::seconds(10), [&] { return result.has_value(); }));
+  }
+  REQUIRE(result.has_value());
+  CHECK(*result == 4096);
+  CHECK(buf.data()[0] == 'p');
+  CHECK(buf.data()[4095] == 'p');
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 TEST_CASE("io queue: callbacks may flood a tiny ring far beyond its depth (SQ full, CQ overflow)") {
