@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "bounce/mutex.h"
+#include "bounce/submit_plug.h"
 
 #if defined(__SANITIZE_THREAD__)
 // A request is handed from the submitting thread to the completion thread through the
@@ -94,10 +95,21 @@ struct IoQueue::Impl {
       ++in_flight;
     }
     staged.push_back(req);
+    // A plugged thread submits when it flushes its plug or waits (bounce/submit_plug.h).
+    if (!on_completer && !continuation && submit_plug_take(this, &Impl::flush_plugged)) return;
     // The completion thread flushes once after running a whole batch of callbacks, so
     // resubmissions and follow-up I/O from callbacks share one enter.
     if (on_completer && reaping) return;
     flush_locked();
+    submit_plug_forget(this);  // what this thread's plug held went with the others
+  }
+
+  // A submission plug's flush (bounce/submit_plug.h): submits what is staged. It may run
+  // from a CondVar wait; it throws nothing.
+  static void flush_plugged(void* self) {
+    auto* impl = static_cast<Impl*>(self);
+    MutexLock lock(impl->mu);
+    impl->flush_locked();
   }
 
   // Moves the staged requests to the ring unless another thread is doing so. The flusher
@@ -113,26 +125,19 @@ struct IoQueue::Impl {
       mu.unlock();
       size_t i = 0;
       bool stalled = false;
-      try {
-        for (; i < batch.size(); ++i) {
-          io_uring_sqe* sqe = io_uring_get_sqe(&ring);
-          if (!sqe) {  // SQ full: hand what is queued to the kernel, then retry
-            stalled = !submit_ready(on_completer);
-            if (!stalled) sqe = io_uring_get_sqe(&ring);
-            if (!sqe) {
-              stalled = true;
-              break;
-            }
+      for (; i < batch.size(); ++i) {
+        io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+        if (!sqe) {  // SQ full: hand what is queued to the kernel, then retry
+          stalled = !submit_ready(on_completer);
+          if (!stalled) sqe = io_uring_get_sqe(&ring);
+          if (!sqe) {
+            stalled = true;
+            break;
           }
-          prepare(sqe, batch[i]);
         }
-        if (!stalled) stalled = !submit_ready(on_completer);
-      } catch (...) {
-        // Out of memory in prepare: leave as the caller expects, holding mu, not flushing.
-        mu.lock();
-        flushing = false;
-        throw;
+        prepare(sqe, batch[i]);
       }
+      if (!stalled) stalled = !submit_ready(on_completer);
       mu.lock();
       if (stalled) {
         // The kernel wants completions reaped first, and this is the thread that reaps them:
@@ -173,15 +178,22 @@ struct IoQueue::Impl {
     return true;
   }
 
-  // The segments of req not transferred yet, *count of them, the first one advanced past what
-  // was (a copy in req->rest when a segment was transferred in part). May throw std::bad_alloc.
-  static const iovec* remaining(IoRequest* req, size_t* count) {
+  // Keeps a copy of req's segments not transferred yet in req->rest, the first one advanced
+  // past what was, when a segment was transferred in part (remaining() reads it). Called
+  // after each advance(), before the request goes out again. May throw std::bad_alloc.
+  static void keep_rest(IoRequest* req) {
+    if (req->iov_offset == 0) return;
     const iovec* vec = req->iov.data() + req->iov_index;
-    *count = req->iov.size() - req->iov_index;
-    if (req->iov_offset == 0) return vec;
-    req->rest.assign(vec, vec + *count);
+    req->rest.assign(vec, vec + (req->iov.size() - req->iov_index));
     req->rest[0].iov_base = static_cast<uint8_t*>(req->rest[0].iov_base) + req->iov_offset;
     req->rest[0].iov_len -= req->iov_offset;
+  }
+
+  // The segments of req not transferred yet, *count of them (keep_rest's copy when a segment
+  // was transferred in part). Allocates nothing.
+  static const iovec* remaining(const IoRequest* req, size_t* count) {
+    *count = req->iov.size() - req->iov_index;
+    if (req->iov_offset == 0) return req->iov.data() + req->iov_index;
     return req->rest.data();
   }
 
@@ -293,6 +305,11 @@ struct IoQueue::Impl {
     // Short: nothing at all means the end of the file/device was reached.
     if (res == 0) return finish(req, -EIO);
     advance(req, static_cast<uint64_t>(res));
+    try {
+      keep_rest(req);
+    } catch (const std::bad_alloc&) {
+      return finish(req, -ENOMEM);
+    }
     resubmits.fetch_add(1, std::memory_order_relaxed);
     enqueue(req, true);
   }
@@ -341,6 +358,7 @@ struct IoQueue::Impl {
       }
       if (r == 0) return -EIO;  // the end of the file/device
       advance(req, static_cast<uint64_t>(r));
+      keep_rest(req);
       if (req->done_bytes < total) resubmits.fetch_add(1, std::memory_order_relaxed);
     }
     return static_cast<int64_t>(total);

@@ -25,7 +25,8 @@
 //
 // Batching (ring mode): submitters stage requests and one of them (whichever finds nobody
 // else doing it) flushes the staged requests to the ring with one io_uring_enter, then loops
-// while others staged more during that enter; the rest return at once. At most depth
+// while others staged more during that enter; the rest return at once. A thread with a
+// submission plug open (bounce/submit_plug.h) only stages, and flushes when its plug does. At most depth
 // requests are in flight: submit() waits for a completion when that many are, except on the
 // completion thread (so an on_complete callback may submit follow-up I/O without
 // deadlocking).

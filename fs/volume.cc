@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bounce/aligned_buffer.h"
+#include "bounce/submit_plug.h"
 #include "iomap/seek.h"
 #include "iomap/space.h"
 
@@ -207,7 +208,7 @@ SourceUse Volume::write_async(uint64_t ino, uint64_t pos, WriteSource src, Direc
     done(std::move(r));
     finished->set_value();
   });
-  if (use == SourceUse::kBorrowed && *kept_nothing) waited.wait();
+  if (use == SourceUse::kBorrowed && *kept_nothing) wait_for_io(waited);  // it may be staged on this thread
   return use;
 }
 

@@ -12,6 +12,7 @@
 
 #include "bounce/aligned_buffer.h"
 #include "bounce/io_unit.h"
+#include "bounce/submit_plug.h"
 #include "iomap/iomap_iter.h"
 
 namespace stablefs {
@@ -298,7 +299,8 @@ SourceUse DirectIo::write_request(uint64_t ino, uint64_t pos, WriteSource source
         sub->io_buf = req->io_buf.subspan(static_cast<size_t>(edge - req->apos), block_size_);
         start_read(sub.release(), config_.bounce);  // a write's edge reads follow the write's policy
       }
-      Result<size_t> r = got.get_future().get();
+      std::future<Result<size_t>> edge_read = got.get_future();
+      Result<size_t> r = wait_for_io(edge_read);
       if (!r.ok()) {
         req->walk_status = r.status();
         return finish_now();
@@ -433,28 +435,28 @@ Result<size_t> DirectIo::read_sync(uint64_t ino, uint64_t pos, std::span<uint8_t
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
   read(ino, pos, dst, memory, [&p](Result<size_t> r) { p.set_value(std::move(r)); });
-  return f.get();
+  return wait_for_io(f);
 }
 
 Result<size_t> DirectIo::write_sync(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) {
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
   (void)write_request(ino, pos, {src, {}, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, true);
-  return f.get();
+  return wait_for_io(f);
 }
 
 Result<size_t> DirectIo::write_sync_locked(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) {
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
   (void)write_request(ino, pos, {src, {}, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false);
-  return f.get();
+  return wait_for_io(f);
 }
 
 Result<size_t> DirectIo::read_sync_locked(uint64_t ino, uint64_t pos, std::span<uint8_t> dst, ReadMemory memory) {
   std::promise<Result<size_t>> p;
   auto f = p.get_future();
   read_request(ino, pos, dst, memory, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false);
-  return f.get();
+  return wait_for_io(f);
 }
 
 Result<size_t> DirectIo::relocate_sync_locked(uint64_t ino, uint64_t pos, std::span<const uint8_t> src) {
@@ -464,7 +466,7 @@ Result<size_t> DirectIo::relocate_sync_locked(uint64_t ino, uint64_t pos, std::s
   auto f = p.get_future();
   (void)write_request(ino, pos, {src, {}, {}}, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, false,
                       kIomapRelocate);
-  return f.get();
+  return wait_for_io(f);
 }
 
 }  // namespace stablefs

@@ -4,6 +4,7 @@
 #include <future>
 #include <optional>
 
+#include "bounce/submit_plug.h"
 #include "iomap/iomap_iter.h"
 
 namespace stablefs {
@@ -24,7 +25,7 @@ UnitOutcome read_unit(const ScrubIo& io, uint64_t dev_addr, std::span<uint8_t> d
   unit->submit(io.queue, io.stats, [&p](IoUnit& u, Status st) {
     p.set_value({std::move(st), u.bad_blocks(), u.transient_blocks()});
   });
-  return f.get();
+  return wait_for_io(f);
 }
 
 // Scrubs one mapped piece [0, n) of dst starting at device address dev and file offset pos.

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "bounce/mutex.h"
+#include "bounce/submit_plug.h"
 #include "fs/fuse/current_request.h"
 #include "fs/fuse/fuse_uring_protocol.h"
 #include "fs/fuse/fuse_uring_transport.h"
@@ -237,6 +238,9 @@ int serve(fuse_session* se, BufferPool& pool, ReaderTurn& turn, TransportStats& 
   int rc = 0;
   bool holding = false;  // the turn
   std::chrono::microseconds spin = ReaderTurn::kSpin;  // when the next read finds nothing
+  // The device I/O of READs and WRITEs read back to back goes to the kernel together: flushed
+  // when the queue runs dry, before any other request, and before the turn is passed.
+  SubmitPlug plug;
   while (!fuse_session_exited(se)) {
     if (buf.use_count() > 1) {  // the last request's operation kept it: read into another
       buf = pool.get(exited);
@@ -255,6 +259,7 @@ int serve(fuse_session* se, BufferPool& pool, ReaderTurn& turn, TransportStats& 
       if (err == EAGAIN) {
         // Nothing queued: poll for the caller's next request for the spin, then wait for one
         // (a signal ends the wait, and the loop condition sees an exited session).
+        plug.flush();
         if (spin.count() == 0 || !poll_for_request(fd, spin)) wait_for_request(fd);
         spin = std::chrono::microseconds(0);
         continue;
@@ -276,17 +281,23 @@ int serve(fuse_session* se, BufferPool& pool, ReaderTurn& turn, TransportStats& 
     fuse_in_header in{};
     if (static_cast<size_t>(n) >= sizeof in) std::memcpy(&in, buf->data(), sizeof in);
     spin = spin_after(in.opcode, inline_io);
+    if (in.opcode != FUSE_READ && in.opcode != FUSE_WRITE) plug.flush();
     if (!serve_keeping_turn(turn_request_of(in, buf->data(), static_cast<size_t>(n)), inline_io)) {
+      plug.flush();
       turn.pass();
       holding = false;
     }
-    HeldBuffer held(buf);
-    CurrentRequestScope scope({buf->data(), static_cast<size_t>(n)}, &held);
-    fuse_buf fb{};
-    fb.size = static_cast<size_t>(n);
-    fb.mem = buf->data();
-    fuse_session_process_buf(se, &fb);
+    {
+      HeldBuffer held(buf);
+      CurrentRequestScope scope({buf->data(), static_cast<size_t>(n)}, &held);
+      fuse_buf fb{};
+      fb.size = static_cast<size_t>(n);
+      fb.mem = buf->data();
+      fuse_session_process_buf(se, &fb);
+    }
+    if (!holding) plug.flush();  // the next read waits for the turn
   }
+  plug.flush();
   if (holding) turn.pass();
   return rc;
 }
