@@ -14,6 +14,14 @@ struct PlugState {
 
 thread_local PlugState t_plug;
 
+// Forgets what the plug holds (it has gone to the kernel, or is about to).
+void clear_plug() {
+  t_plug.queue = nullptr;
+  t_plug.flush = nullptr;
+  t_plug.staged = 0;
+  t_before_wait = nullptr;
+}
+
 }  // namespace
 
 SubmitPlug::SubmitPlug() { t_plug.open = true; }
@@ -28,16 +36,13 @@ void SubmitPlug::flush() { flush_submit_plug(); }
 void flush_submit_plug() {
   void* queue = t_plug.queue;
   void (*flush)(void*) = t_plug.flush;
-  t_plug.queue = nullptr;
-  t_plug.flush = nullptr;
-  t_plug.staged = 0;
-  t_before_wait = nullptr;
+  clear_plug();
   if (queue) flush(queue);
 }
 
 bool submit_plug_take(void* queue, void (*flush)(void*)) {
   if (!t_plug.open) return false;
-  if (t_plug.queue != nullptr && t_plug.queue != queue) flush_submit_plug();
+  if (t_plug.queue != nullptr && t_plug.queue != queue) return false;
   if (t_plug.staged >= SubmitPlug::kMaxStaged) return false;
   t_plug.queue = queue;
   t_plug.flush = flush;
@@ -47,11 +52,7 @@ bool submit_plug_take(void* queue, void (*flush)(void*)) {
 }
 
 void submit_plug_forget(void* queue) {
-  if (t_plug.queue != queue) return;
-  t_plug.queue = nullptr;
-  t_plug.flush = nullptr;
-  t_plug.staged = 0;
-  t_before_wait = nullptr;
+  if (t_plug.queue == queue) clear_plug();
 }
 
 }  // namespace stablefs

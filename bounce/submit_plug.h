@@ -15,7 +15,7 @@
 // submitted by any other thread's submission to the same queue.
 //
 // Thread-local: a plug belongs to the thread that opened it and holds the requests of one
-// queue at a time (staging on another queue flushes the first). Plugs do not nest.
+// queue at a time (a request for another queue is submitted at once). Plugs do not nest.
 #pragma once
 
 #include <future>
@@ -46,10 +46,11 @@ T wait_for_io(std::future<T>& f) {
   return f.get();
 }
 
-// For IoQueue: offers the plug one request about to be staged on queue. True: the plug holds
-// it, and flush(queue) will submit it when this thread flushes or waits. False: no plug is
-// open or it is full, and the caller submits now (with what the plug held for queue; it then
-// calls submit_plug_forget). Called without the queue's lock held.
+// For IoQueue: offers the plug one request just staged on queue. True: the plug holds it, and
+// flush(queue) will submit it when this thread flushes or waits. False: no plug is open, it is
+// full, or it holds another queue's requests; the caller submits now (with what the plug held
+// for queue; it then calls submit_plug_forget). Called with the queue's lock held: it touches
+// only this thread's state.
 bool submit_plug_take(void* queue, void (*flush)(void* queue));
 
 // For IoQueue: the queue submitted what was staged on it; the plug forgets it holds any.
