@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "bounce/submit_plug.h"
 #include "fs/fuse/current_request.h"
 #include "fs/fuse/fuse_uring_protocol.h"
 
@@ -91,6 +92,14 @@ struct FuseUringTransport::Entry final : RequestMemory, std::enable_shared_from_
     iov[0] = {header, sizeof *header};
     iov[1] = {payload, kPayloadBytes};
     return true;
+  }
+
+  // The opcode of the request the kernel put in the entry (the ring thread reads it between
+  // the completion that brought the request and serving it).
+  uint32_t opcode() const {
+    fuse_in_header in;
+    std::memcpy(&in, header->in_out, sizeof in);
+    return in.opcode;
   }
 
   // RequestMemory: the payload stays unchanged (the commit waits) while the handle lives.
@@ -411,7 +420,13 @@ void FuseUringTransport::Ring::run(FuseUringTransport& t) {
       else failed(t, *e, -cqe->res);
     }
     io_uring_cq_advance(&ring_, seen);
+    // The device I/O of the batch's READs and WRITEs goes to the kernel together (as the
+    // /dev/fuse reader's): flushed before any other request and when the batch is done, before
+    // this thread waits for the next.
+    SubmitPlug plug;
     for (size_t i = 0; i < ready.size(); ++i) {
+      const uint32_t opcode = ready[i]->opcode();
+      if (opcode != FUSE_READ && opcode != FUSE_WRITE) plug.flush();
       if (t.begin_serving()) {
         serve(t, *ready[i]);
         t.end_serving();
