@@ -564,6 +564,15 @@ TEST_CASE("io queue: a request whose submitting thread exited is still done, not
   {
     auto q = IoQueue::create(fds[0], 4);
     REQUIRE(q.ok());
+    // Destroyed before q, on any way out: the write end's close ends a read still waiting
+    // (end of file), so q's destructor, which waits for it, cannot hang.
+    struct CloseWriteEnd {
+      int& fd;
+      ~CloseWriteEnd() {
+        ::close(fd);
+        fd = -1;
+      }
+    } close_write_end{fds[1]};
     std::thread([&] { (*q)->submit(&req); }).join();
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the submitter has gone
     std::vector<char> data(4096, 'p');
@@ -576,7 +585,6 @@ TEST_CASE("io queue: a request whose submitting thread exited is still done, not
   CHECK(buf.data()[0] == 'p');
   CHECK(buf.data()[4095] == 'p');
   ::close(fds[0]);
-  ::close(fds[1]);
 }
 
 // Reads of 4 KiB at i * 4 KiB that count their completions.
